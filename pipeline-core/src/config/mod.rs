@@ -1,0 +1,574 @@
+//! Configuration in the OpenTelemetry Collector's shape.
+//!
+//! Two phases. [`load`] turns YAML files into raw JSON values per component ID (after
+//! `${env:VAR}` / `${env:VAR:-default}` substitution and a deep merge of later files over
+//! earlier ones) plus the typed [`ServiceConfig`]. Then the graph builder hands each
+//! component's raw value to its factory, which parses its own `deny_unknown_fields` struct
+//! with [`crate::factory::parse_config`]. Every error names the file, the component ID and
+//! the field path.
+
+mod duration;
+mod suggest;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+pub use duration::{HumanDuration, parse_duration};
+pub use suggest::{closest, did_you_mean};
+
+use crate::component::{ComponentId, ComponentKind};
+
+/// One config file's text and the name to report it by.
+#[derive(Debug, Clone)]
+pub struct ConfigSource {
+    /// A path, or a label such as `<embedded default>`.
+    pub name: String,
+    /// The YAML text.
+    pub text: String,
+}
+
+/// One problem found in a config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file the offending part came from.
+    pub file: String,
+    /// `receivers::otlp`, `service::pipelines::traces`, or empty for the whole file.
+    pub component: String,
+    /// The field path inside the component, dot-separated; may be empty.
+    pub path: String,
+    /// What is wrong, with a suggestion where one exists.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if !self.component.is_empty() {
+            write!(f, ": {}", self.component)?;
+        }
+        if !self.path.is_empty() {
+            write!(f, ": {}", self.path)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// Every problem found, in the order found.
+#[derive(Debug, Clone, Default, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The `service` section.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServiceConfig {
+    /// Sightline's own logs and metrics.
+    pub telemetry: TelemetryConfig,
+    /// The health probe endpoint.
+    pub health: HealthConfig,
+    /// Pipelines by ID: `traces`, `metrics`, `logs` or `<signal>/<name>`.
+    pub pipelines: BTreeMap<String, PipelineConfig>,
+    /// How long shutdown may take before queued data is dropped (and counted).
+    pub shutdown_timeout: ShutdownTimeout,
+    /// Where components keep state (checkpoints, persistent queues).
+    pub data_dir: DataDir,
+}
+
+/// `service.shutdown_timeout`, default 10s.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(transparent)]
+pub struct ShutdownTimeout(pub HumanDuration);
+
+impl Default for ShutdownTimeout {
+    fn default() -> Self {
+        ShutdownTimeout(HumanDuration::from_secs(10))
+    }
+}
+
+/// `service.data_dir`, default `./data`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(transparent)]
+pub struct DataDir(pub PathBuf);
+
+impl Default for DataDir {
+    fn default() -> Self {
+        DataDir(PathBuf::from("./data"))
+    }
+}
+
+/// `service.telemetry`.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// Sightline's own logs.
+    pub logs: LogsConfig,
+    /// Sightline's own metrics.
+    pub metrics: MetricsConfig,
+}
+
+/// `service.telemetry.logs`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogsConfig {
+    /// `error`, `warn`, `info`, `debug`, `trace` or a `RUST_LOG`-style filter.
+    pub level: String,
+    /// `json` (the seed guide's structured layout) or `text`.
+    pub format: LogFormat,
+}
+
+impl Default for LogsConfig {
+    fn default() -> Self {
+        LogsConfig {
+            level: "info".into(),
+            format: LogFormat::Json,
+        }
+    }
+}
+
+/// How Sightline writes its own logs.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One JSON object per line.
+    #[default]
+    Json,
+    /// Human-readable lines.
+    Text,
+}
+
+/// `service.telemetry.metrics`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Where `/metrics` is served; `none` or empty turns it off.
+    pub endpoint: String,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            endpoint: "127.0.0.1:8888".into(),
+        }
+    }
+}
+
+/// `service.health`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthConfig {
+    /// Where `/health/live`, `/health/ready` and `/health/startup` are served; `none` or
+    /// empty turns them off.
+    pub endpoint: String,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        HealthConfig {
+            endpoint: "127.0.0.1:13133".into(),
+        }
+    }
+}
+
+/// One pipeline: receivers -> processors (in order) -> exporters.
+#[derive(Debug, Clone, Deserialize, Default, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    /// Receiver and connector IDs feeding the pipeline.
+    pub receivers: Vec<String>,
+    /// Processor IDs, applied in order.
+    pub processors: Vec<String>,
+    /// Exporter and connector IDs the pipeline fans out to.
+    pub exporters: Vec<String>,
+}
+
+/// A loaded config: raw component values by ID, and the typed service section.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    /// Raw component configs per kind, by ID.
+    pub components: BTreeMap<ComponentKind, BTreeMap<ComponentId, Value>>,
+    /// The `service` section.
+    pub service: ServiceConfig,
+    /// Which file last defined each component or pipeline (for error messages).
+    pub origins: BTreeMap<String, String>,
+    /// The file names, in load order.
+    pub files: Vec<String>,
+}
+
+impl Config {
+    /// The raw configs of one kind.
+    pub fn section(&self, kind: ComponentKind) -> impl Iterator<Item = (&ComponentId, &Value)> {
+        self.components.get(&kind).into_iter().flatten()
+    }
+
+    /// The file to blame for a component or pipeline key (`receivers::otlp`).
+    pub fn origin(&self, key: &str) -> &str {
+        self.origins
+            .get(key)
+            .or_else(|| self.files.last())
+            .map_or("<config>", String::as_str)
+    }
+}
+
+/// The config section name of a kind: `receivers`, `processors`, ...
+pub fn section_name(kind: ComponentKind) -> &'static str {
+    match kind {
+        ComponentKind::Receiver => "receivers",
+        ComponentKind::Processor => "processors",
+        ComponentKind::Exporter => "exporters",
+        ComponentKind::Connector => "connectors",
+    }
+}
+
+const SECTIONS: [(&str, ComponentKind); 4] = [
+    ("receivers", ComponentKind::Receiver),
+    ("processors", ComponentKind::Processor),
+    ("exporters", ComponentKind::Exporter),
+    ("connectors", ComponentKind::Connector),
+];
+const TOP_LEVEL: [&str; 5] = [
+    "receivers",
+    "processors",
+    "exporters",
+    "connectors",
+    "service",
+];
+
+/// Reads environment variables; a function so tests need not touch the process environment.
+pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// Parses, substitutes and merges `sources` (later over earlier) into a [`Config`].
+pub fn load(sources: &[ConfigSource], env: EnvLookup<'_>) -> Result<Config, ConfigErrors> {
+    let mut errors = Vec::new();
+    let mut merged = Map::new();
+    let mut origins = BTreeMap::new();
+    for source in sources {
+        let mut value: Value = match serde_saphyr::from_str(&source.text) {
+            Ok(Value::Null) => Value::Object(Map::new()),
+            Ok(v) => v,
+            Err(e) => {
+                errors.push(err(&source.name, "", "", format!("invalid YAML: {e}")));
+                continue;
+            }
+        };
+        let Value::Object(map) = &mut value else {
+            errors.push(err(
+                &source.name,
+                "",
+                "",
+                "the top level must be a map".into(),
+            ));
+            continue;
+        };
+        substitute_env(map, &source.name, "", env, &mut errors);
+        for (key, section) in map.iter() {
+            if !TOP_LEVEL.contains(&key.as_str()) {
+                errors.push(err(
+                    &source.name,
+                    "",
+                    key,
+                    format!(
+                        "unknown top-level key{}; expected one of {}",
+                        did_you_mean(key, TOP_LEVEL),
+                        TOP_LEVEL.join(", ")
+                    ),
+                ));
+                continue;
+            }
+            if let Value::Object(entries) = section {
+                for id in entries.keys() {
+                    origins.insert(format!("{key}::{id}"), source.name.clone());
+                }
+            }
+            if key == "service" {
+                if let Some(Value::Object(p)) = section.get("pipelines") {
+                    for id in p.keys() {
+                        origins.insert(format!("service::pipelines::{id}"), source.name.clone());
+                    }
+                }
+            }
+        }
+        deep_merge(&mut merged, std::mem::take(map));
+    }
+    let last_file = sources.last().map_or("<config>", |s| s.name.as_str());
+    let mut config = Config {
+        origins,
+        files: sources.iter().map(|s| s.name.clone()).collect(),
+        ..Config::default()
+    };
+    for (name, kind) in SECTIONS {
+        let mut parsed = BTreeMap::new();
+        match merged.remove(name) {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(entries)) => {
+                for (id, value) in entries {
+                    let key = format!("{name}::{id}");
+                    let file = config.origin(&key).to_string();
+                    match ComponentId::parse(&id) {
+                        Ok(cid) => {
+                            let value = if value.is_null() {
+                                Value::Object(Map::new())
+                            } else {
+                                value
+                            };
+                            parsed.insert(cid, value);
+                        }
+                        Err(m) => errors.push(err(&file, &key, "", m)),
+                    }
+                }
+            }
+            Some(_) => errors.push(err(
+                last_file,
+                name,
+                "",
+                "must be a map of component IDs".into(),
+            )),
+        }
+        config.components.insert(kind, parsed);
+    }
+    match merged.remove("service") {
+        None | Some(Value::Null) => {}
+        Some(service) => match serde_path_to_error::deserialize::<_, ServiceConfig>(&service) {
+            Ok(s) => config.service = s,
+            Err(e) => {
+                let path = e.path().to_string();
+                let file = service_origin(&config, &path).to_string();
+                let (path, message) = crate::factory::describe_serde_error(&path, e.inner());
+                errors.push(err(&file, "service", &path, message));
+            }
+        },
+    }
+    if errors.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigErrors(errors))
+    }
+}
+
+fn service_origin<'a>(config: &'a Config, path: &str) -> &'a str {
+    let mut parts = path.split('.');
+    if parts.next() == Some("pipelines") {
+        if let Some(id) = parts.next() {
+            return config.origin(&format!("service::pipelines::{id}"));
+        }
+    }
+    config.origin("service")
+}
+
+fn err(file: &str, component: &str, path: &str, message: String) -> ConfigError {
+    ConfigError {
+        file: file.to_string(),
+        component: component.to_string(),
+        path: path.to_string(),
+        message,
+    }
+}
+
+/// Later maps merge into earlier ones key by key; anything else replaces.
+fn deep_merge(base: &mut Map<String, Value>, overlay: Map<String, Value>) {
+    for (key, value) in overlay {
+        match (base.get_mut(&key), value) {
+            (Some(Value::Object(b)), Value::Object(o)) => deep_merge(b, o),
+            (_, v) => {
+                base.insert(key, v);
+            }
+        }
+    }
+}
+
+fn substitute_env(
+    map: &mut Map<String, Value>,
+    file: &str,
+    path: &str,
+    env: EnvLookup<'_>,
+    errors: &mut Vec<ConfigError>,
+) {
+    for (key, value) in map.iter_mut() {
+        let p = if path.is_empty() {
+            key.clone()
+        } else {
+            format!("{path}.{key}")
+        };
+        substitute_value(value, file, &p, env, errors);
+    }
+}
+
+fn substitute_value(
+    value: &mut Value,
+    file: &str,
+    path: &str,
+    env: EnvLookup<'_>,
+    errors: &mut Vec<ConfigError>,
+) {
+    match value {
+        Value::Object(m) => substitute_env(m, file, path, env, errors),
+        Value::Array(items) => {
+            for (i, v) in items.iter_mut().enumerate() {
+                substitute_value(v, file, &format!("{path}[{i}]"), env, errors);
+            }
+        }
+        Value::String(s) if s.contains('$') => match expand(s, env) {
+            Ok((expanded, whole)) => {
+                // A value that is one reference alone takes the variable's YAML type, so
+                // `${env:PORT}` can be a number.
+                *value = if whole {
+                    serde_saphyr::from_str::<Value>(&expanded)
+                        .ok()
+                        .filter(|v| !v.is_object() && !v.is_array() && !v.is_null())
+                        .unwrap_or(Value::String(expanded))
+                } else {
+                    Value::String(expanded)
+                };
+            }
+            Err(m) => errors.push(err(file, "", path, m)),
+        },
+        _ => {}
+    }
+}
+
+/// Expands `${env:VAR}`, `${env:VAR:-default}` and `$$`. Returns the text and whether the
+/// input was a single reference and nothing else.
+pub fn expand(s: &str, env: EnvLookup<'_>) -> Result<(String, bool), String> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    let mut references = 0;
+    let mut literal = false;
+    while let Some(pos) = rest.find('$') {
+        out.push_str(&rest[..pos]);
+        literal |= pos > 0;
+        let after = &rest[pos + 1..];
+        if let Some(stripped) = after.strip_prefix('$') {
+            out.push('$');
+            literal = true;
+            rest = stripped;
+        } else if let Some(body) = after.strip_prefix('{') {
+            let end = body
+                .find('}')
+                .ok_or_else(|| format!("unclosed reference in {s:?}"))?;
+            let reference = &body[..end];
+            let spec = reference.strip_prefix("env:").ok_or_else(|| {
+                format!("unsupported reference ${{{reference}}}: only ${{env:VAR}} and ${{env:VAR:-default}} are supported")
+            })?;
+            let (name, default) = match spec.split_once(":-") {
+                Some((n, d)) => (n, Some(d)),
+                None => (spec, None),
+            };
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(format!("invalid environment variable name {name:?}"));
+            }
+            match (env(name), default) {
+                (Some(v), _) => out.push_str(&v),
+                (None, Some(d)) => out.push_str(d),
+                (None, None) => {
+                    return Err(format!(
+                        "environment variable {name} is not set and has no default (write ${{env:{name}:-default}})"
+                    ));
+                }
+            }
+            references += 1;
+            rest = &body[end + 1..];
+        } else {
+            out.push('$');
+            literal = true;
+            rest = after;
+        }
+    }
+    literal |= !rest.is_empty();
+    out.push_str(rest);
+    Ok((out, references == 1 && !literal))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "PORT" => Some("4317".into()),
+            "HOST" => Some("example".into()),
+            _ => None,
+        }
+    }
+
+    fn src(name: &str, text: &str) -> ConfigSource {
+        ConfigSource {
+            name: name.into(),
+            text: text.into(),
+        }
+    }
+
+    #[test]
+    fn expands_env_references() {
+        assert_eq!(expand("${env:HOST}:1", &env).unwrap().0, "example:1");
+        assert_eq!(expand("${env:NOPE:-x}", &env).unwrap(), ("x".into(), true));
+        assert_eq!(expand("$$HOME", &env).unwrap().0, "$HOME");
+        assert!(expand("${env:NOPE}", &env).unwrap_err().contains("NOPE"));
+    }
+
+    #[test]
+    fn whole_reference_takes_yaml_type() {
+        let c = load(
+            &[src("a.yaml", "receivers: {otlp: {port: '${env:PORT}'}}")],
+            &env,
+        )
+        .unwrap();
+        let v = &c.components[&ComponentKind::Receiver];
+        assert_eq!(v.values().next().unwrap()["port"], serde_json::json!(4317));
+    }
+
+    #[test]
+    fn later_files_deep_merge() {
+        let a = src(
+            "a.yaml",
+            "exporters: {debug: {verbosity: basic}, file: {path: x}}\nservice: {shutdown_timeout: 3s}",
+        );
+        let b = src("b.yaml", "exporters: {debug: {verbosity: detailed}}");
+        let c = load(&[a, b], &env).unwrap();
+        let e = &c.components[&ComponentKind::Exporter];
+        assert_eq!(e.len(), 2);
+        assert_eq!(
+            e[&ComponentId::parse("debug").unwrap()]["verbosity"],
+            "detailed"
+        );
+        assert_eq!(c.service.shutdown_timeout.0.get().as_secs(), 3);
+        assert_eq!(c.origin("exporters::debug"), "b.yaml");
+        assert_eq!(c.origin("exporters::file"), "a.yaml");
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_with_suggestions() {
+        let e = load(
+            &[src("a.yaml", "recievers: {}\nservice: {pipelins: {}}")],
+            &env,
+        )
+        .unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("did you mean \"receivers\""), "{text}");
+        assert!(text.contains("did you mean \"pipelines\""), "{text}");
+        assert!(text.contains("a.yaml"), "{text}");
+    }
+
+    #[test]
+    fn unset_env_is_an_error() {
+        let e = load(
+            &[src("a.yaml", "exporters: {file: {path: '${env:MISSING}'}}")],
+            &env,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("MISSING"), "{e}");
+    }
+}

@@ -1,0 +1,38 @@
+//! # pipeline-core: the plugin API of Sightline
+//!
+//! Everything a component needs to take part in a pipeline lives here, and the built-in
+//! component families (`receivers`, `processors`, `connectors`, `exporters`) use nothing
+//! else: a plugin crate can do whatever a built-in can.
+//!
+//! Data flows as [`Batch`]es of OTLP protobuf types (re-exported as [`proto`], so every
+//! plugin agrees on the version) through [`Consumer`]s. Receivers push into the graph,
+//! processors transform and pass on to their `next`, exporters are the leaves. The
+//! [`graph`] module assembles components from a validated [`config`] with the factories in a
+//! [`Registry`], wraps every edge in instrumentation ([`telemetry`]) and runs the lifecycle
+//! (start downstream-first, shut down receivers-first with a deadline).
+
+pub use opentelemetry_proto as proto;
+
+pub mod component;
+pub mod config;
+pub mod consumer;
+pub mod factory;
+pub mod graph;
+pub mod health;
+pub mod model;
+pub mod queue;
+pub mod registry;
+pub mod signal;
+pub mod telemetry;
+pub mod testing;
+pub mod time;
+
+pub use component::{Component, ComponentError, ComponentId, ComponentKind, Host};
+pub use consumer::{BoxError, Capabilities, ConsumeError, Consumer, Fanout, SwitchConsumer};
+pub use factory::{
+    BuildError, ConnectorFactory, CreateContext, ExporterFactory, FieldError, ProcessorFactory,
+    ReceiverFactory, SignalConsumers, parse_config,
+};
+pub use model::{AckToken, Batch, BatchContext, Payload};
+pub use registry::{Registry, RegistryError};
+pub use signal::{PerSignal, Signal};

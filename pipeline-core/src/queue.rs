@@ -1,0 +1,219 @@
+//! Bounded queues of batches, sized in items.
+//!
+//! [`BatchQueue`] is the interface exporters drain; [`MemoryQueue`] is the in-memory
+//! implementation. A persistent implementation (with acknowledgement) plugs in behind the
+//! same trait. Full means back-pressure: `push` waits for room ([`FullPolicy::Block`]) or
+//! refuses at once with [`ConsumeError::Full`] ([`FullPolicy::Refuse`]); nothing is dropped.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use prometheus::IntGauge;
+use tokio::sync::Notify;
+
+use crate::consumer::ConsumeError;
+use crate::model::Batch;
+
+/// What `push` does when the queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FullPolicy {
+    /// Wait until there is room (back-pressure to the caller).
+    Block,
+    /// Refuse at once with [`ConsumeError::Full`].
+    Refuse,
+}
+
+/// A queue of batches that exporter workers drain.
+#[async_trait]
+pub trait BatchQueue: Send + Sync {
+    /// Adds a batch, subject to the queue's [`FullPolicy`].
+    async fn push(&self, batch: Batch) -> Result<(), ConsumeError>;
+    /// The next batch; `None` once the queue is closed and empty.
+    async fn pop(&self) -> Option<Batch>;
+    /// Refuses further pushes; pops continue until empty.
+    fn close(&self);
+    /// Items queued now.
+    fn len_items(&self) -> usize;
+    /// Removes and returns everything queued (for counting drops at a deadline).
+    fn drain_all(&self) -> Vec<Batch>;
+}
+
+struct State {
+    batches: VecDeque<(Batch, usize)>,
+    items: usize,
+    closed: bool,
+}
+
+/// An in-memory bounded queue.
+pub struct MemoryQueue {
+    state: Mutex<State>,
+    capacity: usize,
+    policy: FullPolicy,
+    not_empty: Notify,
+    not_full: Notify,
+    size_gauge: Option<IntGauge>,
+}
+
+impl MemoryQueue {
+    /// A queue holding up to `capacity` items. A batch larger than the capacity is accepted
+    /// when the queue is empty, so that no batch can wait forever.
+    pub fn new(capacity: usize, policy: FullPolicy, gauges: Option<(IntGauge, IntGauge)>) -> Self {
+        let size_gauge = gauges.map(|(size, cap)| {
+            cap.set(capacity as i64);
+            size
+        });
+        MemoryQueue {
+            state: Mutex::new(State {
+                batches: VecDeque::new(),
+                items: 0,
+                closed: false,
+            }),
+            capacity,
+            policy,
+            not_empty: Notify::new(),
+            not_full: Notify::new(),
+            size_gauge,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn update_gauge(&self, items: usize) {
+        if let Some(g) = &self.size_gauge {
+            g.set(items as i64);
+        }
+    }
+
+    /// Pushes without waiting: `Err` gives the batch back when there is no room.
+    fn try_push(&self, batch: Batch) -> Result<(), (Batch, ConsumeError)> {
+        let n = batch.item_count();
+        let mut s = self.lock();
+        if s.closed {
+            return Err((batch, ConsumeError::ShuttingDown));
+        }
+        if s.items > 0 && s.items + n > self.capacity {
+            return Err((batch, ConsumeError::Full));
+        }
+        s.items += n;
+        s.batches.push_back((batch, n));
+        let items = s.items;
+        drop(s);
+        self.update_gauge(items);
+        self.not_empty.notify_one();
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl BatchQueue for MemoryQueue {
+    async fn push(&self, mut batch: Batch) -> Result<(), ConsumeError> {
+        loop {
+            let notified = self.not_full.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            match self.try_push(batch) {
+                Ok(()) => return Ok(()),
+                Err((b, ConsumeError::Full)) if self.policy == FullPolicy::Block => {
+                    batch = b;
+                    notified.await;
+                }
+                Err((_, e)) => return Err(e),
+            }
+        }
+    }
+
+    async fn pop(&self) -> Option<Batch> {
+        loop {
+            let notified = self.not_empty.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let mut s = self.lock();
+                if let Some((batch, n)) = s.batches.pop_front() {
+                    s.items -= n;
+                    let items = s.items;
+                    let more = !s.batches.is_empty();
+                    drop(s);
+                    self.update_gauge(items);
+                    self.not_full.notify_waiters();
+                    if more {
+                        self.not_empty.notify_one();
+                    }
+                    return Some(batch);
+                }
+                if s.closed {
+                    return None;
+                }
+            }
+            notified.await;
+        }
+    }
+
+    fn close(&self) {
+        self.lock().closed = true;
+        self.not_empty.notify_waiters();
+        self.not_full.notify_waiters();
+    }
+
+    fn len_items(&self) -> usize {
+        self.lock().items
+    }
+
+    fn drain_all(&self) -> Vec<Batch> {
+        let mut s = self.lock();
+        s.items = 0;
+        let out = s.batches.drain(..).map(|(b, _)| b).collect();
+        drop(s);
+        self.update_gauge(0);
+        self.not_full.notify_waiters();
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::span_batch;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn refuses_when_full() {
+        let q = MemoryQueue::new(10, FullPolicy::Refuse, None);
+        q.push(span_batch(8)).await.unwrap();
+        assert!(matches!(
+            q.push(span_batch(5)).await,
+            Err(ConsumeError::Full)
+        ));
+        assert_eq!(q.len_items(), 8);
+    }
+
+    #[tokio::test]
+    async fn oversized_batch_fits_an_empty_queue() {
+        let q = MemoryQueue::new(10, FullPolicy::Refuse, None);
+        q.push(span_batch(50)).await.unwrap();
+        assert_eq!(q.pop().await.unwrap().item_count(), 50);
+    }
+
+    #[tokio::test]
+    async fn blocks_until_room_then_closes() {
+        let q = Arc::new(MemoryQueue::new(10, FullPolicy::Block, None));
+        q.push(span_batch(8)).await.unwrap();
+        let q2 = q.clone();
+        let pusher = tokio::spawn(async move { q2.push(span_batch(5)).await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!pusher.is_finished(), "push must wait while full");
+        assert_eq!(q.pop().await.unwrap().item_count(), 8);
+        pusher.await.unwrap().unwrap();
+        q.close();
+        assert_eq!(q.pop().await.unwrap().item_count(), 5);
+        assert!(q.pop().await.is_none());
+        assert!(matches!(
+            q.push(span_batch(1)).await,
+            Err(ConsumeError::ShuttingDown)
+        ));
+    }
+}

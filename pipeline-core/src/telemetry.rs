@@ -1,0 +1,321 @@
+//! Self-telemetry: the RED and USE of the pipeline itself, as Prometheus metrics.
+//!
+//! One [`Telemetry`] per running service holds a private registry (no global state, so many
+//! services can live in one test process). The graph hands each component a
+//! [`ComponentTelemetry`] with its labels resolved once, and wraps every edge in an
+//! [`Instrumented`] consumer, so plugins get their counts for free.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use prometheus::{
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+use crate::component::{ComponentId, ComponentKind};
+use crate::consumer::{ConsumeError, Consumer, SharedConsumer};
+use crate::model::Batch;
+use crate::signal::{PerSignal, Signal};
+
+/// Why items were dropped, as the `reason` label says it.
+pub mod reason {
+    /// The backend rejected the data as invalid (HTTP 400, gRPC INVALID_ARGUMENT).
+    pub const REJECTED: &str = "rejected";
+    /// Retries ran out (`retry_on_failure.max_elapsed_time`) or retry is disabled.
+    pub const RETRIES_EXHAUSTED: &str = "retries_exhausted";
+    /// The shutdown deadline passed with data still queued.
+    pub const SHUTDOWN_TIMEOUT: &str = "shutdown_timeout";
+    /// Data could not be encoded for the backend.
+    pub const ENCODING: &str = "encoding";
+}
+
+const COMPONENT_LABELS: [&str; 3] = ["component_kind", "component_id", "signal"];
+
+/// The metric families of one service.
+#[derive(Clone)]
+pub struct Telemetry {
+    registry: Registry,
+    received: IntCounterVec,
+    sent: IntCounterVec,
+    refused: IntCounterVec,
+    dropped: IntCounterVec,
+    rejected_requests: IntCounterVec,
+    queue_size: IntGaugeVec,
+    queue_capacity: IntGaugeVec,
+    send_duration: HistogramVec,
+    process_cpu: Gauge,
+    process_rss: Gauge,
+}
+
+fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let vec = IntCounterVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|e| unreachable_metric(name, e));
+    let _ = registry.register(Box::new(vec.clone()));
+    vec
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let vec = IntGaugeVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|e| unreachable_metric(name, e));
+    let _ = registry.register(Box::new(vec.clone()));
+    vec
+}
+
+#[cold]
+fn unreachable_metric(name: &str, e: prometheus::Error) -> ! {
+    // The names and labels are constants of this file; a test covers them.
+    panic!("invalid self-metric definition {name}: {e}")
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        Telemetry::new()
+    }
+}
+
+impl Telemetry {
+    /// A fresh set of metric families in a private registry.
+    pub fn new() -> Telemetry {
+        let registry = Registry::new();
+        let mut dropped_labels = COMPONENT_LABELS.to_vec();
+        dropped_labels.push("reason");
+        let send_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "sightline_exporter_send_duration_seconds",
+                "Time an exporter took to send one batch to its backend, by outcome.",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+            &["component_id", "signal", "outcome"],
+        )
+        .unwrap_or_else(|e| unreachable_metric("send_duration", e));
+        let _ = registry.register(Box::new(send_duration.clone()));
+        let process_cpu = Gauge::new(
+            "process_cpu_seconds_total",
+            "Total user and system CPU time spent in seconds.",
+        )
+        .unwrap_or_else(|e| unreachable_metric("process_cpu_seconds_total", e));
+        let process_rss = Gauge::new(
+            "process_resident_memory_bytes",
+            "Resident memory size in bytes.",
+        )
+        .unwrap_or_else(|e| unreachable_metric("process_resident_memory_bytes", e));
+        let _ = registry.register(Box::new(process_cpu.clone()));
+        let _ = registry.register(Box::new(process_rss.clone()));
+        Telemetry {
+            received: counter(
+                &registry,
+                "sightline_component_items_received_total",
+                "Items (spans, data points, log records) handed to a component.",
+                &COMPONENT_LABELS,
+            ),
+            sent: counter(
+                &registry,
+                "sightline_component_items_sent_total",
+                "Items a component passed on successfully (exporters: accepted by the backend).",
+                &COMPONENT_LABELS,
+            ),
+            refused: counter(
+                &registry,
+                "sightline_component_items_refused_total",
+                "Items a component refused; the caller got an error and keeps responsibility.",
+                &COMPONENT_LABELS,
+            ),
+            dropped: counter(
+                &registry,
+                "sightline_component_items_dropped_total",
+                "Items a component accepted and then lost, by reason.",
+                &dropped_labels,
+            ),
+            rejected_requests: counter(
+                &registry,
+                "sightline_receiver_requests_rejected_total",
+                "Requests a receiver rejected before decoding any item, by reason.",
+                &["component_id", "protocol", "reason"],
+            ),
+            queue_size: gauge(
+                &registry,
+                "sightline_queue_size",
+                "Items waiting in a component's queue.",
+                &["component_id"],
+            ),
+            queue_capacity: gauge(
+                &registry,
+                "sightline_queue_capacity",
+                "Capacity of a component's queue in items.",
+                &["component_id"],
+            ),
+            send_duration,
+            process_cpu,
+            process_rss,
+            registry,
+        }
+    }
+
+    /// The handle a component records through.
+    pub fn component(&self, kind: ComponentKind, id: &ComponentId) -> ComponentTelemetry {
+        let labels = |signal: Signal| [kind.as_str(), id.as_str(), signal.as_str()];
+        ComponentTelemetry {
+            inner: Arc::new(ComponentTelemetryInner {
+                kind,
+                id: id.clone(),
+                received: PerSignal::from_fn(|s| self.received.with_label_values(&labels(s))),
+                sent: PerSignal::from_fn(|s| self.sent.with_label_values(&labels(s))),
+                refused: PerSignal::from_fn(|s| self.refused.with_label_values(&labels(s))),
+                telemetry: self.clone(),
+            }),
+        }
+    }
+
+    /// Refreshes the process metrics and renders everything in the Prometheus text format.
+    pub fn render(&self) -> String {
+        if let Some(usage) = crate::time::process_usage() {
+            self.process_cpu.set(usage.cpu_seconds);
+            self.process_rss.set(usage.resident_bytes as f64);
+        }
+        let mut out = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// The registry, for components that add families of their own.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+}
+
+struct ComponentTelemetryInner {
+    kind: ComponentKind,
+    id: ComponentId,
+    received: PerSignal<IntCounter>,
+    sent: PerSignal<IntCounter>,
+    refused: PerSignal<IntCounter>,
+    telemetry: Telemetry,
+}
+
+/// One component's view of the self-metrics, labels resolved.
+#[derive(Clone)]
+pub struct ComponentTelemetry {
+    inner: Arc<ComponentTelemetryInner>,
+}
+
+impl ComponentTelemetry {
+    /// The component's ID.
+    pub fn id(&self) -> &ComponentId {
+        &self.inner.id
+    }
+
+    /// Counts items handed to the component.
+    pub fn received(&self, signal: Signal, items: usize) {
+        self.inner.received.get(signal).inc_by(items as u64);
+    }
+
+    /// Counts items passed on (exporters: accepted by the backend).
+    pub fn sent(&self, signal: Signal, items: usize) {
+        self.inner.sent.get(signal).inc_by(items as u64);
+    }
+
+    /// Counts items refused back to the caller.
+    pub fn refused(&self, signal: Signal, items: usize) {
+        self.inner.refused.get(signal).inc_by(items as u64);
+    }
+
+    /// Counts items accepted and then lost, with the reason (see [`reason`]).
+    pub fn dropped(&self, signal: Signal, items: usize, reason: &str) {
+        if items == 0 {
+            return;
+        }
+        self.inner
+            .telemetry
+            .dropped
+            .with_label_values(&[
+                self.inner.kind.as_str(),
+                self.inner.id.as_str(),
+                signal.as_str(),
+                reason,
+            ])
+            .inc_by(items as u64);
+    }
+
+    /// Counts a request rejected before any item was decoded.
+    pub fn rejected_request(&self, protocol: &str, reason: &str) {
+        self.inner
+            .telemetry
+            .rejected_requests
+            .with_label_values(&[self.inner.id.as_str(), protocol, reason])
+            .inc();
+    }
+
+    /// Records how long one send to the backend took.
+    pub fn send_duration(&self, signal: Signal, outcome: &str, elapsed: Duration) {
+        self.inner
+            .telemetry
+            .send_duration
+            .with_label_values(&[self.inner.id.as_str(), signal.as_str(), outcome])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Gauges for a queue owned by this component: (size, capacity).
+    pub fn queue_gauges(&self) -> (prometheus::IntGauge, prometheus::IntGauge) {
+        let id = [self.inner.id.as_str()];
+        (
+            self.inner.telemetry.queue_size.with_label_values(&id),
+            self.inner.telemetry.queue_capacity.with_label_values(&id),
+        )
+    }
+}
+
+/// Counts what crosses one edge of the graph: items received and refused by the component
+/// downstream, and items sent by the component upstream (when there is one).
+pub struct Instrumented {
+    upstream: Option<ComponentTelemetry>,
+    downstream: Option<ComponentTelemetry>,
+    inner: SharedConsumer,
+}
+
+impl Instrumented {
+    /// Wraps `inner`, the entry of `downstream`, called by `upstream`.
+    pub fn new(
+        upstream: Option<ComponentTelemetry>,
+        downstream: Option<ComponentTelemetry>,
+        inner: SharedConsumer,
+    ) -> Instrumented {
+        Instrumented {
+            upstream,
+            downstream,
+            inner,
+        }
+    }
+}
+
+#[async_trait]
+impl Consumer for Instrumented {
+    fn capabilities(&self) -> crate::consumer::Capabilities {
+        self.inner.capabilities()
+    }
+
+    async fn consume(&self, batch: Batch) -> Result<(), ConsumeError> {
+        let signal = batch.signal();
+        let items = batch.item_count();
+        if let Some(d) = &self.downstream {
+            d.received(signal, items);
+        }
+        let result = self.inner.consume(batch).await;
+        match &result {
+            Ok(()) => {
+                if let Some(u) = &self.upstream {
+                    u.sent(signal, items);
+                }
+            }
+            Err(_) => {
+                if let Some(d) = &self.downstream {
+                    d.refused(signal, items);
+                }
+            }
+        }
+        result
+    }
+}

@@ -1,0 +1,289 @@
+//! A test kit for component authors: consumers that collect or discard, batch builders, and
+//! the conformance check every factory runs (default config validates; builds against a nop
+//! consumer; shutdown without start; start then shutdown).
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::Value;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::component::{ComponentKind, Host};
+use crate::consumer::{ConsumeError, Consumer, SharedConsumer};
+use crate::factory::{
+    ConnectorFactory, CreateContext, ExporterFactory, ProcessorFactory, ReceiverFactory,
+};
+use crate::model::{Batch, Payload};
+use crate::proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use crate::proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+use crate::proto::tonic::resource::v1::Resource;
+use crate::proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use crate::signal::{PerSignal, Signal};
+
+/// Accepts and discards everything.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NopConsumer;
+
+#[async_trait]
+impl Consumer for NopConsumer {
+    async fn consume(&self, _batch: Batch) -> Result<(), ConsumeError> {
+        Ok(())
+    }
+}
+
+/// Keeps every batch it is given.
+#[derive(Default)]
+pub struct CollectingConsumer {
+    batches: Mutex<Vec<Batch>>,
+    notify: Notify,
+}
+
+impl CollectingConsumer {
+    /// A new, empty collector.
+    pub fn new() -> Arc<CollectingConsumer> {
+        Arc::new(CollectingConsumer::default())
+    }
+
+    /// Everything collected so far.
+    pub fn batches(&self) -> Vec<Batch> {
+        self.batches
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Items collected so far.
+    pub fn item_count(&self) -> usize {
+        self.batches
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(Batch::item_count)
+            .sum()
+    }
+
+    /// Waits until at least `items` items arrived or `timeout` passed; returns the count.
+    pub async fn wait_for_items(&self, items: usize, timeout: Duration) -> usize {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let notified = self.notify.notified();
+            let n = self.item_count();
+            if n >= items || Instant::now() >= deadline {
+                return n;
+            }
+            let _ = tokio::time::timeout_at(deadline, notified).await;
+        }
+    }
+}
+
+#[async_trait]
+impl Consumer for CollectingConsumer {
+    async fn consume(&self, batch: Batch) -> Result<(), ConsumeError> {
+        self.batches
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(batch);
+        self.notify.notify_waiters();
+        Ok(())
+    }
+}
+
+fn kv(key: &str, value: &str) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(value.into())),
+        }),
+        ..Default::default()
+    }
+}
+
+/// A traces batch of `n` spans under one resource and scope, with distinct span IDs.
+pub fn span_batch(n: usize) -> Batch {
+    let spans = (0..n)
+        .map(|i| Span {
+            trace_id: vec![1; 16],
+            span_id: (i as u64 + 1).to_be_bytes().to_vec(),
+            name: format!("span-{i}"),
+            kind: 2,
+            start_time_unix_nano: 1_700_000_000_000_000_000,
+            end_time_unix_nano: 1_700_000_000_100_000_000,
+            attributes: vec![kv("http.route", "/users/{id}")],
+            ..Default::default()
+        })
+        .collect();
+    Batch::new(Payload::Traces(vec![ResourceSpans {
+        resource: Some(Resource {
+            attributes: vec![kv("service.name", "test")],
+            ..Default::default()
+        }),
+        scope_spans: vec![ScopeSpans {
+            spans,
+            ..Default::default()
+        }],
+        schema_url: String::new(),
+    }]))
+}
+
+/// A logs batch of `n` records.
+pub fn log_batch(n: usize) -> Batch {
+    let log_records = (0..n)
+        .map(|i| LogRecord {
+            time_unix_nano: 1_700_000_000_000_000_000 + i as u64,
+            severity_number: 9,
+            severity_text: "INFO".into(),
+            body: Some(AnyValue {
+                value: Some(any_value::Value::StringValue(format!("line {i}"))),
+            }),
+            ..Default::default()
+        })
+        .collect();
+    Batch::new(Payload::Logs(vec![ResourceLogs {
+        resource: Some(Resource {
+            attributes: vec![kv("service.name", "test")],
+            ..Default::default()
+        }),
+        scope_logs: vec![ScopeLogs {
+            log_records,
+            ..Default::default()
+        }],
+        schema_url: String::new(),
+    }]))
+}
+
+fn nop() -> SharedConsumer {
+    Arc::new(NopConsumer)
+}
+
+fn deadline() -> Instant {
+    Instant::now() + Duration::from_secs(5)
+}
+
+fn host() -> Host {
+    Host::new(std::env::temp_dir())
+}
+
+/// Runs the conformance checks on a receiver factory. `run_config` is used for the
+/// instances that start (point its listeners at port 0).
+pub async fn check_receiver(factory: &dyn ReceiverFactory, run_config: &Value) {
+    let name = factory.type_name();
+    factory
+        .validate(&factory.default_config())
+        .unwrap_or_else(|e| panic!("{name}: default config: {e}"));
+    factory
+        .validate(run_config)
+        .unwrap_or_else(|e| panic!("{name}: run config: {e}"));
+    let next = || PerSignal::from_fn(|s| factory.signals().contains(&s).then(nop));
+    let ctx = || CreateContext::for_tests(ComponentKind::Receiver, name);
+    let r = factory
+        .create(ctx(), run_config, next())
+        .unwrap_or_else(|e| panic!("{name}: build: {e}"));
+    r.shutdown(deadline())
+        .await
+        .unwrap_or_else(|e| panic!("{name}: shutdown without start: {e}"));
+    let r = factory
+        .create(ctx(), run_config, next())
+        .unwrap_or_else(|e| panic!("{name}: build: {e}"));
+    r.start(&host())
+        .await
+        .unwrap_or_else(|e| panic!("{name}: start: {e}"));
+    r.shutdown(deadline())
+        .await
+        .unwrap_or_else(|e| panic!("{name}: shutdown: {e}"));
+}
+
+/// Runs the conformance checks on a processor factory, for every signal it supports.
+pub async fn check_processor(factory: &dyn ProcessorFactory) {
+    let name = factory.type_name();
+    let config = factory.default_config();
+    factory
+        .validate(&config)
+        .unwrap_or_else(|e| panic!("{name}: default config: {e}"));
+    for &signal in factory.signals() {
+        let ctx = || CreateContext::for_tests(ComponentKind::Processor, name);
+        let p = factory
+            .create(ctx(), &config, signal, nop())
+            .unwrap_or_else(|e| panic!("{name}: build: {e}"));
+        p.shutdown(deadline())
+            .await
+            .unwrap_or_else(|e| panic!("{name}: shutdown without start: {e}"));
+        let p = factory
+            .create(ctx(), &config, signal, nop())
+            .unwrap_or_else(|e| panic!("{name}: build: {e}"));
+        p.start(&host())
+            .await
+            .unwrap_or_else(|e| panic!("{name}: start: {e}"));
+        if signal == Signal::Traces {
+            p.consume(span_batch(3))
+                .await
+                .unwrap_or_else(|e| panic!("{name}: consume: {e}"));
+        }
+        p.shutdown(deadline())
+            .await
+            .unwrap_or_else(|e| panic!("{name}: shutdown: {e}"));
+    }
+}
+
+/// Runs the conformance checks on an exporter factory. `run_config` is used for the
+/// instances that start.
+pub async fn check_exporter(factory: &dyn ExporterFactory, run_config: &Value) {
+    let name = factory.type_name();
+    factory
+        .validate(&factory.default_config())
+        .unwrap_or_else(|e| panic!("{name}: default config: {e}"));
+    factory
+        .validate(run_config)
+        .unwrap_or_else(|e| panic!("{name}: run config: {e}"));
+    let ctx = || CreateContext::for_tests(ComponentKind::Exporter, name);
+    let x = factory
+        .create(ctx(), run_config)
+        .unwrap_or_else(|e| panic!("{name}: build: {e}"));
+    x.shutdown(deadline())
+        .await
+        .unwrap_or_else(|e| panic!("{name}: shutdown without start: {e}"));
+    let x = factory
+        .create(ctx(), run_config)
+        .unwrap_or_else(|e| panic!("{name}: build: {e}"));
+    x.start(&host())
+        .await
+        .unwrap_or_else(|e| panic!("{name}: start: {e}"));
+    x.shutdown(deadline())
+        .await
+        .unwrap_or_else(|e| panic!("{name}: shutdown: {e}"));
+}
+
+/// Runs the conformance checks on a connector factory.
+pub async fn check_connector(factory: &dyn ConnectorFactory) {
+    let name = factory.type_name();
+    let config = factory.default_config();
+    factory
+        .validate(&config)
+        .unwrap_or_else(|e| panic!("{name}: default config: {e}"));
+    let next = || {
+        PerSignal::from_fn(|s| {
+            factory
+                .signal_pairs()
+                .iter()
+                .any(|(_, o)| *o == s)
+                .then(nop)
+        })
+    };
+    let ctx = || CreateContext::for_tests(ComponentKind::Connector, name);
+    let c = factory
+        .create(ctx(), &config, next())
+        .unwrap_or_else(|e| panic!("{name}: build: {e}"));
+    c.shutdown(deadline())
+        .await
+        .unwrap_or_else(|e| panic!("{name}: shutdown without start: {e}"));
+    let c = factory
+        .create(ctx(), &config, next())
+        .unwrap_or_else(|e| panic!("{name}: build: {e}"));
+    c.start(&host())
+        .await
+        .unwrap_or_else(|e| panic!("{name}: start: {e}"));
+    c.shutdown(deadline())
+        .await
+        .unwrap_or_else(|e| panic!("{name}: shutdown: {e}"));
+}
