@@ -1,1 +1,13 @@
-//! connectors
+//! Sightline's built-in connectors: the exporter of one pipeline and the receiver of another.
+//!
+//! - [`forward`]: passes data unchanged from pipelines of one signal to others of the same.
+
+pub mod forward;
+
+use pipeline_core::{Registry, RegistryError};
+
+/// Registers every connector of this crate.
+pub fn register(reg: &mut Registry) -> Result<(), RegistryError> {
+    reg.add_connector(forward::Factory)?;
+    Ok(())
+}

@@ -1,1 +1,49 @@
-//! exporters
+//! # exporters: Sightline's built-in exporters
+//!
+//! Exporters are the leaves of the graph: every pipeline that names one hands it the
+//! [`Batch`](pipeline_core::Batch)es that made it through the processors, and the exporter
+//! delivers them somewhere outside the process.
+//!
+//! | type       | where the data goes                                  | module       |
+//! |------------|------------------------------------------------------|--------------|
+//! | `otlp`     | an OTLP/gRPC backend                                 | [`otlp`]     |
+//! | `otlphttp` | an OTLP/HTTP backend (protobuf or JSON)              | [`otlphttp`] |
+//! | `debug`    | stderr, one line per batch or the batch as OTLP/JSON | [`debug`]    |
+//! | `file`     | a file, one OTLP/JSON export request per line        | [`file`]     |
+//!
+//! The network exporters share [`helper`]: the `timeout`, `retry_on_failure` and
+//! `sending_queue` settings of the OpenTelemetry Collector's exporter helper, the queue
+//! workers, the retry loop, health reporting and the OTLP encoding. A plugin crate can build
+//! its own exporter on [`helper::QueuedExporter`] by implementing [`helper::Sender`].
+
+pub mod debug;
+pub mod file;
+pub mod helper;
+pub mod otlp;
+pub mod otlphttp;
+
+use pipeline_core::{Registry, RegistryError};
+
+/// Registers every built-in exporter: `otlp`, `otlphttp`, `debug` and `file`.
+pub fn register(reg: &mut Registry) -> Result<(), RegistryError> {
+    reg.add_exporter(otlp::Factory)?;
+    reg.add_exporter(otlphttp::Factory)?;
+    reg.add_exporter(debug::Factory)?;
+    reg.add_exporter(file::Factory)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registers_all_four() {
+        let mut reg = Registry::new();
+        register(&mut reg).unwrap();
+        for name in ["otlp", "otlphttp", "debug", "file"] {
+            assert!(reg.exporter(name).is_some(), "{name} missing");
+        }
+        assert!(register(&mut reg).is_err(), "registering twice must fail");
+    }
+}

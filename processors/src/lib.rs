@@ -1,1 +1,13 @@
-//! processors
+//! Sightline's built-in processors: what happens to data between receivers and exporters.
+//!
+//! - [`batch`]: groups small requests into larger batches by size or time.
+
+pub mod batch;
+
+use pipeline_core::{Registry, RegistryError};
+
+/// Registers every processor of this crate.
+pub fn register(reg: &mut Registry) -> Result<(), RegistryError> {
+    reg.add_processor(batch::Factory)?;
+    Ok(())
+}

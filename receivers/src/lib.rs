@@ -1,1 +1,13 @@
-//! receivers
+//! Sightline's built-in receivers: where data enters the graph.
+//!
+//! - [`otlp`]: OTLP over gRPC (4317) and HTTP (4318), protobuf and JSON, all three signals.
+
+pub mod otlp;
+
+use pipeline_core::{Registry, RegistryError};
+
+/// Registers every receiver of this crate.
+pub fn register(reg: &mut Registry) -> Result<(), RegistryError> {
+    reg.add_receiver(otlp::Factory)?;
+    Ok(())
+}

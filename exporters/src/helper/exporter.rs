@@ -1,0 +1,434 @@
+//! [`QueuedExporter`]: queue, workers, timeout, retries, counting and health around a
+//! [`Sender`].
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pipeline_core::config::HumanDuration;
+use pipeline_core::queue::{BatchQueue, FullPolicy, MemoryQueue};
+use pipeline_core::telemetry::{ComponentTelemetry, reason};
+use pipeline_core::{
+    Batch, Component, ComponentError, ConsumeError, Consumer, CreateContext, Host, Signal,
+};
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::config::{ExporterSettings, RetryConfig};
+use super::health::HealthTracker;
+use super::retry::Backoff;
+use super::sender::{Delivered, SendError, Sender};
+
+/// An exporter built from a [`Sender`]: implements [`Consumer`] and [`Component`] the way
+/// the OpenTelemetry Collector's exporter helper does.
+///
+/// * `consume` puts the batch in the `sending_queue` (waiting for room or refusing with
+///   [`ConsumeError::Full`] per `block_on_overflow`); `num_consumers` workers, spawned by
+///   `start`, take batches out and send them. With the queue disabled, `consume` sends in
+///   the caller's task and returns the outcome.
+/// * Each attempt is bounded by `timeout`. Retryable failures are retried per
+///   `retry_on_failure`; permanent ones are not.
+/// * Counting: items the backend accepted are `sent`; items lost after `consume` returned
+///   `Ok` are `dropped` with reason `rejected` (permanent error or partial success),
+///   `retries_exhausted` or `shutdown_timeout`. Every attempt records its duration and
+///   outcome. Dropped batches fail their acknowledgement tokens.
+/// * Health: `RecoverableError` while the backend fails retryably, `PermanentError` when it
+///   refuses us for good ([`SendError::Permanent`] with `health_permanent`), `Ok` again after
+///   any success.
+/// * `shutdown(deadline)` refuses new data, lets the workers drain the queue until the
+///   deadline, then aborts what is in flight (sends and backoff sleeps) and counts every item
+///   still held as dropped with reason `shutdown_timeout`.
+pub struct QueuedExporter<S: Sender> {
+    inner: Arc<Inner<S>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lifecycle {
+    Created,
+    Starting,
+    Started,
+    Stopped,
+}
+
+struct Inner<S> {
+    sender: S,
+    id: String,
+    timeout: Duration,
+    retry: RetryConfig,
+    num_consumers: usize,
+    telemetry: ComponentTelemetry,
+    health: HealthTracker,
+    queue: Option<Arc<dyn BatchQueue>>,
+    lifecycle: Mutex<Lifecycle>,
+    workers: Mutex<JoinSet<()>>,
+    closing: AtomicBool,
+    abort: CancellationToken,
+    in_flight: InFlight,
+}
+
+/// What became of one batch.
+enum Outcome {
+    Sent,
+    Rejected(String),
+    Exhausted {
+        reason: String,
+        retry_after: Option<Duration>,
+    },
+    Aborted,
+}
+
+impl<S: Sender> QueuedExporter<S> {
+    /// Wraps `sender` with the behaviour `settings` asks for, counting and reporting
+    /// through `ctx`. Nothing runs until `start`.
+    pub fn new(ctx: &CreateContext, settings: ExporterSettings, sender: S) -> QueuedExporter<S> {
+        let queue_cfg = &settings.sending_queue;
+        let queue = queue_cfg.enabled.then(|| {
+            let policy = if queue_cfg.block_on_overflow {
+                FullPolicy::Block
+            } else {
+                FullPolicy::Refuse
+            };
+            Arc::new(MemoryQueue::new(
+                queue_cfg.queue_size,
+                policy,
+                Some(ctx.telemetry.queue_gauges()),
+            )) as Arc<dyn BatchQueue>
+        });
+        QueuedExporter {
+            inner: Arc::new(Inner {
+                sender,
+                id: ctx.id.to_string(),
+                timeout: settings.timeout.get(),
+                retry: settings.retry_on_failure,
+                num_consumers: queue_cfg.num_consumers.max(1),
+                telemetry: ctx.telemetry.clone(),
+                health: HealthTracker::new(ctx.health.clone()),
+                queue,
+                lifecycle: Mutex::new(Lifecycle::Created),
+                workers: Mutex::new(JoinSet::new()),
+                closing: AtomicBool::new(false),
+                abort: CancellationToken::new(),
+                in_flight: InFlight::default(),
+            }),
+        }
+    }
+
+    /// The sender inside.
+    pub fn sender(&self) -> &S {
+        &self.inner.sender
+    }
+
+    /// Items waiting in the queue now (0 without a queue).
+    pub fn queued_items(&self) -> usize {
+        self.inner.queue.as_ref().map_or(0, |q| q.len_items())
+    }
+}
+
+#[async_trait]
+impl<S: Sender> Consumer for QueuedExporter<S> {
+    async fn consume(&self, batch: Batch) -> Result<(), ConsumeError> {
+        let inner = &self.inner;
+        // Enter before checking `closing`, so shutdown either sees us or we see it.
+        let _guard = inner.in_flight.enter();
+        if inner.closing.load(Ordering::SeqCst) {
+            return Err(ConsumeError::ShuttingDown);
+        }
+        if batch.item_count() == 0 {
+            return Ok(());
+        }
+        match &inner.queue {
+            Some(queue) => queue.push(batch).await,
+            None => inner.export_now(batch).await,
+        }
+    }
+}
+
+#[async_trait]
+impl<S: Sender> Component for QueuedExporter<S> {
+    async fn start(&self, _host: &Host) -> Result<(), ComponentError> {
+        let inner = &self.inner;
+        {
+            let mut state = inner.lock_lifecycle();
+            if *state != Lifecycle::Created {
+                return Ok(());
+            }
+            *state = Lifecycle::Starting;
+        }
+        if let Err(e) = inner.sender.start().await {
+            let mut state = inner.lock_lifecycle();
+            if *state == Lifecycle::Starting {
+                *state = Lifecycle::Created;
+            }
+            return Err(e);
+        }
+        let mut state = inner.lock_lifecycle();
+        if *state != Lifecycle::Starting {
+            // Shut down while the sender was starting.
+            return Ok(());
+        }
+        if let Some(queue) = &inner.queue {
+            let mut workers = inner.workers.lock().unwrap_or_else(|p| p.into_inner());
+            for _ in 0..inner.num_consumers {
+                workers.spawn(run_worker(Arc::clone(inner), Arc::clone(queue)));
+            }
+        }
+        *state = Lifecycle::Started;
+        inner.health.ok();
+        Ok(())
+    }
+
+    async fn shutdown(&self, deadline: Instant) -> Result<(), ComponentError> {
+        let inner = &self.inner;
+        inner.closing.store(true, Ordering::SeqCst);
+        *inner.lock_lifecycle() = Lifecycle::Stopped;
+        if let Some(queue) = &inner.queue {
+            queue.close();
+        }
+        let mut workers = std::mem::take(&mut *inner.workers.lock().unwrap_or_else(|p| p.into_inner()));
+        let drained = tokio::time::timeout_at(deadline, async {
+            while workers.join_next().await.is_some() {}
+        })
+        .await
+        .is_ok()
+            && inner.in_flight.wait_idle(deadline).await;
+        // From here on every send, retry and backoff sleep ends at once; the workers count
+        // what they held, callers without a queue get ShuttingDown back.
+        inner.abort.cancel();
+        if !drained {
+            while workers.join_next().await.is_some() {}
+        }
+        if let Some(queue) = &inner.queue {
+            let left = queue.drain_all();
+            let items: usize = left.iter().map(Batch::item_count).sum();
+            if items > 0 {
+                tracing::warn!(
+                    exporter = %inner.id,
+                    items,
+                    "shutdown deadline passed with data still queued; dropping it"
+                );
+            }
+            for batch in &left {
+                inner.drop_batch(batch, reason::SHUTDOWN_TIMEOUT);
+            }
+        }
+        inner.sender.shutdown().await;
+        inner.health.stopped();
+        Ok(())
+    }
+}
+
+async fn run_worker<S: Sender>(inner: Arc<Inner<S>>, queue: Arc<dyn BatchQueue>) {
+    loop {
+        let next = tokio::select! {
+            biased;
+            () = inner.abort.cancelled() => None,
+            batch = queue.pop() => batch,
+        };
+        let Some(batch) = next else { return };
+        inner.export_queued(batch).await;
+    }
+}
+
+impl<S: Sender> Inner<S> {
+    fn lock_lifecycle(&self) -> std::sync::MutexGuard<'_, Lifecycle> {
+        self.lifecycle.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sends a batch taken from the queue; whatever is not delivered is counted here.
+    async fn export_queued(&self, batch: Batch) {
+        let signal = batch.signal();
+        let items = batch.item_count();
+        match self.deliver(&batch).await {
+            Outcome::Sent => {}
+            Outcome::Rejected(why) => {
+                tracing::error!(
+                    exporter = %self.id, %signal, items, reason = %why,
+                    "backend rejected the data permanently; dropping it"
+                );
+                self.drop_batch(&batch, reason::REJECTED);
+            }
+            Outcome::Exhausted { reason: why, .. } => {
+                tracing::error!(
+                    exporter = %self.id, %signal, items, reason = %why,
+                    "no more retries; dropping the data"
+                );
+                self.drop_batch(&batch, reason::RETRIES_EXHAUSTED);
+            }
+            Outcome::Aborted => {
+                tracing::warn!(
+                    exporter = %self.id, %signal, items,
+                    "shutdown deadline passed while sending; dropping the data"
+                );
+                self.drop_batch(&batch, reason::SHUTDOWN_TIMEOUT);
+            }
+        }
+    }
+
+    /// Sends in the caller's task (no queue); the caller keeps responsibility on error.
+    async fn export_now(&self, batch: Batch) -> Result<(), ConsumeError> {
+        match self.deliver(&batch).await {
+            Outcome::Sent => Ok(()),
+            Outcome::Rejected(why) => Err(ConsumeError::permanent(why)),
+            Outcome::Exhausted {
+                reason: why,
+                retry_after,
+            } => Err(ConsumeError::Retryable {
+                error: why.into(),
+                retry_after,
+            }),
+            Outcome::Aborted => Err(ConsumeError::ShuttingDown),
+        }
+    }
+
+    fn drop_batch(&self, batch: &Batch, why: &str) {
+        self.telemetry
+            .dropped(batch.signal(), batch.item_count(), why);
+        for ack in &batch.ctx.acks {
+            ack.fail();
+        }
+    }
+
+    /// Attempts until success, a permanent error, the end of retries or abort.
+    async fn deliver(&self, batch: &Batch) -> Outcome {
+        let signal = batch.signal();
+        let first = Instant::now();
+        // Made on the first failure only: the success path needs no randomness.
+        let mut backoff: Option<Backoff> = None;
+        loop {
+            let started = Instant::now();
+            let result = tokio::select! {
+                biased;
+                () = self.abort.cancelled() => return Outcome::Aborted,
+                r = self.attempt(batch) => r,
+            };
+            let outcome = if result.is_ok() { "success" } else { "failure" };
+            self.telemetry
+                .send_duration(signal, outcome, started.elapsed());
+            let (why, retry_after) = match result {
+                Ok(delivered) => {
+                    self.health.ok();
+                    self.count_delivered(signal, batch.item_count(), delivered);
+                    return Outcome::Sent;
+                }
+                Err(SendError::Permanent {
+                    reason: why,
+                    health_permanent,
+                }) => {
+                    if health_permanent {
+                        self.health.permanent(&why);
+                    }
+                    return Outcome::Rejected(why);
+                }
+                Err(SendError::Retryable {
+                    reason: why,
+                    retry_after,
+                }) => (why, retry_after),
+            };
+            self.health.recoverable(&why);
+            if !self.retry.enabled {
+                return Outcome::Exhausted {
+                    reason: why,
+                    retry_after,
+                };
+            }
+            let backoff = backoff.get_or_insert_with(|| Backoff::new(&self.retry));
+            let Some(delay) = backoff.next_delay(first.elapsed(), retry_after) else {
+                return Outcome::Exhausted {
+                    reason: format!(
+                        "{why} (still failing after {})",
+                        HumanDuration(round_ms(first.elapsed()))
+                    ),
+                    retry_after,
+                };
+            };
+            tracing::warn!(
+                exporter = %self.id, %signal, items = batch.item_count(), reason = %why,
+                "sending failed; will retry in {}", HumanDuration(round_ms(delay))
+            );
+            tokio::select! {
+                biased;
+                () = self.abort.cancelled() => return Outcome::Aborted,
+                () = tokio::time::sleep(delay) => {}
+            }
+        }
+    }
+
+    async fn attempt(&self, batch: &Batch) -> Result<Delivered, SendError> {
+        if self.timeout.is_zero() {
+            return self.sender.send(batch).await;
+        }
+        match tokio::time::timeout(self.timeout, self.sender.send(batch)).await {
+            Ok(result) => result,
+            Err(_) => Err(SendError::retryable(format!(
+                "no answer within the timeout of {}",
+                HumanDuration(self.timeout)
+            ))),
+        }
+    }
+
+    fn count_delivered(&self, signal: Signal, items: usize, delivered: Delivered) {
+        let rejected = usize::try_from(delivered.rejected_items)
+            .unwrap_or(usize::MAX)
+            .min(items);
+        if rejected > 0 {
+            tracing::warn!(
+                exporter = %self.id, %signal, rejected, message = %delivered.message,
+                "backend accepted the request but rejected some items (partial success)"
+            );
+            self.telemetry.dropped(signal, rejected, reason::REJECTED);
+        } else if !delivered.message.is_empty() {
+            tracing::warn!(
+                exporter = %self.id, %signal, message = %delivered.message,
+                "backend accepted the request with a warning"
+            );
+        }
+        self.telemetry.sent(signal, items - rejected);
+    }
+}
+
+fn round_ms(d: Duration) -> Duration {
+    Duration::from_millis(d.as_millis().try_into().unwrap_or(u64::MAX))
+}
+
+/// Counts `consume` calls in progress, so shutdown can wait for callers sending without a
+/// queue.
+#[derive(Default)]
+struct InFlight {
+    count: AtomicUsize,
+    idle: Notify,
+}
+
+struct InFlightGuard<'a>(&'a InFlight);
+
+impl InFlight {
+    fn enter(&self) -> InFlightGuard<'_> {
+        self.count.fetch_add(1, Ordering::SeqCst);
+        InFlightGuard(self)
+    }
+
+    /// Waits until no call is in progress; false if `deadline` came first.
+    async fn wait_idle(&self, deadline: Instant) -> bool {
+        loop {
+            let notified = self.idle.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.count.load(Ordering::SeqCst) == 0 {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.count.load(Ordering::SeqCst) == 0;
+            }
+        }
+    }
+}
+
+impl Drop for InFlightGuard<'_> {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}

@@ -1,0 +1,39 @@
+//! What every network exporter shares: the OpenTelemetry Collector's exporter helper.
+//!
+//! Data comes in through [`QueuedExporter`]'s [`Consumer`](pipeline_core::Consumer)
+//! implementation, waits in a bounded [`MemoryQueue`](pipeline_core::queue::MemoryQueue)
+//! (`sending_queue`), and is taken out by `num_consumers` workers that hand each batch to a
+//! [`Sender`] (the protocol part: gRPC, HTTP, ...) with a `timeout`, retrying passing failures
+//! with exponential backoff (`retry_on_failure`). Every item accepted ends up either counted
+//! as sent or counted as dropped with a reason; health follows the backend.
+//!
+//! The rest is shared vocabulary for the OTLP exporters: header, compression and TLS config
+//! ([`Headers`], [`Compression`], [`TlsConfig`]), OTLP request encoding and partial-success
+//! decoding per signal ([`codec`]), and the `google.rpc.Status` / `RetryInfo` messages
+//! ([`rpc`]).
+
+pub mod codec;
+mod config;
+mod exporter;
+mod health;
+mod retry;
+pub mod rpc;
+mod sender;
+#[cfg(test)]
+pub(crate) mod testutil;
+#[cfg(test)]
+mod tests;
+mod tls;
+
+pub use config::{
+    Compression, ExporterSettings, Headers, QueueConfig, RetryConfig, default_timeout,
+    parse_endpoint,
+};
+pub use exporter::QueuedExporter;
+pub use retry::{Backoff, RETRY_AFTER_CAP};
+pub use sender::{Delivered, SendError, Sender, describe_error};
+pub use tls::{TlsConfig, TlsError};
+
+/// Drop reason for items an exporter accepted but could not write (a local file or stream
+/// failed). The standard reasons are in [`pipeline_core::telemetry::reason`].
+pub const WRITE_FAILED: &str = "write_failed";

@@ -1,0 +1,135 @@
+//! Test helpers shared by the exporters' tests.
+
+use std::future::Future;
+use std::time::Duration;
+
+use pipeline_core::config::HumanDuration;
+use pipeline_core::health::HealthRegistry;
+use pipeline_core::telemetry::Telemetry;
+use pipeline_core::{ComponentId, ComponentKind, CreateContext};
+use tokio::time::Instant;
+
+use super::config::{ExporterSettings, QueueConfig, RetryConfig};
+
+/// A context whose telemetry and health the test can read.
+pub(crate) struct TestCtx {
+    pub(crate) ctx: CreateContext,
+    pub(crate) telemetry: Telemetry,
+    pub(crate) health: HealthRegistry,
+}
+
+impl TestCtx {
+    pub(crate) fn new(id: &str) -> TestCtx {
+        let telemetry = Telemetry::new();
+        let health = HealthRegistry::default();
+        let mut ctx = CreateContext::for_tests(ComponentKind::Exporter, id);
+        let cid = ComponentId::parse(id).unwrap();
+        ctx.telemetry = telemetry.component(ComponentKind::Exporter, &cid);
+        ctx.health = health.reporter(&cid);
+        TestCtx {
+            ctx,
+            telemetry,
+            health,
+        }
+    }
+
+    /// The value of a metric series whose labels include all of `labels`; 0 if absent.
+    pub(crate) fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let text = self.telemetry.render();
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter(|l| {
+                l.split(['{', ' '])
+                    .next()
+                    .is_some_and(|metric_name| metric_name == name)
+            })
+            .filter(|l| {
+                labels
+                    .iter()
+                    .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    pub(crate) fn sent(&self, signal: &str) -> f64 {
+        self.metric(
+            "sightline_component_items_sent_total",
+            &[("signal", signal)],
+        )
+    }
+
+    pub(crate) fn dropped(&self, signal: &str, reason: &str) -> f64 {
+        self.metric(
+            "sightline_component_items_dropped_total",
+            &[("signal", signal), ("reason", reason)],
+        )
+    }
+
+    pub(crate) fn send_attempts(&self, outcome: &str) -> f64 {
+        self.metric(
+            "sightline_exporter_send_duration_seconds_count",
+            &[("outcome", outcome)],
+        )
+    }
+
+    /// The health line of the component.
+    pub(crate) fn health(&self) -> String {
+        self.health
+            .readiness()
+            .checks
+            .values()
+            .next()
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+/// Retries that fit in a test: 20ms, 30ms, ... up to 100ms, for at most `max_elapsed`.
+pub(crate) fn fast_retry(max_elapsed: Duration) -> RetryConfig {
+    RetryConfig {
+        enabled: true,
+        initial_interval: HumanDuration::from_millis(20),
+        randomization_factor: 0.0,
+        multiplier: 1.5,
+        max_interval: HumanDuration::from_millis(100),
+        max_elapsed_time: HumanDuration(max_elapsed),
+    }
+}
+
+/// Settings with fast retries and a small queue.
+pub(crate) fn fast_settings() -> ExporterSettings {
+    ExporterSettings {
+        timeout: HumanDuration::from_secs(5),
+        retry_on_failure: fast_retry(Duration::from_secs(10)),
+        sending_queue: QueueConfig {
+            enabled: true,
+            num_consumers: 2,
+            queue_size: 100,
+            block_on_overflow: true,
+        },
+    }
+}
+
+/// Polls `cond` until it holds or `timeout` passes; returns whether it held.
+pub(crate) async fn eventually<F, Fut>(timeout: Duration, mut cond: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond().await {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// A deadline `secs` from now.
+pub(crate) fn in_secs(secs: f64) -> Instant {
+    Instant::now() + Duration::from_secs_f64(secs)
+}

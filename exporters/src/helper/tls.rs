@@ -1,0 +1,148 @@
+//! `tls`: which certificate authorities an exporter trusts for `https://` endpoints.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use hyper_rustls::ConfigBuilderExt;
+use pipeline_core::FieldError;
+use rustls::{ClientConfig, RootCertStore};
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+use serde::{Deserialize, Serialize};
+
+/// `tls`: trust settings for `https://` endpoints (ignored for `http://`).
+///
+/// Without `ca_file` the Mozilla root set (webpki-roots) is trusted; with it, only the
+/// authorities in that file, as the OpenTelemetry Collector does.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// A PEM file of CA certificates to trust instead of the public roots.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// Why the TLS settings could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TlsError {
+    /// The CA file could not be read.
+    #[error("cannot read tls.ca_file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The CA file holds no usable certificate.
+    #[error("tls.ca_file {path} holds no PEM certificate{detail}")]
+    NoCertificate {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said, if anything.
+        detail: String,
+    },
+    /// rustls refused the configuration.
+    #[error("TLS setup: {0}")]
+    Rustls(#[from] rustls::Error),
+}
+
+impl TlsConfig {
+    /// Checks the values; `path` is where this section sits in the component's config.
+    pub fn validate(&self, path: &str) -> Result<(), FieldError> {
+        if self
+            .ca_file
+            .as_ref()
+            .is_some_and(|p| p.as_os_str().is_empty())
+        {
+            return Err(FieldError::new(
+                format!("{path}.ca_file"),
+                "must not be empty; leave it out to trust the public roots",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Reads `ca_file` (if set), checking it holds at least one certificate; returns the
+    /// PEM text and the certificates.
+    pub fn read_ca(&self) -> Result<Option<(Vec<u8>, Vec<CertificateDer<'static>>)>, TlsError> {
+        let Some(path) = &self.ca_file else {
+            return Ok(None);
+        };
+        let pem = std::fs::read(path).map_err(|source| TlsError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let certs: Result<Vec<_>, _> = CertificateDer::pem_slice_iter(&pem).collect();
+        match certs {
+            Ok(certs) if !certs.is_empty() => Ok(Some((pem, certs))),
+            Ok(_) => Err(TlsError::NoCertificate {
+                path: path.clone(),
+                detail: String::new(),
+            }),
+            Err(e) => Err(TlsError::NoCertificate {
+                path: path.clone(),
+                detail: format!(": {e}"),
+            }),
+        }
+    }
+
+    /// A rustls client configuration with the ring provider (nothing installed globally)
+    /// trusting `ca_file` or the public roots; ALPN left empty for the caller to set.
+    pub fn rustls_client_config(&self) -> Result<ClientConfig, TlsError> {
+        let builder =
+            ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()?;
+        let config = match self.read_ca()? {
+            Some((_, certs)) => {
+                let mut roots = RootCertStore::empty();
+                let (_, ignored) = roots.add_parsable_certificates(certs);
+                if roots.is_empty() {
+                    return Err(TlsError::NoCertificate {
+                        path: self.ca_file.clone().unwrap_or_default(),
+                        detail: format!(": {ignored} certificate(s) could not be parsed"),
+                    });
+                }
+                builder.with_root_certificates(roots).with_no_client_auth()
+            }
+            None => builder.with_webpki_roots().with_no_client_auth(),
+        };
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_or_empty_ca_file_is_a_clear_error() {
+        let none = TlsConfig::default();
+        assert!(none.read_ca().unwrap().is_none());
+        none.rustls_client_config().unwrap();
+
+        let missing = TlsConfig {
+            ca_file: Some("/nonexistent/ca.pem".into()),
+        };
+        let e = missing.rustls_client_config().unwrap_err().to_string();
+        assert!(e.contains("/nonexistent/ca.pem"), "{e}");
+
+        let dir = std::env::temp_dir().join(format!("sightline-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("empty.pem");
+        std::fs::write(&file, "not a certificate\n").unwrap();
+        let empty = TlsConfig {
+            ca_file: Some(file),
+        };
+        let e = empty.read_ca().unwrap_err().to_string();
+        assert!(e.contains("no PEM certificate"), "{e}");
+        let _ = std::fs::remove_dir_all(dir);
+
+        assert!(
+            TlsConfig {
+                ca_file: Some(PathBuf::new())
+            }
+            .validate("tls")
+            .is_err()
+        );
+    }
+}

@@ -1,0 +1,218 @@
+//! OTLP/HTTP: `POST /v1/traces`, `/v1/metrics`, `/v1/logs` with `application/x-protobuf` or
+//! `application/json` (OTLP/JSON), optionally `Content-Encoding: gzip`.
+//!
+//! The body is read up to the configured limit, decompressed up to the same limit (a gzip
+//! bomb stops there), decoded, and handed to [`Ingest`]. Answers follow the OTLP/HTTP spec:
+//! 200 with the export response (partial success included), 400 with a `google.rpc.Status`
+//! for malformed data, 413 for oversized bodies, 415 for unsupported types or encodings,
+//! 503 with `Retry-After` when the pipeline is full, 405 for other methods.
+
+use std::io::Read;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use pipeline_core::proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use pipeline_core::proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use pipeline_core::proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use prost::Message;
+
+use super::ingest::{CONSUME_TIMEOUT, Ingest, IngestError};
+use super::request::OtlpRequest;
+
+const PROTOBUF: &str = "application/x-protobuf";
+const JSON: &str = "application/json";
+
+struct HttpState {
+    ingest: Arc<Ingest>,
+    max_body: usize,
+}
+
+/// The OTLP/HTTP routes.
+pub(crate) fn router(ingest: Arc<Ingest>, max_body: usize) -> Router {
+    let state = Arc::new(HttpState { ingest, max_body });
+    Router::new()
+        .route("/v1/traces", post(export::<ExportTraceServiceRequest>))
+        .route("/v1/metrics", post(export::<ExportMetricsServiceRequest>))
+        .route("/v1/logs", post(export::<ExportLogsServiceRequest>))
+        .with_state(state)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    Protobuf,
+    Json,
+}
+
+impl Encoding {
+    fn content_type(self) -> &'static str {
+        match self {
+            Encoding::Protobuf => PROTOBUF,
+            Encoding::Json => JSON,
+        }
+    }
+}
+
+/// An error answer, in the request's encoding when it is known.
+struct Failure {
+    status: StatusCode,
+    message: String,
+    retry_after: Option<std::time::Duration>,
+}
+
+impl Failure {
+    fn new(status: StatusCode, message: impl Into<String>) -> Failure {
+        Failure { status, message: message.into(), retry_after: None }
+    }
+
+    fn into_response(self, encoding: Encoding) -> Response {
+        let grpc_code = match self.status {
+            StatusCode::SERVICE_UNAVAILABLE => 14,
+            StatusCode::PAYLOAD_TOO_LARGE => 8,
+            StatusCode::NOT_FOUND => 12,
+            _ => 3,
+        };
+        let status = pipeline_core::rpc::Status::new(grpc_code, self.message.clone(), None);
+        let body = match encoding {
+            Encoding::Protobuf => status.encode_to_vec(),
+            Encoding::Json => serde_json::json!({ "code": grpc_code, "message": self.message }).to_string().into_bytes(),
+        };
+        let mut response = (self.status, [(header::CONTENT_TYPE, encoding.content_type())], body).into_response();
+        if let Some(after) = self.retry_after {
+            let secs = after.as_secs().max(1);
+            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        response
+    }
+}
+
+async fn export<R: OtlpRequest>(State(state): State<Arc<HttpState>>, headers: HeaderMap, body: Body) -> Response {
+    let encoding = match content_type(&headers) {
+        Ok(e) => e,
+        Err(f) => {
+            state.ingest.rejected_request("http", "unsupported_media_type");
+            return f.into_response(Encoding::Json);
+        }
+    };
+    match handle::<R>(&state, &headers, body, encoding).await {
+        Ok(response) => {
+            let bytes = match encoding {
+                Encoding::Protobuf => response.encode_to_vec(),
+                Encoding::Json => serde_json::to_vec(&response).unwrap_or_else(|_| b"{}".to_vec()),
+            };
+            (StatusCode::OK, [(header::CONTENT_TYPE, encoding.content_type())], bytes).into_response()
+        }
+        Err(f) => f.into_response(encoding),
+    }
+}
+
+async fn handle<R: OtlpRequest>(state: &HttpState, headers: &HeaderMap, body: Body, encoding: Encoding) -> Result<R::Response, Failure> {
+    let ingest = &state.ingest;
+    let gzip = match headers.get(header::CONTENT_ENCODING).map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase()) {
+        None => false,
+        Some(e) if e.is_empty() || e == "identity" || e == "none" => false,
+        Some(e) if e == "gzip" => true,
+        Some(e) => {
+            ingest.rejected_request("http", "unsupported_encoding");
+            return Err(Failure::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("unsupported Content-Encoding {e:?}; use gzip or none")));
+        }
+    };
+    let too_large = || Failure::new(StatusCode::PAYLOAD_TOO_LARGE, format!("the request body exceeds {} bytes", state.max_body));
+    let raw = match Limited::new(body, state.max_body).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) => {
+            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                ingest.rejected_request("http", "too_large");
+                return Err(too_large());
+            }
+            ingest.rejected_request("http", "read_error");
+            return Err(Failure::new(StatusCode::BAD_REQUEST, format!("cannot read the request body: {e}")));
+        }
+    };
+    let data = if gzip {
+        match gunzip(&raw, state.max_body) {
+            Ok(Some(d)) => d,
+            Ok(None) => {
+                ingest.rejected_request("http", "too_large");
+                return Err(too_large());
+            }
+            Err(e) => {
+                ingest.rejected_request("http", "malformed");
+                return Err(Failure::new(StatusCode::BAD_REQUEST, format!("invalid gzip body: {e}")));
+            }
+        }
+    } else {
+        raw
+    };
+    let request = match encoding {
+        Encoding::Protobuf => R::decode(data).map_err(|e| format!("malformed OTLP protobuf: {e}")),
+        Encoding::Json => serde_json::from_slice::<R>(&data).map_err(|e| format!("malformed OTLP/JSON: {e}")),
+    };
+    let request = request.map_err(|m| {
+        ingest.rejected_request("http", "malformed");
+        Failure::new(StatusCode::BAD_REQUEST, m)
+    })?;
+    match ingest.ingest(request.into_payload(), CONSUME_TIMEOUT).await {
+        Ok(accepted) => Ok(R::response(accepted)),
+        Err(IngestError::Unavailable { message, retry_after }) => {
+            Err(Failure { status: StatusCode::SERVICE_UNAVAILABLE, message, retry_after: Some(retry_after) })
+        }
+        Err(IngestError::Invalid(m)) => Err(Failure::new(StatusCode::BAD_REQUEST, m)),
+        Err(IngestError::SignalNotEnabled(s)) => {
+            Err(Failure::new(StatusCode::NOT_FOUND, format!("no pipeline takes {s} from this receiver")))
+        }
+    }
+}
+
+fn content_type(headers: &HeaderMap) -> Result<Encoding, Failure> {
+    let raw = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let essence = raw.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    match essence.as_str() {
+        PROTOBUF => Ok(Encoding::Protobuf),
+        JSON => Ok(Encoding::Json),
+        _ => Err(Failure::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("unsupported Content-Type {raw:?}; use {PROTOBUF} or {JSON}"),
+        )),
+    }
+}
+
+/// Decompresses at most `limit` bytes; `Ok(None)` when the output would be larger.
+fn gunzip(data: &[u8], limit: usize) -> std::io::Result<Option<Bytes>> {
+    let mut out = Vec::with_capacity((data.len() * 4).min(limit));
+    let mut decoder = flate2::read::MultiGzDecoder::new(data).take(limit as u64 + 1);
+    decoder.read_to_end(&mut out)?;
+    if out.len() > limit {
+        return Ok(None);
+    }
+    Ok(Some(Bytes::from(out)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn gz(data: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    #[test]
+    fn gunzip_stops_at_the_limit() {
+        let bomb = gz(&vec![0u8; 10 * 1024 * 1024]);
+        assert!(bomb.len() < 20_000);
+        assert_eq!(gunzip(&bomb, 1024 * 1024).unwrap(), None);
+        assert_eq!(gunzip(&gz(b"hello"), 10).unwrap().unwrap(), Bytes::from_static(b"hello"));
+        assert!(gunzip(b"not gzip", 10).is_err());
+    }
+}

@@ -1,0 +1,139 @@
+//! What the gRPC and HTTP front ends share: checking decoded requests, handing them to the
+//! pipeline with a deadline, and turning the outcome into an answer.
+//!
+//! Data comes from a decoded OTLP request and goes to the consumer of its signal (the head of
+//! every pipeline that names this receiver). Items with invalid IDs are removed and reported
+//! back as a partial success; they never enter the pipeline.
+
+use std::time::Duration;
+
+use pipeline_core::proto::tonic::logs::v1::ResourceLogs;
+use pipeline_core::proto::tonic::trace::v1::ResourceSpans;
+use pipeline_core::telemetry::ComponentTelemetry;
+use pipeline_core::{Batch, ConsumeError, Payload, SignalConsumers};
+
+/// How long a request may wait for room in the pipeline before the client is told to retry.
+pub(crate) const CONSUME_TIMEOUT: Duration = Duration::from_secs(5);
+/// What a client is told to wait when the pipeline is full.
+pub(crate) const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// Where decoded requests go.
+pub(crate) struct Ingest {
+    pub(crate) next: SignalConsumers,
+    pub(crate) telemetry: ComponentTelemetry,
+}
+
+/// A request that was accepted, maybe partly.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Accepted {
+    /// Items removed as invalid.
+    pub(crate) rejected: i64,
+    /// Why, when `rejected > 0`.
+    pub(crate) message: String,
+}
+
+/// Why a request was not accepted.
+#[derive(Debug)]
+pub(crate) enum IngestError {
+    /// Retry later (pipeline full or busy): gRPC UNAVAILABLE, HTTP 503.
+    Unavailable { message: String, retry_after: Duration },
+    /// Never acceptable: gRPC INVALID_ARGUMENT, HTTP 400.
+    Invalid(String),
+    /// No pipeline of this signal names the receiver: gRPC UNIMPLEMENTED, HTTP 404.
+    SignalNotEnabled(&'static str),
+}
+
+impl Ingest {
+    /// Checks and forwards one decoded request.
+    pub(crate) async fn ingest(&self, mut payload: Payload, budget: Duration) -> Result<Accepted, IngestError> {
+        let signal = payload.signal();
+        let Some(next) = self.next.get(signal) else {
+            return Err(IngestError::SignalNotEnabled(signal.as_str()));
+        };
+        let accepted = sanitize(&mut payload);
+        if payload.item_count() == 0 {
+            return Ok(accepted);
+        }
+        match tokio::time::timeout(budget, next.consume(Batch::new(payload))).await {
+            Ok(Ok(())) => Ok(accepted),
+            Ok(Err(ConsumeError::Permanent(e))) => Err(IngestError::Invalid(e.to_string())),
+            Ok(Err(ConsumeError::Retryable { error, retry_after })) => Err(IngestError::Unavailable {
+                message: error.to_string(),
+                retry_after: retry_after.unwrap_or(RETRY_AFTER),
+            }),
+            Ok(Err(e)) => Err(IngestError::Unavailable { message: e.to_string(), retry_after: RETRY_AFTER }),
+            Err(_) => Err(IngestError::Unavailable {
+                message: format!("the pipeline did not accept the data within {budget:?}"),
+                retry_after: RETRY_AFTER,
+            }),
+        }
+    }
+
+    /// Counts a request rejected before decoding.
+    pub(crate) fn rejected_request(&self, protocol: &str, reason: &str) {
+        self.telemetry.rejected_request(protocol, reason);
+    }
+}
+
+fn valid_trace_id(id: &[u8]) -> bool {
+    id.len() == 16 && id.iter().any(|b| *b != 0)
+}
+
+fn valid_span_id(id: &[u8]) -> bool {
+    id.len() == 8 && id.iter().any(|b| *b != 0)
+}
+
+/// Removes spans without a valid trace and span ID, and log records whose trace context is
+/// malformed (present but of the wrong length).
+fn sanitize(payload: &mut Payload) -> Accepted {
+    let mut rejected = 0i64;
+    let mut reasons = Vec::new();
+    match payload {
+        Payload::Traces(rs) => {
+            for scope in rs.iter_mut().flat_map(|r: &mut ResourceSpans| r.scope_spans.iter_mut()) {
+                let before = scope.spans.len();
+                scope.spans.retain(|s| {
+                    valid_trace_id(&s.trace_id)
+                        && valid_span_id(&s.span_id)
+                        && (s.parent_span_id.is_empty() || s.parent_span_id.len() == 8)
+                });
+                rejected += (before - scope.spans.len()) as i64;
+            }
+            if rejected > 0 {
+                reasons.push("spans need a 16-byte non-zero trace_id and an 8-byte non-zero span_id");
+            }
+        }
+        Payload::Logs(rl) => {
+            for scope in rl.iter_mut().flat_map(|r: &mut ResourceLogs| r.scope_logs.iter_mut()) {
+                let before = scope.log_records.len();
+                scope.log_records.retain(|l| {
+                    (l.trace_id.is_empty() || l.trace_id.len() == 16) && (l.span_id.is_empty() || l.span_id.len() == 8)
+                });
+                rejected += (before - scope.log_records.len()) as i64;
+            }
+            if rejected > 0 {
+                reasons.push("log records with a trace_id must have 16 bytes, with a span_id 8 bytes");
+            }
+        }
+        _ => {}
+    }
+    Accepted { rejected, message: reasons.join("; ") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pipeline_core::testing::span_batch;
+
+    #[test]
+    fn invalid_spans_are_rejected() {
+        let mut payload = span_batch(3).payload;
+        if let Payload::Traces(rs) = &mut payload {
+            rs[0].scope_spans[0].spans[1].trace_id = vec![0; 16];
+            rs[0].scope_spans[0].spans[2].span_id = vec![1, 2];
+        }
+        let a = sanitize(&mut payload);
+        assert_eq!(a.rejected, 2);
+        assert_eq!(payload.item_count(), 1);
+    }
+}

@@ -1,0 +1,121 @@
+//! # `otlp` receiver
+//!
+//! Receives OTLP over gRPC (`protocols.grpc`, default 127.0.0.1:4317) and HTTP
+//! (`protocols.http`, default 127.0.0.1:4318) for traces, metrics and logs, and hands each
+//! decoded request to the head of every pipeline of that signal that names this receiver.
+//! `Ok` from the pipeline is what makes the receiver answer success; a full pipeline makes
+//! it answer gRPC `UNAVAILABLE` / HTTP 503 with a retry delay, so clients keep the data.
+//!
+//! Files: `config.rs` (keys), `request.rs` (the three request types as one trait),
+//! `ingest.rs` (shared checks and the hand-off), `grpc.rs`, `http.rs` (front ends).
+
+mod config;
+mod grpc;
+mod http;
+mod ingest;
+mod request;
+#[cfg(test)]
+mod tests;
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use pipeline_core::net::HttpServer;
+use pipeline_core::{
+    BuildError, Component, ComponentError, CreateContext, FieldError, Host, ReceiverFactory, Signal, SignalConsumers,
+    parse_config,
+};
+use serde_json::Value;
+use tokio::time::Instant;
+
+pub use config::{GrpcConfig, HttpConfig, OtlpReceiverConfig, Protocols};
+
+/// Builds `otlp` receivers.
+pub struct Factory;
+
+fn parse(config: &Value) -> Result<OtlpReceiverConfig, FieldError> {
+    let c: OtlpReceiverConfig = parse_config(config)?;
+    c.validate()?;
+    Ok(c)
+}
+
+impl ReceiverFactory for Factory {
+    fn type_name(&self) -> &'static str {
+        "otlp"
+    }
+
+    fn signals(&self) -> &'static [Signal] {
+        &Signal::ALL
+    }
+
+    fn default_config(&self) -> Value {
+        serde_json::json!({ "protocols": { "grpc": null, "http": null } })
+    }
+
+    fn validate(&self, config: &Value) -> Result<(), FieldError> {
+        parse(config).map(|_| ())
+    }
+
+    fn listen_addresses(&self, config: &Value) -> Vec<String> {
+        parse(config).map(|c| c.listen_addresses()).unwrap_or_default()
+    }
+
+    fn create(&self, ctx: CreateContext, config: &Value, next: SignalConsumers) -> Result<Arc<dyn Component>, BuildError> {
+        let config = parse(config)?;
+        let ingest = Arc::new(ingest::Ingest { next, telemetry: ctx.telemetry.clone() });
+        Ok(Arc::new(OtlpReceiver { config, ingest, servers: Mutex::new(Vec::new()) }))
+    }
+}
+
+/// A running (or not yet started) OTLP receiver.
+pub struct OtlpReceiver {
+    config: OtlpReceiverConfig,
+    ingest: Arc<ingest::Ingest>,
+    servers: Mutex<Vec<Arc<HttpServer>>>,
+}
+
+impl OtlpReceiver {
+    /// The addresses actually bound, gRPC first (useful with port 0).
+    pub fn local_addrs(&self) -> Vec<std::net::SocketAddr> {
+        self.servers.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|s| s.local_addr()).collect()
+    }
+}
+
+#[async_trait]
+impl Component for OtlpReceiver {
+    async fn start(&self, _host: &Host) -> Result<(), ComponentError> {
+        let mut started = Vec::new();
+        if let Some(g) = &self.config.protocols.grpc {
+            let service = grpc::GrpcService::new(self.ingest.clone(), (g.max_recv_msg_size_mib as usize) << 20);
+            let router = axum::Router::new().fallback_service(service);
+            let server = HttpServer::start(&g.endpoint, g.tls.as_ref(), router).await?;
+            tracing::info!(endpoint = %server.local_addr(), "OTLP/gRPC receiver listening");
+            started.push(Arc::new(server));
+        }
+        if let Some(h) = &self.config.protocols.http {
+            let router = http::router(self.ingest.clone(), h.max_request_body_size as usize);
+            match HttpServer::start(&h.endpoint, h.tls.as_ref(), router).await {
+                Ok(server) => {
+                    tracing::info!(endpoint = %server.local_addr(), "OTLP/HTTP receiver listening");
+                    started.push(Arc::new(server));
+                }
+                Err(e) => {
+                    for s in &started {
+                        s.shutdown(Instant::now()).await;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        *self.servers.lock().unwrap_or_else(|p| p.into_inner()) = started;
+        Ok(())
+    }
+
+    async fn shutdown(&self, deadline: Instant) -> Result<(), ComponentError> {
+        let servers = std::mem::take(&mut *self.servers.lock().unwrap_or_else(|p| p.into_inner()));
+        for server in servers {
+            server.shutdown(deadline).await;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,50 @@
+//! The service's own HTTP endpoints: health probes (`/health/live`, `/health/ready`,
+//! `/health/startup`, with the seed guide's JSON bodies) and self-metrics (`/metrics`).
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use pipeline_core::health::HealthRegistry;
+use pipeline_core::telemetry::Telemetry;
+use serde_json::json;
+
+fn json_response(ok: bool, body: serde_json::Value) -> Response {
+    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+}
+
+/// The probe routes.
+pub(crate) fn health_router(health: HealthRegistry) -> Router {
+    Router::new()
+        .route("/health/live", get(|| async { json_response(true, json!({"status": "healthy"})) }))
+        .route(
+            "/health/ready",
+            get(|State(h): State<HealthRegistry>| async move {
+                let r = h.readiness();
+                let status = if r.ready { "ready" } else { "not ready" };
+                json_response(r.ready, json!({"status": status, "checks": r.checks}))
+            }),
+        )
+        .route(
+            "/health/startup",
+            get(|State(h): State<HealthRegistry>| async move {
+                let started = h.started();
+                json_response(started, json!({"status": if started { "started" } else { "starting" }}))
+            }),
+        )
+        .with_state(health)
+}
+
+/// The `/metrics` route.
+pub(crate) fn metrics_router(telemetry: Telemetry) -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            get(|State(t): State<Telemetry>| async move {
+                ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], t.render())
+            }),
+        )
+        .with_state(telemetry)
+}

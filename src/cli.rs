@@ -1,0 +1,103 @@
+//! The command line: run (default), `validate`, `components`.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use pipeline_core::Registry;
+use pipeline_core::config::{ConfigErrors, ConfigSource};
+
+/// Sightline: a telemetry pipeline in the OpenTelemetry Collector's shape.
+///
+/// With no command, runs the pipelines of the given configs (or of the embedded default:
+/// OTLP on 127.0.0.1:4317/4318 -> batch -> debug; health on 13133; metrics on 8888).
+#[derive(Debug, Parser)]
+#[command(name = "sightline", version, about, long_about)]
+pub struct Cli {
+    /// A YAML config file. Repeatable: later files are deep-merged over earlier ones.
+    #[arg(long = "config", short = 'c', value_name = "FILE", global = true)]
+    pub config: Vec<String>,
+
+    /// What to do; without a command, run.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check configs and print every error (file, component, field path); exit 1 if any.
+    Validate,
+    /// List every registered receiver, processor, connector and exporter with its signals.
+    Components,
+}
+
+pub(crate) fn run(registry: Registry) -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+        }
+    };
+    match cli.command {
+        Some(Command::Components) => components(&registry),
+        Some(Command::Validate) => validate(&registry, &cli.config),
+        None => crate::service::run(registry, &cli.config),
+    }
+}
+
+/// Reads the files named on the command line, or the embedded default when there are none.
+pub(crate) fn sources(files: &[String]) -> Result<Vec<ConfigSource>, ConfigErrors> {
+    if files.is_empty() {
+        return Ok(vec![ConfigSource { name: "<embedded default>".into(), text: crate::DEFAULT_CONFIG.into() }]);
+    }
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    for f in files {
+        match std::fs::read_to_string(f) {
+            Ok(text) => out.push(ConfigSource { name: f.clone(), text }),
+            Err(e) => errors.push(pipeline_core::config::ConfigError {
+                file: f.clone(),
+                component: String::new(),
+                path: String::new(),
+                message: format!("cannot read: {e}"),
+            }),
+        }
+    }
+    if errors.is_empty() { Ok(out) } else { Err(ConfigErrors(errors)) }
+}
+
+/// Loads and validates; prints warnings to stderr.
+pub(crate) fn load(registry: &Registry, files: &[String]) -> Result<pipeline_core::config::Config, ConfigErrors> {
+    let env = |name: &str| std::env::var(name).ok();
+    let config = pipeline_core::config::load(&sources(files)?, &env)?;
+    let v = pipeline_core::graph::validate(&config, registry);
+    for w in &v.warnings {
+        eprintln!("warning: {w}");
+    }
+    if v.errors.is_empty() { Ok(config) } else { Err(ConfigErrors(v.errors)) }
+}
+
+fn validate(registry: &Registry, files: &[String]) -> ExitCode {
+    match load(registry, files) {
+        Ok(_) => {
+            println!("configuration is valid");
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            for e in &errors.0 {
+                eprintln!("error: {e}");
+            }
+            eprintln!("{} error(s) found", errors.0.len());
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn components(registry: &Registry) -> ExitCode {
+    println!("{:<10} {:<16} signals", "kind", "type");
+    for c in registry.describe() {
+        println!("{:<10} {:<16} {}", c.kind.as_str(), c.type_name, c.signals.join(", "));
+    }
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,494 @@
+//! Shared helpers for the end-to-end tests: the real `sightline` binary on free ports, a
+//! downstream OTLP/gRPC server that records what it receives, an HTTP client, and
+//! realistic telemetry. Every wait polls with a deadline.
+
+#![allow(dead_code, unreachable_pub, missing_docs)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{LogsService, LogsServiceServer};
+use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsServiceRequest, ExportLogsServiceResponse};
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{MetricsService, MetricsServiceServer};
+use opentelemetry_proto::tonic::collector::metrics::v1::{ExportMetricsServiceRequest, ExportMetricsServiceResponse};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
+use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+use opentelemetry_proto::tonic::metrics::v1::{
+    AggregationTemporality, Gauge, Histogram, HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics,
+    Sum, metric, number_data_point,
+};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span};
+
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+static DIRS: AtomicUsize = AtomicUsize::new(0);
+
+/// A fresh directory under the system temp dir.
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let n = DIRS.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("sightline-{tag}-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_sightline")
+}
+
+/// Ports of one Sightline instance.
+#[derive(Debug, Clone, Copy)]
+pub struct Ports {
+    pub grpc: u16,
+    pub http: u16,
+    pub health: u16,
+    pub metrics: u16,
+}
+
+impl Ports {
+    pub fn new() -> Ports {
+        Ports { grpc: free_port(), http: free_port(), health: free_port(), metrics: free_port() }
+    }
+}
+
+/// A config: OTLP in on `ports`, `processors`, OTLP/gRPC out to `downstream`, all signals.
+pub fn pipeline_config(ports: Ports, downstream: &str, extra_processors: &str, exporter_extra: &str) -> String {
+    format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      grpc: {{ endpoint: "127.0.0.1:{grpc}" }}
+      http: {{ endpoint: "127.0.0.1:{http}", max_request_body_size: 1048576 }}
+processors:
+  batch: {{ timeout: 50ms }}
+exporters:
+  otlp:
+    endpoint: "{downstream}"
+    retry_on_failure: {{ initial_interval: 100ms, max_interval: 1s }}
+    {exporter_extra}
+service:
+  telemetry:
+    logs: {{ level: info }}
+    metrics: {{ endpoint: "127.0.0.1:{metrics}" }}
+  health: {{ endpoint: "127.0.0.1:{health}" }}
+  shutdown_timeout: 10s
+  pipelines:
+    traces:  {{ receivers: [otlp], processors: [{extra_processors}batch], exporters: [otlp] }}
+    metrics: {{ receivers: [otlp], processors: [{extra_processors}batch], exporters: [otlp] }}
+    logs:    {{ receivers: [otlp], processors: [{extra_processors}batch], exporters: [otlp] }}
+"#,
+        grpc = ports.grpc,
+        http = ports.http,
+        metrics = ports.metrics,
+        health = ports.health,
+    )
+}
+
+/// A running `sightline` process; killed on drop.
+pub struct Sightline {
+    pub child: Child,
+    pub ports: Ports,
+    pub dir: PathBuf,
+}
+
+impl Sightline {
+    /// Starts the binary on `config` and waits until `/health/ready` answers 200.
+    pub async fn start(config: &str, ports: Ports) -> Sightline {
+        let dir = temp_dir("run");
+        let path = dir.join("config.yaml");
+        std::fs::write(&path, config).expect("write config");
+        let stderr = std::fs::File::create(dir.join("stderr.log")).expect("log file");
+        let child = Command::new(bin())
+            .arg("--config")
+            .arg(&path)
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn sightline");
+        let mut s = Sightline { child, ports, dir };
+        let url = format!("http://127.0.0.1:{}/health/ready", ports.health);
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Ok(Some(status)) = s.child.try_wait() {
+                panic!("sightline exited early with {status}: {}", s.logs());
+            }
+            if let Ok((200, _)) = http_get(&url).await {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "sightline not ready in time: {}", s.logs());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default()
+    }
+
+    pub fn grpc_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.ports.grpc)
+    }
+
+    pub fn http_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.ports.http)
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "sightline did not exit after SIGTERM: {}", self.logs());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// The self-metrics page.
+    pub async fn metrics(&self) -> String {
+        http_get(&format!("http://127.0.0.1:{}/metrics", self.ports.metrics)).await.map(|(_, b)| b).unwrap_or_default()
+    }
+}
+
+impl Drop for Sightline {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A GET returning (status, body).
+pub async fn http_get(url: &str) -> Result<(u16, String), String> {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let uri: hyper::Uri = url.parse().map_err(|e| format!("{e}"))?;
+    let res = tokio::time::timeout(Duration::from_secs(5), client.get(uri)).await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+    let status = res.status().as_u16();
+    let body = res.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// A POST with headers, returning (status, headers, body).
+pub async fn http_post(url: &str, headers: &[(&str, &str)], body: Vec<u8>) -> (u16, hyper::HeaderMap, Bytes) {
+    http_request("POST", url, headers, body).await
+}
+
+pub async fn http_request(method: &str, url: &str, headers: &[(&str, &str)], body: Vec<u8>) -> (u16, hyper::HeaderMap, Bytes) {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let mut req = hyper::Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req.body(Full::new(Bytes::from(body))).expect("request");
+    let res = tokio::time::timeout(Duration::from_secs(15), client.request(req)).await.expect("timeout").expect("http request");
+    let status = res.status().as_u16();
+    let headers = res.headers().clone();
+    let body = res.into_body().collect().await.expect("body").to_bytes();
+    (status, headers, body)
+}
+
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).expect("gzip");
+    e.finish().expect("gzip")
+}
+
+/// What the downstream OTLP server received.
+#[derive(Default)]
+pub struct Received {
+    pub traces: Mutex<Vec<ExportTraceServiceRequest>>,
+    pub metrics: Mutex<Vec<ExportMetricsServiceRequest>>,
+    pub logs: Mutex<Vec<ExportLogsServiceRequest>>,
+    pub headers: Mutex<Vec<tonic::metadata::MetadataMap>>,
+}
+
+impl Received {
+    pub fn resource_spans(&self) -> Vec<ResourceSpans> {
+        self.traces.lock().unwrap().iter().flat_map(|r| r.resource_spans.clone()).collect()
+    }
+    pub fn resource_metrics(&self) -> Vec<ResourceMetrics> {
+        self.metrics.lock().unwrap().iter().flat_map(|r| r.resource_metrics.clone()).collect()
+    }
+    pub fn resource_logs(&self) -> Vec<ResourceLogs> {
+        self.logs.lock().unwrap().iter().flat_map(|r| r.resource_logs.clone()).collect()
+    }
+    pub fn span_count(&self) -> usize {
+        self.resource_spans().iter().flat_map(|r| &r.scope_spans).map(|s| s.spans.len()).sum()
+    }
+    pub fn span_ids(&self) -> std::collections::HashSet<Vec<u8>> {
+        self.resource_spans().iter().flat_map(|r| &r.scope_spans).flat_map(|s| &s.spans).map(|s| s.span_id.clone()).collect()
+    }
+}
+
+#[derive(Clone)]
+struct Recorder(Arc<Received>);
+
+#[tonic::async_trait]
+impl TraceService for Recorder {
+    async fn export(&self, r: tonic::Request<ExportTraceServiceRequest>) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        self.0.headers.lock().unwrap().push(r.metadata().clone());
+        self.0.traces.lock().unwrap().push(r.into_inner());
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+#[tonic::async_trait]
+impl MetricsService for Recorder {
+    async fn export(&self, r: tonic::Request<ExportMetricsServiceRequest>) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
+        self.0.metrics.lock().unwrap().push(r.into_inner());
+        Ok(tonic::Response::new(ExportMetricsServiceResponse::default()))
+    }
+}
+
+#[tonic::async_trait]
+impl LogsService for Recorder {
+    async fn export(&self, r: tonic::Request<ExportLogsServiceRequest>) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
+        self.0.logs.lock().unwrap().push(r.into_inner());
+        Ok(tonic::Response::new(ExportLogsServiceResponse::default()))
+    }
+}
+
+/// A downstream OTLP/gRPC server on a free port that records every request.
+pub struct Downstream {
+    pub addr: std::net::SocketAddr,
+    pub received: Arc<Received>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Downstream {
+    pub async fn start() -> Downstream {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind downstream");
+        let addr = listener.local_addr().expect("addr");
+        let received = Arc::new(Received::default());
+        let r = Recorder(received.clone());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let incoming = tonic::transport::server::TcpIncoming::from(listener);
+        tokio::spawn(async move {
+            let _ = tonic::transport::Server::builder()
+                .add_service(TraceServiceServer::new(r.clone()).accept_compressed(tonic::codec::CompressionEncoding::Gzip).max_decoding_message_size(64 << 20))
+                .add_service(MetricsServiceServer::new(r.clone()).accept_compressed(tonic::codec::CompressionEncoding::Gzip).max_decoding_message_size(64 << 20))
+                .add_service(LogsServiceServer::new(r).accept_compressed(tonic::codec::CompressionEncoding::Gzip).max_decoding_message_size(64 << 20))
+                .serve_with_incoming_shutdown(incoming, async {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        Downstream { addr, received, stop: Some(stop) }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Waits until `pred` holds or the deadline passes; returns whether it held.
+    pub async fn wait_until(&self, pred: impl Fn(&Received) -> bool) -> bool {
+        let deadline = Instant::now() + DEADLINE;
+        while Instant::now() < deadline {
+            if pred(&self.received) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        pred(&self.received)
+    }
+}
+
+impl Drop for Downstream {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+fn kv(key: &str, value: any_value::Value) -> KeyValue {
+    KeyValue { key: key.into(), value: Some(AnyValue { value: Some(value) }), ..Default::default() }
+}
+
+fn s(v: &str) -> any_value::Value {
+    any_value::Value::StringValue(v.into())
+}
+
+fn resource(service: &str) -> Resource {
+    Resource {
+        attributes: vec![
+            kv("service.name", s(service)),
+            kv("service.version", s("1.4.2")),
+            kv("host.name", s("node-7")),
+            kv("k8s.pod.uid", s("0b9d5f1e-2a77-4c3e-9a51-5d1b8e0c4f21")),
+        ],
+        ..Default::default()
+    }
+}
+
+fn scope() -> InstrumentationScope {
+    InstrumentationScope { name: "io.opentelemetry.flask".into(), version: "0.48b0".into(), ..Default::default() }
+}
+
+/// A realistic traces request: `n` SERVER spans with HTTP attributes, IDs derived from `seed`.
+pub fn traces_request(seed: u64, n: usize) -> ExportTraceServiceRequest {
+    let spans = (0..n as u64)
+        .map(|i| {
+            let id = seed * 1_000_000 + i + 1;
+            let mut trace_id = [0u8; 16];
+            trace_id[..8].copy_from_slice(&seed.wrapping_add(1).to_be_bytes());
+            trace_id[8..].copy_from_slice(&id.to_be_bytes());
+            Span {
+                trace_id: trace_id.to_vec(),
+                span_id: id.to_be_bytes().to_vec(),
+                parent_span_id: if i % 3 == 0 { vec![] } else { (id - 1).to_be_bytes().to_vec() },
+                name: "GET /api/users/{id}".into(),
+                kind: span::SpanKind::Server as i32,
+                start_time_unix_nano: 1_705_314_600_000_000_000 + i * 1000,
+                end_time_unix_nano: 1_705_314_600_045_000_000 + i * 1000,
+                attributes: vec![
+                    kv("http.request.method", s("GET")),
+                    kv("http.route", s("/api/users/{id}")),
+                    kv("url.path", s(&format!("/api/users/{i}"))),
+                    kv("http.response.status_code", any_value::Value::IntValue(if i % 10 == 0 { 500 } else { 200 })),
+                    kv("request_id", s(&format!("req-{seed}-{i}"))),
+                    kv("client.address", s("10.1.2.3")),
+                    kv("duration_ok", any_value::Value::BoolValue(i % 2 == 0)),
+                    kv("ratio", any_value::Value::DoubleValue(0.25)),
+                ],
+                events: vec![span::Event {
+                    time_unix_nano: 1_705_314_600_010_000_000,
+                    name: "cache.miss".into(),
+                    attributes: vec![kv("cache.key", s("user:42"))],
+                    ..Default::default()
+                }],
+                status: Some(Status { code: if i % 10 == 0 { 2 } else { 1 }, message: String::new() }),
+                ..Default::default()
+            }
+        })
+        .collect();
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(resource("api-service")),
+            scope_spans: vec![ScopeSpans { scope: Some(scope()), spans, schema_url: "https://opentelemetry.io/schemas/1.26.0".into() }],
+            schema_url: String::new(),
+        }],
+    }
+}
+
+/// A metrics request with a sum, a gauge and a histogram.
+pub fn metrics_request(seed: u64) -> ExportMetricsServiceRequest {
+    let attrs = vec![kv("method", s("GET")), kv("endpoint", s("/api/users")), kv("status_code", s("200"))];
+    let t0 = 1_705_314_600_000_000_000u64;
+    let metrics = vec![
+        Metric {
+            name: "http_requests_total".into(),
+            description: "Total HTTP requests".into(),
+            unit: "{request}".into(),
+            data: Some(metric::Data::Sum(Sum {
+                data_points: vec![NumberDataPoint {
+                    attributes: attrs.clone(),
+                    start_time_unix_nano: t0,
+                    time_unix_nano: t0 + 15_000_000_000,
+                    value: Some(number_data_point::Value::AsInt(1000 + seed as i64)),
+                    ..Default::default()
+                }],
+                aggregation_temporality: AggregationTemporality::Cumulative as i32,
+                is_monotonic: true,
+            })),
+            ..Default::default()
+        },
+        Metric {
+            name: "active_requests".into(),
+            data: Some(metric::Data::Gauge(Gauge {
+                data_points: vec![NumberDataPoint {
+                    attributes: attrs.clone(),
+                    time_unix_nano: t0 + 15_000_000_000,
+                    value: Some(number_data_point::Value::AsDouble(7.5)),
+                    ..Default::default()
+                }],
+            })),
+            ..Default::default()
+        },
+        Metric {
+            name: "http_request_duration_seconds".into(),
+            unit: "s".into(),
+            data: Some(metric::Data::Histogram(Histogram {
+                data_points: vec![HistogramDataPoint {
+                    attributes: attrs,
+                    start_time_unix_nano: t0,
+                    time_unix_nano: t0 + 15_000_000_000,
+                    count: 10,
+                    sum: Some(1.25),
+                    bucket_counts: vec![2, 5, 3, 0],
+                    explicit_bounds: vec![0.05, 0.1, 0.5],
+                    min: Some(0.01),
+                    max: Some(0.4),
+                    ..Default::default()
+                }],
+                aggregation_temporality: AggregationTemporality::Cumulative as i32,
+            })),
+            ..Default::default()
+        },
+    ];
+    ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            resource: Some(resource("api-service")),
+            scope_metrics: vec![ScopeMetrics { scope: Some(scope()), metrics, schema_url: String::new() }],
+            schema_url: String::new(),
+        }],
+    }
+}
+
+/// A logs request in the seed guide's request-log shape.
+pub fn logs_request(seed: u64, n: usize) -> ExportLogsServiceRequest {
+    let log_records = (0..n as u64)
+        .map(|i| LogRecord {
+            time_unix_nano: 1_705_314_600_123_456_000 + i,
+            observed_time_unix_nano: 1_705_314_600_200_000_000 + i,
+            severity_number: 9,
+            severity_text: "INFO".into(),
+            body: Some(AnyValue { value: Some(s("Request completed")) }),
+            attributes: vec![
+                kv("request_id", s(&format!("req-{seed}-{i}"))),
+                kv("status_code", any_value::Value::IntValue(200)),
+                kv("duration_seconds", any_value::Value::DoubleValue(0.045)),
+                kv("method", s("GET")),
+                kv("path", s("/api/users/42")),
+            ],
+            trace_id: { let mut t = vec![7u8; 16]; t[15] = i as u8; t },
+            span_id: vec![3u8; 8],
+            flags: 1,
+            ..Default::default()
+        })
+        .collect();
+    ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: Some(resource("api-service")),
+            scope_logs: vec![ScopeLogs { scope: Some(scope()), log_records, schema_url: String::new() }],
+            schema_url: String::new(),
+        }],
+    }
+}
+
+pub fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}

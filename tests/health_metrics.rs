@@ -1,0 +1,89 @@
+//! Health probes with the seed guide's semantics, and the self-metrics page.
+
+mod common;
+
+use common::*;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+
+#[tokio::test]
+async fn probes_answer_and_metrics_count_items() {
+    let down = Downstream::start().await;
+    let ports = Ports::new();
+    let sl = Sightline::start(&pipeline_config(ports, &down.url(), "", ""), ports).await;
+    let base = format!("http://127.0.0.1:{}", ports.health);
+    let (status, body) = http_get(&format!("{base}/health/live")).await.unwrap();
+    assert_eq!((status, body.contains("healthy")), (200, true));
+    let (status, body) = http_get(&format!("{base}/health/startup")).await.unwrap();
+    assert_eq!(status, 200);
+    assert!(body.contains("started"));
+    let (status, body) = http_get(&format!("{base}/health/ready")).await.unwrap();
+    assert_eq!(status, 200);
+    let ready: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(ready["status"], "ready");
+    assert_eq!(ready["checks"]["exporter/otlp"], "ok");
+
+    let mut tc = TraceServiceClient::connect(sl.grpc_url()).await.unwrap();
+    tc.export(traces_request(1, 100)).await.unwrap();
+    assert!(down.wait_until(|r| r.span_count() == 100).await);
+    let deadline = std::time::Instant::now() + DEADLINE;
+    let sent = r#"sightline_component_items_sent_total{component_id="otlp",component_kind="exporter",signal="traces"} 100"#;
+    let mut metrics = String::new();
+    while std::time::Instant::now() < deadline {
+        metrics = sl.metrics().await;
+        if metrics.contains(sent) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    for expected in [
+        sent,
+        r#"sightline_component_items_received_total{component_id="otlp",component_kind="receiver",signal="traces"} 100"#,
+        r#"sightline_component_items_sent_total{component_id="otlp",component_kind="receiver",signal="traces"} 100"#,
+        r#"sightline_component_items_received_total{component_id="batch",component_kind="processor",signal="traces"} 100"#,
+        r#"sightline_component_items_sent_total{component_id="batch",component_kind="processor",signal="traces"} 100"#,
+        r#"sightline_queue_capacity{component_id="otlp"}"#,
+        "sightline_exporter_send_duration_seconds_bucket",
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+    ] {
+        assert!(metrics.contains(expected), "missing {expected} in:\n{metrics}");
+    }
+}
+
+#[tokio::test]
+async fn logs_are_seed_style_json() {
+    let down = Downstream::start().await;
+    let ports = Ports::new();
+    let sl = Sightline::start(&pipeline_config(ports, &down.url(), "", ""), ports).await;
+    let logs = sl.logs();
+    let line = logs.lines().find(|l| l.contains("sightline started")).unwrap_or_else(|| panic!("no start line in:\n{logs}"));
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    for key in ["timestamp", "level", "service", "message", "module"] {
+        assert!(v.get(key).is_some(), "{key} missing in {line}");
+    }
+    assert_eq!(v["level"], "INFO");
+    assert_eq!(v["service"], "sightline");
+    assert!(v["timestamp"].as_str().unwrap().ends_with('Z'));
+}
+
+#[tokio::test]
+async fn unreachable_exporter_stays_ready_but_reports() {
+    // A backend that is down is a recoverable condition: ready stays 200 (the seed guide's
+    // readiness is about this process), and the check names the exporter.
+    let ports = Ports::new();
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let sl = Sightline::start(&pipeline_config(ports, &dead, "", ""), ports).await;
+    let mut tc = TraceServiceClient::connect(sl.grpc_url()).await.unwrap();
+    tc.export(traces_request(1, 10)).await.unwrap();
+    let url = format!("http://127.0.0.1:{}/health/ready", ports.health);
+    let deadline = std::time::Instant::now() + DEADLINE;
+    loop {
+        let (status, body) = http_get(&url).await.unwrap();
+        if body.contains("recoverable error") {
+            assert_eq!(status, 200, "{body}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "exporter never reported the failure: {body}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
