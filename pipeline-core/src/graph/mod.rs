@@ -866,28 +866,4 @@ impl Graph {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pipeline_ids() {
-        assert_eq!(
-            PipelineId::parse("traces/x").unwrap().signal,
-            Signal::Traces
-        );
-        assert!(
-            PipelineId::parse("trace")
-                .unwrap_err()
-                .contains("did you mean \"traces\"")
-        );
-        assert!(PipelineId::parse("logs/").is_err());
-    }
-
-    #[test]
-    fn clashing_addresses() {
-        assert!(addresses_clash("127.0.0.1:4317", "localhost:4317"));
-        assert!(addresses_clash("0.0.0.0:4317", "127.0.0.1:4317"));
-        assert!(!addresses_clash("127.0.0.1:4317", "127.0.0.1:4318"));
-        assert!(!addresses_clash("127.0.0.1:0", "127.0.0.1:0"));
-    }
-}
+mod tests;
