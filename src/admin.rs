@@ -11,14 +11,26 @@ use pipeline_core::telemetry::Telemetry;
 use serde_json::json;
 
 fn json_response(ok: bool, body: serde_json::Value) -> Response {
-    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 /// The probe routes.
 pub(crate) fn health_router(health: HealthRegistry) -> Router {
     Router::new()
-        .route("/health/live", get(|| async { json_response(true, json!({"status": "healthy"})) }))
+        .route(
+            "/health/live",
+            get(|| async { json_response(true, json!({"status": "healthy"})) }),
+        )
         .route(
             "/health/ready",
             get(|State(h): State<HealthRegistry>| async move {
@@ -31,7 +43,10 @@ pub(crate) fn health_router(health: HealthRegistry) -> Router {
             "/health/startup",
             get(|State(h): State<HealthRegistry>| async move {
                 let started = h.started();
-                json_response(started, json!({"status": if started { "started" } else { "starting" }}))
+                json_response(
+                    started,
+                    json!({"status": if started { "started" } else { "starting" }}),
+                )
             }),
         )
         .with_state(health)
@@ -43,7 +58,13 @@ pub(crate) fn metrics_router(telemetry: Telemetry) -> Router {
         .route(
             "/metrics",
             get(|State(t): State<Telemetry>| async move {
-                ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], t.render())
+                (
+                    [(
+                        header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )],
+                    t.render(),
+                )
             }),
         )
         .with_state(telemetry)

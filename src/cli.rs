@@ -36,7 +36,11 @@ pub(crate) fn run(registry: Registry) -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
         }
     };
     match cli.command {
@@ -49,13 +53,19 @@ pub(crate) fn run(registry: Registry) -> ExitCode {
 /// Reads the files named on the command line, or the embedded default when there are none.
 pub(crate) fn sources(files: &[String]) -> Result<Vec<ConfigSource>, ConfigErrors> {
     if files.is_empty() {
-        return Ok(vec![ConfigSource { name: "<embedded default>".into(), text: crate::DEFAULT_CONFIG.into() }]);
+        return Ok(vec![ConfigSource {
+            name: "<embedded default>".into(),
+            text: crate::DEFAULT_CONFIG.into(),
+        }]);
     }
     let mut out = Vec::new();
     let mut errors = Vec::new();
     for f in files {
         match std::fs::read_to_string(f) {
-            Ok(text) => out.push(ConfigSource { name: f.clone(), text }),
+            Ok(text) => out.push(ConfigSource {
+                name: f.clone(),
+                text,
+            }),
             Err(e) => errors.push(pipeline_core::config::ConfigError {
                 file: f.clone(),
                 component: String::new(),
@@ -64,18 +74,29 @@ pub(crate) fn sources(files: &[String]) -> Result<Vec<ConfigSource>, ConfigError
             }),
         }
     }
-    if errors.is_empty() { Ok(out) } else { Err(ConfigErrors(errors)) }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(ConfigErrors(errors))
+    }
 }
 
 /// Loads and validates; prints warnings to stderr.
-pub(crate) fn load(registry: &Registry, files: &[String]) -> Result<pipeline_core::config::Config, ConfigErrors> {
+pub(crate) fn load(
+    registry: &Registry,
+    files: &[String],
+) -> Result<pipeline_core::config::Config, ConfigErrors> {
     let env = |name: &str| std::env::var(name).ok();
     let config = pipeline_core::config::load(&sources(files)?, &env)?;
     let v = pipeline_core::graph::validate(&config, registry);
     for w in &v.warnings {
         eprintln!("warning: {w}");
     }
-    if v.errors.is_empty() { Ok(config) } else { Err(ConfigErrors(v.errors)) }
+    if v.errors.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigErrors(v.errors))
+    }
 }
 
 fn validate(registry: &Registry, files: &[String]) -> ExitCode {
@@ -97,7 +118,12 @@ fn validate(registry: &Registry, files: &[String]) -> ExitCode {
 fn components(registry: &Registry) -> ExitCode {
     println!("{:<10} {:<16} signals", "kind", "type");
     for c in registry.describe() {
-        println!("{:<10} {:<16} {}", c.kind.as_str(), c.type_name, c.signals.join(", "));
+        println!(
+            "{:<10} {:<16} {}",
+            c.kind.as_str(),
+            c.type_name,
+            c.signals.join(", ")
+        );
     }
     ExitCode::SUCCESS
 }

@@ -33,10 +33,14 @@ struct Fields(Map<String, Value>);
 
 impl Visit for Fields {
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.0.insert(field.name().to_string(), Value::String(format!("{value:?}")));
+        self.0.insert(
+            field.name().to_string(),
+            Value::String(format!("{value:?}")),
+        );
     }
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().to_string(), Value::String(value.to_string()));
+        self.0
+            .insert(field.name().to_string(), Value::String(value.to_string()));
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
         self.0.insert(field.name().to_string(), Value::from(value));
@@ -67,16 +71,38 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
-    fn format_event(&self, _ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
+    fn format_event(
+        &self,
+        _ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
         let meta = event.metadata();
         let mut fields = Fields(Map::new());
         event.record(&mut fields);
         let mut out = Map::new();
-        out.insert("timestamp".into(), Value::String(pipeline_core::time::rfc3339_micros(pipeline_core::time::now_unix_nanos())));
-        out.insert("level".into(), Value::String(level_name(meta.level()).into()));
+        out.insert(
+            "timestamp".into(),
+            Value::String(pipeline_core::time::rfc3339_micros(
+                pipeline_core::time::now_unix_nanos(),
+            )),
+        );
+        out.insert(
+            "level".into(),
+            Value::String(level_name(meta.level()).into()),
+        );
         out.insert("service".into(), Value::String("sightline".into()));
-        out.insert("message".into(), fields.0.remove("message").unwrap_or(Value::String(String::new())));
-        out.insert("module".into(), Value::String(meta.module_path().unwrap_or(meta.target()).to_string()));
+        out.insert(
+            "message".into(),
+            fields
+                .0
+                .remove("message")
+                .unwrap_or(Value::String(String::new())),
+        );
+        out.insert(
+            "module".into(),
+            Value::String(meta.module_path().unwrap_or(meta.target()).to_string()),
+        );
         for (k, v) in fields.0 {
             out.entry(k).or_insert(v);
         }

@@ -23,12 +23,18 @@ pub(crate) fn run(registry: Registry, files: &[String]) -> ExitCode {
             for e in &errors.0 {
                 eprintln!("error: {e}");
             }
-            eprintln!("sightline: invalid configuration ({} error(s)); see `sightline validate`", errors.0.len());
+            eprintln!(
+                "sightline: invalid configuration ({} error(s)); see `sightline validate`",
+                errors.0.len()
+            );
             return ExitCode::from(1);
         }
     };
     crate::logging::init(&config.service.telemetry.logs);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             tracing::error!(error = %e, "cannot start the async runtime");
@@ -50,24 +56,35 @@ async fn serve(registry: Registry, config: pipeline_core::config::Config) -> Res
     let mut admin = Vec::new();
     let health_endpoint = &config.service.health.endpoint;
     if enabled(health_endpoint) {
-        let server = HttpServer::start(health_endpoint, None, crate::admin::health_router(health.clone()))
-            .await
-            .map_err(|e| describe(&e))?;
+        let server = HttpServer::start(
+            health_endpoint,
+            None,
+            crate::admin::health_router(health.clone()),
+        )
+        .await
+        .map_err(|e| describe(&e))?;
         tracing::info!(endpoint = %server.local_addr(), "health probes listening");
         admin.push(server);
     }
     let metrics_endpoint = &config.service.telemetry.metrics.endpoint;
     if enabled(metrics_endpoint) {
-        let server = HttpServer::start(metrics_endpoint, None, crate::admin::metrics_router(telemetry.clone()))
-            .await
-            .map_err(|e| describe(&e))?;
+        let server = HttpServer::start(
+            metrics_endpoint,
+            None,
+            crate::admin::metrics_router(telemetry.clone()),
+        )
+        .await
+        .map_err(|e| describe(&e))?;
         tracing::info!(endpoint = %server.local_addr(), "self-metrics listening");
         admin.push(server);
     }
     let graph = Graph::build(&config, &registry, &telemetry, &health).map_err(|e| e.to_string())?;
     let host = Host::new(config.service.data_dir.0.clone());
     graph.start(&host).await.map_err(|e| e.to_string())?;
-    tracing::info!(pipelines = config.service.pipelines.len(), "sightline started");
+    tracing::info!(
+        pipelines = config.service.pipelines.len(),
+        "sightline started"
+    );
 
     let why = wait_for_signal().await;
     let timeout = config.service.shutdown_timeout.0.get();
@@ -87,7 +104,10 @@ fn describe(e: &ComponentError) -> String {
 
 async fn wait_for_signal() -> &'static str {
     use tokio::signal::unix::{SignalKind, signal};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
         (Ok(mut term), Ok(mut int)) => tokio::select! {
             _ = term.recv() => "SIGTERM",
             _ = int.recv() => "SIGINT",

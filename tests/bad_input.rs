@@ -9,11 +9,13 @@ use prost::Message;
 
 async fn still_alive(sl: &mut Sightline) {
     assert!(sl.is_running(), "sightline died: {}", sl.logs());
-    let (status, _) = http_get(&format!("http://127.0.0.1:{}/health/live", sl.ports.health)).await.unwrap();
+    let (status, _) = http_get(&format!("http://127.0.0.1:{}/health/live", sl.ports.health))
+        .await
+        .unwrap();
     assert_eq!(status, 200);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_bad_bodies_get_clear_errors() {
     let down = Downstream::start().await;
     let ports = Ports::new();
@@ -24,7 +26,12 @@ async fn http_bad_bodies_get_clear_errors() {
 
     // Random bytes (a fixed pseudo-random sequence, so failures reproduce).
     let mut x: u32 = 12345;
-    let random: Vec<u8> = (0..4096).map(|_| { x = x.wrapping_mul(1_103_515_245).wrapping_add(12345); (x >> 16) as u8 }).collect();
+    let random: Vec<u8> = (0..4096)
+        .map(|_| {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            (x >> 16) as u8
+        })
+        .collect();
     let (status, _, body) = http_post(&url, &proto, random).await;
     assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
     let st = sightline_status(&body);
@@ -39,13 +46,27 @@ async fn http_bad_bodies_get_clear_errors() {
     let (status, _, body) = http_post(&url, &json, b"{\"resourceSpans\": [".to_vec()).await;
     assert_eq!(status, 400);
     assert!(String::from_utf8_lossy(&body).contains("malformed OTLP/JSON"));
-    let (status, _, _) = http_post(&url, &json, b"{\"resourceSpans\": [{\"schemaUrl\": \"\xff\xfe\"}]}".to_vec()).await;
+    let (status, _, _) = http_post(
+        &url,
+        &json,
+        b"{\"resourceSpans\": [{\"schemaUrl\": \"\xff\xfe\"}]}".to_vec(),
+    )
+    .await;
     assert_eq!(status, 400);
 
     // Wrong content type, wrong encoding, wrong method, unknown path.
-    let (status, _, _) = http_post(&url, &[("content-type", "text/plain")], b"hello".to_vec()).await;
+    let (status, _, _) =
+        http_post(&url, &[("content-type", "text/plain")], b"hello".to_vec()).await;
     assert_eq!(status, 415);
-    let (status, _, _) = http_post(&url, &[("content-type", "application/x-protobuf"), ("content-encoding", "br")], full.clone()).await;
+    let (status, _, _) = http_post(
+        &url,
+        &[
+            ("content-type", "application/x-protobuf"),
+            ("content-encoding", "br"),
+        ],
+        full.clone(),
+    )
+    .await;
     assert_eq!(status, 415);
     let (status, _, _) = http_request("GET", &url, &[], vec![]).await;
     assert_eq!(status, 405);
@@ -57,10 +78,26 @@ async fn http_bad_bodies_get_clear_errors() {
     assert_eq!(status, 413);
     let bomb = gzip(&vec![0u8; 64 << 20]);
     assert!(bomb.len() < 1 << 20);
-    let (status, _, _) = http_post(&url, &[("content-type", "application/x-protobuf"), ("content-encoding", "gzip")], bomb).await;
+    let (status, _, _) = http_post(
+        &url,
+        &[
+            ("content-type", "application/x-protobuf"),
+            ("content-encoding", "gzip"),
+        ],
+        bomb,
+    )
+    .await;
     assert_eq!(status, 413);
     // Garbage claiming to be gzip.
-    let (status, _, _) = http_post(&url, &[("content-type", "application/x-protobuf"), ("content-encoding", "gzip")], b"nope".to_vec()).await;
+    let (status, _, _) = http_post(
+        &url,
+        &[
+            ("content-type", "application/x-protobuf"),
+            ("content-encoding", "gzip"),
+        ],
+        b"nope".to_vec(),
+    )
+    .await;
     assert_eq!(status, 400);
 
     still_alive(&mut sl).await;
@@ -73,20 +110,27 @@ async fn http_bad_bodies_get_clear_errors() {
     assert!(metrics.contains(r#"reason="too_large""#), "{metrics}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_bad_messages_get_invalid_argument() {
     let down = Downstream::start().await;
     let ports = Ports::new();
     let mut sl = Sightline::start(&pipeline_config(ports, &down.url(), "", ""), ports).await;
 
     // A raw gRPC frame of garbage, sent over HTTP/2 with a plain client.
-    let channel = tonic::transport::Channel::from_shared(sl.grpc_url()).unwrap().connect().await.unwrap();
+    let channel = tonic::transport::Channel::from_shared(sl.grpc_url())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
     let mut grpc = tonic::client::Grpc::new(channel);
     grpc.ready().await.unwrap();
-    let path = http::uri::PathAndQuery::from_static("/opentelemetry.proto.collector.trace.v1.TraceService/Export");
+    let path = http::uri::PathAndQuery::from_static(
+        "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+    );
     let garbage = bytes::Bytes::from_static(&[0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x01]);
-    let result: Result<tonic::Response<bytes::Bytes>, tonic::Status> =
-        grpc.unary(tonic::Request::new(garbage), path, RawCodec).await;
+    let result: Result<tonic::Response<bytes::Bytes>, tonic::Status> = grpc
+        .unary(tonic::Request::new(garbage), path, RawCodec)
+        .await;
     let status = result.unwrap_err();
     assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
 
@@ -97,16 +141,25 @@ async fn grpc_bad_messages_get_invalid_argument() {
     let err = tc.export(big.clone()).await.unwrap_err();
     assert_ne!(err.code(), tonic::Code::Ok);
     // The same message gzip-compressed is small on the wire but over the limit decompressed.
-    let mut tcz = TraceServiceClient::connect(sl.grpc_url()).await.unwrap().send_compressed(tonic::codec::CompressionEncoding::Gzip);
+    let mut tcz = TraceServiceClient::connect(sl.grpc_url())
+        .await
+        .unwrap()
+        .send_compressed(tonic::codec::CompressionEncoding::Gzip);
     let err = tcz.export(big).await.unwrap_err();
     assert_ne!(err.code(), tonic::Code::Ok);
-    assert!(err.message().contains("size limit") || err.message().contains("too large"), "{err:?}");
+    assert!(
+        err.message().contains("size limit") || err.message().contains("too large"),
+        "{err:?}"
+    );
 
     still_alive(&mut sl).await;
     tc.export(traces_request(6, 5)).await.unwrap();
     assert!(down.wait_until(|r| r.span_count() == 5).await);
     let metrics = sl.metrics().await;
-    assert!(metrics.contains(r#"protocol="grpc",reason="malformed""#), "{metrics}");
+    assert!(
+        metrics.contains(r#"protocol="grpc",reason="malformed""#),
+        "{metrics}"
+    );
 }
 
 fn sightline_status(body: &[u8]) -> Status {
@@ -141,7 +194,11 @@ impl tonic::codec::Codec for RawCodec {
 impl tonic::codec::Encoder for RawCodec {
     type Item = bytes::Bytes;
     type Error = tonic::Status;
-    fn encode(&mut self, item: bytes::Bytes, dst: &mut tonic::codec::EncodeBuf<'_>) -> Result<(), tonic::Status> {
+    fn encode(
+        &mut self,
+        item: bytes::Bytes,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
         use bytes::BufMut;
         dst.put(item);
         Ok(())
@@ -151,7 +208,10 @@ impl tonic::codec::Encoder for RawCodec {
 impl tonic::codec::Decoder for RawCodec {
     type Item = bytes::Bytes;
     type Error = tonic::Status;
-    fn decode(&mut self, src: &mut tonic::codec::DecodeBuf<'_>) -> Result<Option<bytes::Bytes>, tonic::Status> {
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<bytes::Bytes>, tonic::Status> {
         use bytes::Buf;
         Ok(Some(src.copy_to_bytes(src.remaining())))
     }

@@ -32,7 +32,10 @@ fn every_shipped_config_validates() {
         assert!(o.status.success(), "{}: {}", path.display(), stderr(&o));
         checked += 1;
     }
-    assert!(checked >= 3, "configs/ should hold default, agent and gateway");
+    assert!(
+        checked >= 3,
+        "configs/ should hold default, agent and gateway"
+    );
 }
 
 #[test]
@@ -62,11 +65,18 @@ fn broken_configs_print_every_error() {
     let cases: &[(&str, &[&str])] = &[
         (
             "receivers: { otlpp: {} }\nprocessors: { batch: {} }\nexporters: { debug: {} }\nservice: { pipelines: { traces: { receivers: [otlpp], exporters: [debug] } } }",
-            &["broken.yaml: receivers::otlpp", "unknown receiver type \"otlpp\"", "did you mean \"otlp\""],
+            &[
+                "broken.yaml: receivers::otlpp",
+                "unknown receiver type \"otlpp\"",
+                "did you mean \"otlp\"",
+            ],
         ),
         (
             "receivers: { otlp: { protocols: { grpc: { endpont: 'x:1' } } } }\nprocessors: { batch: {} }\nexporters: { debug: {} }",
-            &["receivers::otlp: protocols.grpc.endpont", "did you mean \"endpoint\""],
+            &[
+                "receivers::otlp: protocols.grpc.endpont",
+                "did you mean \"endpoint\"",
+            ],
         ),
         (
             "receivers: { otlp: { protocols: { grpc: {} } } }\nprocessors: { batch: { send_batch_size: lots } }\nexporters: { debug: {} }",
@@ -74,7 +84,10 @@ fn broken_configs_print_every_error() {
         ),
         (
             "receivers: { otlp: { protocols: { grpc: {} } } }\nprocessors: { batch: {} }\nexporters: { debug: {} }\nservice: { pipelines: { traces: { receivers: [otlp], exporters: [nope] } } }",
-            &["service::pipelines::traces: exporters[0]", "\"nope\" is not defined"],
+            &[
+                "service::pipelines::traces: exporters[0]",
+                "\"nope\" is not defined",
+            ],
         ),
         (
             "receivers: { otlp: { protocols: { grpc: {} } } }\nexporters: { debug: {} }\nservice: { pipelines: { traces: { receivers: [otlp], exporters: [] } } }",
@@ -111,7 +124,11 @@ fn broken_configs_print_every_error() {
         ("receivers: [unclosed", &["invalid YAML"]),
     ];
     for (yaml, expected) in cases {
-        let text = if yaml.contains("service:") { yaml.to_string() } else { format!("{yaml}\n{GOOD_TAIL}") };
+        let text = if yaml.contains("service:") {
+            yaml.to_string()
+        } else {
+            format!("{yaml}\n{GOOD_TAIL}")
+        };
         let (ok, err) = validate_text(&text);
         assert!(!ok, "should fail:\n{text}");
         for e in *expected {
@@ -123,7 +140,7 @@ fn broken_configs_print_every_error() {
 #[test]
 fn several_errors_are_reported_at_once() {
     let (ok, err) = validate_text(
-        "receivers: { otlp: { protocols: { grpc: { endpont: 'x:1' } } } }\nprocessors: { batch: { timeout: soon } }\nexporters: { debug: { verbosity: loud } }\n".to_owned() + GOOD_TAIL,
+        &("receivers: { otlp: { protocols: { grpc: { endpont: 'x:1' } } } }\nprocessors: { batch: { timeout: soon } }\nexporters: { debug: { verbosity: loud } }\n".to_owned() + GOOD_TAIL),
     );
     assert!(!ok);
     assert!(err.contains("3 error(s)"), "{err}");
@@ -131,9 +148,14 @@ fn several_errors_are_reported_at_once() {
 
 #[test]
 fn unused_component_is_a_warning() {
-    let (ok, err) = validate_text(&format!("receivers: {{ otlp: {{ protocols: {{ grpc: {{}} }} }} }}\nprocessors: {{ batch: {{}} }}\nexporters: {{ debug: {{}}, debug/unused: {{}} }}\n{GOOD_TAIL}"));
+    let (ok, err) = validate_text(&format!(
+        "receivers: {{ otlp: {{ protocols: {{ grpc: {{}} }} }} }}\nprocessors: {{ batch: {{}} }}\nexporters: {{ debug: {{}}, debug/unused: {{}} }}\n{GOOD_TAIL}"
+    ));
     assert!(ok, "{err}");
-    assert!(err.contains("warning: exporters::debug/unused is defined but not used"), "{err}");
+    assert!(
+        err.contains("warning: exporters::debug/unused is defined but not used"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -145,7 +167,16 @@ fn later_files_merge_over_earlier_and_env_substitutes() {
     std::fs::write(&b, "exporters: { debug: { verbosity: detailed } }\n").unwrap();
     let o = run(&["validate", "--config", a.to_str().unwrap()], &[]);
     assert!(!o.status.success(), "a.yaml alone has a bad verbosity");
-    let o = run(&["validate", "--config", a.to_str().unwrap(), "--config", b.to_str().unwrap()], &[("SL_TEST_PORT", "5317")]);
+    let o = run(
+        &[
+            "validate",
+            "--config",
+            a.to_str().unwrap(),
+            "--config",
+            b.to_str().unwrap(),
+        ],
+        &[("SL_TEST_PORT", "5317")],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
 }
 
@@ -154,7 +185,19 @@ fn components_lists_every_family() {
     let o = run(&["components"], &[]);
     assert!(o.status.success());
     let out = String::from_utf8_lossy(&o.stdout);
-    for line in ["receiver", "otlp", "processor", "batch", "exporter", "otlphttp", "debug", "file", "connector", "forward", "traces->traces"] {
+    for line in [
+        "receiver",
+        "otlp",
+        "processor",
+        "batch",
+        "exporter",
+        "otlphttp",
+        "debug",
+        "file",
+        "connector",
+        "forward",
+        "traces->traces",
+    ] {
         assert!(out.contains(line), "{line} missing from:\n{out}");
     }
 }
@@ -167,7 +210,10 @@ fn version_help_and_usage_errors() {
     let o = run(&["--help"], &[]);
     assert!(o.status.success());
     let help = String::from_utf8_lossy(&o.stdout);
-    assert!(help.contains("validate") && help.contains("components") && help.contains("--config"), "{help}");
+    assert!(
+        help.contains("validate") && help.contains("components") && help.contains("--config"),
+        "{help}"
+    );
     let o = run(&["--bogus"], &[]);
     assert_eq!(o.status.code(), Some(2));
     let o = run(&["--config", "/nonexistent/sightline.yaml"], &[]);

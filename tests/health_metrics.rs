@@ -5,7 +5,7 @@ mod common;
 use common::*;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probes_answer_and_metrics_count_items() {
     let down = Downstream::start().await;
     let ports = Ports::new();
@@ -46,17 +46,23 @@ async fn probes_answer_and_metrics_count_items() {
         "process_cpu_seconds_total",
         "process_resident_memory_bytes",
     ] {
-        assert!(metrics.contains(expected), "missing {expected} in:\n{metrics}");
+        assert!(
+            metrics.contains(expected),
+            "missing {expected} in:\n{metrics}"
+        );
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_are_seed_style_json() {
     let down = Downstream::start().await;
     let ports = Ports::new();
     let sl = Sightline::start(&pipeline_config(ports, &down.url(), "", ""), ports).await;
     let logs = sl.logs();
-    let line = logs.lines().find(|l| l.contains("sightline started")).unwrap_or_else(|| panic!("no start line in:\n{logs}"));
+    let line = logs
+        .lines()
+        .find(|l| l.contains("sightline started"))
+        .unwrap_or_else(|| panic!("no start line in:\n{logs}"));
     let v: serde_json::Value = serde_json::from_str(line).unwrap();
     for key in ["timestamp", "level", "service", "message", "module"] {
         assert!(v.get(key).is_some(), "{key} missing in {line}");
@@ -66,7 +72,7 @@ async fn logs_are_seed_style_json() {
     assert!(v["timestamp"].as_str().unwrap().ends_with('Z'));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_exporter_stays_ready_but_reports() {
     // A backend that is down is a recoverable condition: ready stays 200 (the seed guide's
     // readiness is about this process), and the check names the exporter.
@@ -83,7 +89,10 @@ async fn unreachable_exporter_stays_ready_but_reports() {
             assert_eq!(status, 200, "{body}");
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "exporter never reported the failure: {body}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "exporter never reported the failure: {body}"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }

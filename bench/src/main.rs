@@ -17,8 +17,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
-use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span};
@@ -28,7 +32,9 @@ const SPANS_PER_REQUEST: usize = 100;
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     if args.get(1).map(String::as_str) == Some("baseline") {
         let listen: SocketAddr = args.get(2).context("baseline LISTEN FORWARD")?.parse()?;
         let forward = args.get(3).context("baseline LISTEN FORWARD")?.clone();
@@ -49,7 +55,12 @@ fn main() -> Result<()> {
         }
     }
     let sightline = sightline.context("--sightline PATH is required")?;
-    rt.block_on(run(&sightline, Duration::from_secs(seconds), rate, concurrency))
+    rt.block_on(run(
+        &sightline,
+        Duration::from_secs(seconds),
+        rate,
+        concurrency,
+    ))
 }
 
 /// Counts spans; decodes every request as a real backend would.
@@ -60,8 +71,17 @@ struct Sink {
 
 #[tonic::async_trait]
 impl TraceService for Sink {
-    async fn export(&self, r: tonic::Request<ExportTraceServiceRequest>) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        let n: usize = r.get_ref().resource_spans.iter().flat_map(|rs| &rs.scope_spans).map(|s| s.spans.len()).sum();
+    async fn export(
+        &self,
+        r: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let n: usize = r
+            .get_ref()
+            .resource_spans
+            .iter()
+            .flat_map(|rs| &rs.scope_spans)
+            .map(|s| s.spans.len())
+            .sum();
         self.spans.fetch_add(n as u64, Ordering::Relaxed);
         Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
     }
@@ -75,7 +95,10 @@ async fn serve_sink(sink: Sink) -> Result<SocketAddr> {
         let svc = TraceServiceServer::new(sink)
             .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
             .max_decoding_message_size(256 << 20);
-        let _ = tonic::transport::Server::builder().add_service(svc).serve_with_incoming(incoming).await;
+        let _ = tonic::transport::Server::builder()
+            .add_service(svc)
+            .serve_with_incoming(incoming)
+            .await;
     });
     Ok(addr)
 }
@@ -88,7 +111,10 @@ struct Forwarder {
 
 #[tonic::async_trait]
 impl TraceService for Forwarder {
-    async fn export(&self, r: tonic::Request<ExportTraceServiceRequest>) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+    async fn export(
+        &self,
+        r: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
         let mut client = self.client.clone();
         client.export(r.into_inner()).await
     }
@@ -96,13 +122,23 @@ impl TraceService for Forwarder {
 
 async fn baseline(listen: SocketAddr, forward: String) -> Result<()> {
     let channel = Channel::from_shared(forward)?.connect_lazy();
-    let svc = TraceServiceServer::new(Forwarder { client: TraceServiceClient::new(channel) }).max_decoding_message_size(64 << 20);
-    tonic::transport::Server::builder().add_service(svc).serve(listen).await?;
+    let svc = TraceServiceServer::new(Forwarder {
+        client: TraceServiceClient::new(channel),
+    })
+    .max_decoding_message_size(64 << 20);
+    tonic::transport::Server::builder()
+        .add_service(svc)
+        .serve(listen)
+        .await?;
     Ok(())
 }
 
 fn kv(key: &str, v: any_value::Value) -> KeyValue {
-    KeyValue { key: key.into(), value: Some(AnyValue { value: Some(v) }), ..Default::default() }
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue { value: Some(v) }),
+        ..Default::default()
+    }
 }
 
 fn sv(s: &str) -> any_value::Value {
@@ -111,7 +147,12 @@ fn sv(s: &str) -> any_value::Value {
 
 /// A request of 100 SERVER spans with HTTP semantic-convention attributes.
 fn request(seed: u64) -> ExportTraceServiceRequest {
-    let routes = ["/api/users/{id}", "/api/orders", "/api/cart/{id}/items", "/health"];
+    let routes = [
+        "/api/users/{id}",
+        "/api/orders",
+        "/api/cart/{id}/items",
+        "/health",
+    ];
     let spans = (0..SPANS_PER_REQUEST as u64)
         .map(|i| {
             let id = seed.wrapping_mul(1_000_003).wrapping_add(i + 1);
@@ -158,7 +199,11 @@ fn request(seed: u64) -> ExportTraceServiceRequest {
                 ..Default::default()
             }),
             scope_spans: vec![ScopeSpans {
-                scope: Some(InstrumentationScope { name: "opentelemetry.instrumentation.flask".into(), version: "0.48b0".into(), ..Default::default() }),
+                scope: Some(InstrumentationScope {
+                    name: "opentelemetry.instrumentation.flask".into(),
+                    version: "0.48b0".into(),
+                    ..Default::default()
+                }),
                 spans,
                 schema_url: String::new(),
             }],
@@ -192,19 +237,29 @@ struct Outcome {
 }
 
 /// Sends for `duration` at `rate` spans/s (0 = as fast as possible) to `target`.
-async fn drive(target: &str, pid: u32, sink: &Sink, duration: Duration, rate: u64, concurrency: usize) -> Result<Outcome> {
+async fn drive(
+    target: &str,
+    pid: u32,
+    sink: &Sink,
+    duration: Duration,
+    rate: u64,
+    concurrency: usize,
+) -> Result<Outcome> {
     let channel = Channel::from_shared(target.to_string())?.connect().await?;
     let acked = Arc::new(AtomicU64::new(0));
     let before_sink = sink.spans.load(Ordering::Relaxed);
     let (cpu0, _) = usage(pid)?;
     let start = Instant::now();
-    let per_task_interval = (rate > 0).then(|| Duration::from_secs_f64(SPANS_PER_REQUEST as f64 * concurrency as f64 / rate as f64));
+    let per_task_interval = (rate > 0).then(|| {
+        Duration::from_secs_f64(SPANS_PER_REQUEST as f64 * concurrency as f64 / rate as f64)
+    });
     let mut tasks = Vec::new();
     for t in 0..concurrency {
         let mut client = TraceServiceClient::new(channel.clone());
         let acked = acked.clone();
         // Pre-built requests: the generator's own cost stays out of the measured process.
-        let requests: Vec<ExportTraceServiceRequest> = (0..16).map(|i| request(t as u64 * 1000 + i)).collect();
+        let requests: Vec<ExportTraceServiceRequest> =
+            (0..16).map(|i| request(t as u64 * 1000 + i)).collect();
         tasks.push(tokio::spawn(async move {
             let mut i = 0usize;
             let mut next = Instant::now();
@@ -213,7 +268,11 @@ async fn drive(target: &str, pid: u32, sink: &Sink, duration: Duration, rate: u6
                     tokio::time::sleep_until(next.into()).await;
                     next += interval;
                 }
-                if client.export(requests[i % requests.len()].clone()).await.is_ok() {
+                if client
+                    .export(requests[i % requests.len()].clone())
+                    .await
+                    .is_ok()
+                {
                     acked.fetch_add(SPANS_PER_REQUEST as u64, Ordering::Relaxed);
                 } else {
                     tokio::time::sleep(Duration::from_millis(10)).await;
@@ -233,7 +292,13 @@ async fn drive(target: &str, pid: u32, sink: &Sink, duration: Duration, rate: u6
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let (cpu1, peak_rss) = usage(pid)?;
-    Ok(Outcome { acked_spans: acked, delivered_spans: sink.spans.load(Ordering::Relaxed) - before_sink, wall, cpu: cpu1 - cpu0, peak_rss })
+    Ok(Outcome {
+        acked_spans: acked,
+        delivered_spans: sink.spans.load(Ordering::Relaxed) - before_sink,
+        wall,
+        cpu: cpu1 - cpu0,
+        peak_rss,
+    })
 }
 
 struct Target {
@@ -250,13 +315,18 @@ impl Drop for Target {
 }
 
 fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 async fn wait_for_port(port: u16) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -277,32 +347,67 @@ async fn start_sightline(path: &str, sink: SocketAddr, compression: &str) -> Res
     std::fs::create_dir_all(&dir)?;
     let file = dir.join(format!("bench-{compression}.yaml"));
     std::fs::write(&file, config)?;
-    let child = Command::new(path).arg("--config").arg(&file).stdin(Stdio::null()).stdout(Stdio::null()).spawn()?;
+    let child = Command::new(path)
+        .arg("--config")
+        .arg(&file)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()?;
     wait_for_port(grpc).await?;
-    Ok(Target { name: format!("sightline (otlp -> batch -> otlp, compression {compression})"), child, url: format!("http://127.0.0.1:{grpc}") })
+    Ok(Target {
+        name: format!("sightline (otlp -> batch -> otlp, compression {compression})"),
+        child,
+        url: format!("http://127.0.0.1:{grpc}"),
+    })
 }
 
 async fn start_baseline(sink: SocketAddr) -> Result<Target> {
     let port = free_port()?;
     let exe = std::env::current_exe()?;
     let child = Command::new(exe)
-        .args(["baseline", &format!("127.0.0.1:{port}"), &format!("http://{sink}")])
+        .args([
+            "baseline",
+            &format!("127.0.0.1:{port}"),
+            &format!("http://{sink}"),
+        ])
         .stdin(Stdio::null())
         .spawn()?;
     wait_for_port(port).await?;
-    Ok(Target { name: "baseline (tonic decode + forward)".into(), child, url: format!("http://127.0.0.1:{port}") })
+    Ok(Target {
+        name: "baseline (tonic decode + forward)".into(),
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    })
 }
 
 async fn run(sightline: &str, duration: Duration, rate: u64, concurrency: usize) -> Result<()> {
     let sink = Sink::default();
     let sink_addr = serve_sink(sink.clone()).await?;
-    println!("| process | load | spans/s delivered | CPU s | spans per CPU-second | peak RSS MiB | lost |");
+    println!(
+        "| process | load | spans/s delivered | CPU s | spans per CPU-second | peak RSS MiB | lost |"
+    );
     println!("|---|---|---|---|---|---|---|");
     for (load, r) in [("max", 0u64), ("rate", rate)] {
-        let targets = [start_baseline(sink_addr).await?, start_sightline(sightline, sink_addr, "none").await?, start_sightline(sightline, sink_addr, "gzip").await?];
+        let targets = [
+            start_baseline(sink_addr).await?,
+            start_sightline(sightline, sink_addr, "none").await?,
+            start_sightline(sightline, sink_addr, "gzip").await?,
+        ];
         for target in targets {
-            let o = drive(&target.url, target.child.id(), &sink, duration, r, concurrency).await?;
-            let load_text = if r == 0 { format!("{load} ({concurrency} clients)") } else { format!("{r} spans/s") };
+            let o = drive(
+                &target.url,
+                target.child.id(),
+                &sink,
+                duration,
+                r,
+                concurrency,
+            )
+            .await?;
+            let load_text = if r == 0 {
+                format!("{load} ({concurrency} clients)")
+            } else {
+                format!("{r} spans/s")
+            };
             println!(
                 "| {} | {} | {:.0} | {:.2} | {:.0} | {:.1} | {} |",
                 target.name,

@@ -2,6 +2,8 @@
 //!
 //! - [`forward`]: passes data unchanged from pipelines of one signal to others of the same.
 
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod forward;
 
 use pipeline_core::{Registry, RegistryError};

@@ -4,17 +4,19 @@
 //! [`Batch`](pipeline_core::Batch)es that made it through the processors, and the exporter
 //! delivers them somewhere outside the process.
 //!
-//! | type       | where the data goes                                  | module       |
-//! |------------|------------------------------------------------------|--------------|
-//! | `otlp`     | an OTLP/gRPC backend                                 | [`otlp`]     |
-//! | `otlphttp` | an OTLP/HTTP backend (protobuf or JSON)              | [`otlphttp`] |
-//! | `debug`    | stderr, one line per batch or the batch as OTLP/JSON | [`debug`]    |
-//! | `file`     | a file, one OTLP/JSON export request per line        | [`file`]     |
+//! | type       | where the data goes                                  | module             |
+//! |------------|------------------------------------------------------|--------------------|
+//! | `otlp`     | an OTLP/gRPC backend                                 | [`otlp`]           |
+//! | `otlphttp` | an OTLP/HTTP backend (protobuf or JSON)              | [`otlphttp`]       |
+//! | `debug`    | stderr, one line per batch or the batch as OTLP/JSON | [`debug`]          |
+//! | `file`     | a file, one OTLP/JSON export request per line        | [`file`](mod@file) |
 //!
 //! The network exporters share [`helper`]: the `timeout`, `retry_on_failure` and
 //! `sending_queue` settings of the OpenTelemetry Collector's exporter helper, the queue
 //! workers, the retry loop, health reporting and the OTLP encoding. A plugin crate can build
 //! its own exporter on [`helper::QueuedExporter`] by implementing [`helper::Sender`].
+
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod debug;
 pub mod file;
@@ -34,6 +36,7 @@ pub fn register(reg: &mut Registry) -> Result<(), RegistryError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

@@ -58,27 +58,27 @@ pub fn describe_serde_error(path: &str, e: &serde_json::Error) -> (String, Strin
     let path = if path == "." { "" } else { path };
     // serde's wording: "unknown field `x`, expected one of `a`, `b`" / "expected `a`".
     for what in ["unknown field `", "unknown variant `"] {
-        if let Some(rest) = text.strip_prefix(what) {
-            if let Some((name, tail)) = rest.split_once('`') {
-                let known: Vec<&str> = tail.split('`').skip(1).step_by(2).collect();
-                // serde_path_to_error already ends the path with the unknown key.
-                let full_path = path.to_string();
-                let kind = if what.starts_with("unknown field") {
-                    "unknown key"
-                } else {
-                    "unknown value"
-                };
-                let expected = if known.is_empty() {
-                    "no keys are accepted here".to_string()
-                } else {
-                    format!("expected one of {}", known.join(", "))
-                };
-                let message = format!(
-                    "{kind} {name:?}{}; {expected}",
-                    did_you_mean(name, known.iter().copied())
-                );
-                return (full_path, message);
-            }
+        if let Some(rest) = text.strip_prefix(what)
+            && let Some((name, tail)) = rest.split_once('`')
+        {
+            let known: Vec<&str> = tail.split('`').skip(1).step_by(2).collect();
+            // serde_path_to_error already ends the path with the unknown key.
+            let full_path = path.to_string();
+            let kind = if what.starts_with("unknown field") {
+                "unknown key"
+            } else {
+                "unknown value"
+            };
+            let expected = if known.is_empty() {
+                "no keys are accepted here".to_string()
+            } else {
+                format!("expected one of {}", known.join(", "))
+            };
+            let message = format!(
+                "{kind} {name:?}{}; {expected}",
+                did_you_mean(name, known.iter().copied())
+            );
+            return (full_path, message);
         }
     }
     let message = strip_position(&text);
@@ -107,10 +107,10 @@ impl SharedState {
         init: impl FnOnce() -> T,
     ) -> Arc<T> {
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(existing) = slots.get(id) {
-            if let Ok(typed) = Arc::clone(existing).downcast::<T>() {
-                return typed;
-            }
+        if let Some(existing) = slots.get(id)
+            && let Ok(typed) = Arc::clone(existing).downcast::<T>()
+        {
+            return typed;
         }
         let fresh = Arc::new(init());
         slots.insert(id.clone(), fresh.clone() as Arc<dyn Any + Send + Sync>);

@@ -11,6 +11,8 @@
 //! [`Registry`], wraps every edge in instrumentation ([`telemetry`]) and runs the lifecycle
 //! (start downstream-first, shut down receivers-first with a deadline).
 
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+
 pub use opentelemetry_proto as proto;
 
 pub mod component;

@@ -37,9 +37,18 @@ impl TlsServerConfig {
         use rustls_pki_types::{CertificateDer, PrivateKeyDer};
         let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&self.cert_file)
             .and_then(|it| it.collect())
-            .map_err(|e| ComponentError::Other(format!("cannot read TLS certificate {}: {e}", self.cert_file.display())))?;
-        let key = PrivateKeyDer::from_pem_file(&self.key_file)
-            .map_err(|e| ComponentError::Other(format!("cannot read TLS key {}: {e}", self.key_file.display())))?;
+            .map_err(|e| {
+                ComponentError::Other(format!(
+                    "cannot read TLS certificate {}: {e}",
+                    self.cert_file.display()
+                ))
+            })?;
+        let key = PrivateKeyDer::from_pem_file(&self.key_file).map_err(|e| {
+            ComponentError::Other(format!(
+                "cannot read TLS key {}: {e}",
+                self.key_file.display()
+            ))
+        })?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
@@ -59,17 +68,32 @@ pub struct HttpServer {
 
 impl HttpServer {
     /// Binds `endpoint` (`host:port`) and serves `router`; with `tls`, over TLS.
-    pub async fn start(endpoint: &str, tls: Option<&TlsServerConfig>, router: axum::Router) -> Result<HttpServer, ComponentError> {
+    pub async fn start(
+        endpoint: &str,
+        tls: Option<&TlsServerConfig>,
+        router: axum::Router,
+    ) -> Result<HttpServer, ComponentError> {
         let acceptor = tls.map(TlsServerConfig::acceptor).transpose()?;
-        let listener = TcpListener::bind(endpoint)
-            .await
-            .map_err(|source| ComponentError::Bind { address: endpoint.to_string(), source })?;
+        let listener =
+            TcpListener::bind(endpoint)
+                .await
+                .map_err(|source| ComponentError::Bind {
+                    address: endpoint.to_string(),
+                    source,
+                })?;
         let local_addr = listener
             .local_addr()
-            .map_err(|source| ComponentError::Bind { address: endpoint.to_string(), source })?;
+            .map_err(|source| ComponentError::Bind {
+                address: endpoint.to_string(),
+                source,
+            })?;
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(accept_loop(listener, acceptor, router, stopped));
-        Ok(HttpServer { local_addr, stop, task: Mutex::new(Some(task)) })
+        Ok(HttpServer {
+            local_addr,
+            stop,
+            task: Mutex::new(Some(task)),
+        })
     }
 
     /// The bound address (useful with port 0).
@@ -81,15 +105,20 @@ impl HttpServer {
     pub async fn shutdown(&self, deadline: Instant) {
         let _ = self.stop.send(true);
         let task = self.task.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(mut task) = task {
-            if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
-                task.abort();
-            }
+        if let Some(mut task) = task
+            && tokio::time::timeout_at(deadline, &mut task).await.is_err()
+        {
+            task.abort();
         }
     }
 }
 
-async fn accept_loop(listener: TcpListener, tls: Option<tokio_rustls::TlsAcceptor>, router: axum::Router, mut stopped: watch::Receiver<bool>) {
+async fn accept_loop(
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    router: axum::Router,
+    mut stopped: watch::Receiver<bool>,
+) {
     let graceful = GracefulShutdown::new();
     let builder = Builder::new(TokioExecutor::new());
     loop {
@@ -108,7 +137,9 @@ async fn accept_loop(listener: TcpListener, tls: Option<tokio_rustls::TlsAccepto
         let service = TowerToHyperService::new(router.clone());
         match &tls {
             None => {
-                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+                let conn = builder
+                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                    .into_owned();
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
                     let _ = conn.await;
@@ -121,7 +152,9 @@ async fn accept_loop(listener: TcpListener, tls: Option<tokio_rustls::TlsAccepto
                 tokio::spawn(async move {
                     match acceptor.accept(stream).await {
                         Ok(tls_stream) => {
-                            let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls_stream), service).into_owned();
+                            let conn = builder
+                                .serve_connection_with_upgrades(TokioIo::new(tls_stream), service)
+                                .into_owned();
                             let _ = watcher.watch(conn).await;
                         }
                         Err(e) => tracing::debug!(error = %e, "TLS handshake failed"),

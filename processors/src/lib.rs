@@ -2,6 +2,8 @@
 //!
 //! - [`batch`]: groups small requests into larger batches by size or time.
 
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod batch;
 
 use pipeline_core::{Registry, RegistryError};

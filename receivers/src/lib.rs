@@ -2,6 +2,8 @@
 //!
 //! - [`otlp`]: OTLP over gRPC (4317) and HTTP (4318), protobuf and JSON, all three signals.
 
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod otlp;
 
 use pipeline_core::{Registry, RegistryError};

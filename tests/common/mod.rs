@@ -14,17 +14,29 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{LogsService, LogsServiceServer};
-use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsServiceRequest, ExportLogsServiceResponse};
-use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{MetricsService, MetricsServiceServer};
-use opentelemetry_proto::tonic::collector::metrics::v1::{ExportMetricsServiceRequest, ExportMetricsServiceResponse};
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
-use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
+    LogsService, LogsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
+    MetricsService, MetricsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::metrics::v1::{
-    AggregationTemporality, Gauge, Histogram, HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics,
-    Sum, metric, number_data_point,
+    AggregationTemporality, Gauge, Histogram, HistogramDataPoint, Metric, NumberDataPoint,
+    ResourceMetrics, ScopeMetrics, Sum, metric, number_data_point,
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span};
@@ -33,7 +45,10 @@ pub const DEADLINE: Duration = Duration::from_secs(20);
 
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
 
 static DIRS: AtomicUsize = AtomicUsize::new(0);
@@ -62,12 +77,22 @@ pub struct Ports {
 
 impl Ports {
     pub fn new() -> Ports {
-        Ports { grpc: free_port(), http: free_port(), health: free_port(), metrics: free_port() }
+        Ports {
+            grpc: free_port(),
+            http: free_port(),
+            health: free_port(),
+            metrics: free_port(),
+        }
     }
 }
 
 /// A config: OTLP in on `ports`, `processors`, OTLP/gRPC out to `downstream`, all signals.
-pub fn pipeline_config(ports: Ports, downstream: &str, extra_processors: &str, exporter_extra: &str) -> String {
+pub fn pipeline_config(
+    ports: Ports,
+    downstream: &str,
+    extra_processors: &str,
+    exporter_extra: &str,
+) -> String {
     format!(
         r#"
 receivers:
@@ -133,7 +158,11 @@ impl Sightline {
             if let Ok((200, _)) = http_get(&url).await {
                 return s;
             }
-            assert!(Instant::now() < deadline, "sightline not ready in time: {}", s.logs());
+            assert!(
+                Instant::now() < deadline,
+                "sightline not ready in time: {}",
+                s.logs()
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -150,15 +179,23 @@ impl Sightline {
         format!("http://127.0.0.1:{}{path}", self.ports.http)
     }
 
-    /// Sends SIGTERM and waits for the exit status.
-    pub fn terminate(&mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+    /// Sends SIGTERM and waits for the exit status (without blocking the runtime, which may
+    /// be serving the downstream the process is draining into).
+    pub async fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         let deadline = Instant::now() + DEADLINE;
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return status;
             }
-            assert!(Instant::now() < deadline, "sightline did not exit after SIGTERM: {}", self.logs());
+            assert!(
+                Instant::now() < deadline,
+                "sightline did not exit after SIGTERM: {}",
+                self.logs()
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }
@@ -169,7 +206,10 @@ impl Sightline {
 
     /// The self-metrics page.
     pub async fn metrics(&self) -> String {
-        http_get(&format!("http://127.0.0.1:{}/metrics", self.ports.metrics)).await.map(|(_, b)| b).unwrap_or_default()
+        http_get(&format!("http://127.0.0.1:{}/metrics", self.ports.metrics))
+            .await
+            .map(|(_, b)| b)
+            .unwrap_or_default()
     }
 }
 
@@ -184,25 +224,45 @@ impl Drop for Sightline {
 pub async fn http_get(url: &str) -> Result<(u16, String), String> {
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let uri: hyper::Uri = url.parse().map_err(|e| format!("{e}"))?;
-    let res = tokio::time::timeout(Duration::from_secs(5), client.get(uri)).await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+    let res = tokio::time::timeout(Duration::from_secs(5), client.get(uri))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
     let status = res.status().as_u16();
-    let body = res.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+    let body = res
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
     Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }
 
 /// A POST with headers, returning (status, headers, body).
-pub async fn http_post(url: &str, headers: &[(&str, &str)], body: Vec<u8>) -> (u16, hyper::HeaderMap, Bytes) {
+pub async fn http_post(
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> (u16, hyper::HeaderMap, Bytes) {
     http_request("POST", url, headers, body).await
 }
 
-pub async fn http_request(method: &str, url: &str, headers: &[(&str, &str)], body: Vec<u8>) -> (u16, hyper::HeaderMap, Bytes) {
+pub async fn http_request(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> (u16, hyper::HeaderMap, Bytes) {
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let mut req = hyper::Request::builder().method(method).uri(url);
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
     let req = req.body(Full::new(Bytes::from(body))).expect("request");
-    let res = tokio::time::timeout(Duration::from_secs(15), client.request(req)).await.expect("timeout").expect("http request");
+    let res = tokio::time::timeout(Duration::from_secs(15), client.request(req))
+        .await
+        .expect("timeout")
+        .expect("http request");
     let status = res.status().as_u16();
     let headers = res.headers().clone();
     let body = res.into_body().collect().await.expect("body").to_bytes();
@@ -227,19 +287,43 @@ pub struct Received {
 
 impl Received {
     pub fn resource_spans(&self) -> Vec<ResourceSpans> {
-        self.traces.lock().unwrap().iter().flat_map(|r| r.resource_spans.clone()).collect()
+        self.traces
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|r| r.resource_spans.clone())
+            .collect()
     }
     pub fn resource_metrics(&self) -> Vec<ResourceMetrics> {
-        self.metrics.lock().unwrap().iter().flat_map(|r| r.resource_metrics.clone()).collect()
+        self.metrics
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|r| r.resource_metrics.clone())
+            .collect()
     }
     pub fn resource_logs(&self) -> Vec<ResourceLogs> {
-        self.logs.lock().unwrap().iter().flat_map(|r| r.resource_logs.clone()).collect()
+        self.logs
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|r| r.resource_logs.clone())
+            .collect()
     }
     pub fn span_count(&self) -> usize {
-        self.resource_spans().iter().flat_map(|r| &r.scope_spans).map(|s| s.spans.len()).sum()
+        self.resource_spans()
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .map(|s| s.spans.len())
+            .sum()
     }
     pub fn span_ids(&self) -> std::collections::HashSet<Vec<u8>> {
-        self.resource_spans().iter().flat_map(|r| &r.scope_spans).flat_map(|s| &s.spans).map(|s| s.span_id.clone()).collect()
+        self.resource_spans()
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .flat_map(|s| &s.spans)
+            .map(|s| s.span_id.clone())
+            .collect()
     }
 }
 
@@ -248,7 +332,10 @@ struct Recorder(Arc<Received>);
 
 #[tonic::async_trait]
 impl TraceService for Recorder {
-    async fn export(&self, r: tonic::Request<ExportTraceServiceRequest>) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+    async fn export(
+        &self,
+        r: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
         self.0.headers.lock().unwrap().push(r.metadata().clone());
         self.0.traces.lock().unwrap().push(r.into_inner());
         Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
@@ -257,7 +344,10 @@ impl TraceService for Recorder {
 
 #[tonic::async_trait]
 impl MetricsService for Recorder {
-    async fn export(&self, r: tonic::Request<ExportMetricsServiceRequest>) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
+    async fn export(
+        &self,
+        r: tonic::Request<ExportMetricsServiceRequest>,
+    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
         self.0.metrics.lock().unwrap().push(r.into_inner());
         Ok(tonic::Response::new(ExportMetricsServiceResponse::default()))
     }
@@ -265,7 +355,10 @@ impl MetricsService for Recorder {
 
 #[tonic::async_trait]
 impl LogsService for Recorder {
-    async fn export(&self, r: tonic::Request<ExportLogsServiceRequest>) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
+    async fn export(
+        &self,
+        r: tonic::Request<ExportLogsServiceRequest>,
+    ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
         self.0.logs.lock().unwrap().push(r.into_inner());
         Ok(tonic::Response::new(ExportLogsServiceResponse::default()))
     }
@@ -280,7 +373,9 @@ pub struct Downstream {
 
 impl Downstream {
     pub async fn start() -> Downstream {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind downstream");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind downstream");
         let addr = listener.local_addr().expect("addr");
         let received = Arc::new(Received::default());
         let r = Recorder(received.clone());
@@ -288,15 +383,31 @@ impl Downstream {
         let incoming = tonic::transport::server::TcpIncoming::from(listener);
         tokio::spawn(async move {
             let _ = tonic::transport::Server::builder()
-                .add_service(TraceServiceServer::new(r.clone()).accept_compressed(tonic::codec::CompressionEncoding::Gzip).max_decoding_message_size(64 << 20))
-                .add_service(MetricsServiceServer::new(r.clone()).accept_compressed(tonic::codec::CompressionEncoding::Gzip).max_decoding_message_size(64 << 20))
-                .add_service(LogsServiceServer::new(r).accept_compressed(tonic::codec::CompressionEncoding::Gzip).max_decoding_message_size(64 << 20))
+                .add_service(
+                    TraceServiceServer::new(r.clone())
+                        .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
+                        .max_decoding_message_size(64 << 20),
+                )
+                .add_service(
+                    MetricsServiceServer::new(r.clone())
+                        .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
+                        .max_decoding_message_size(64 << 20),
+                )
+                .add_service(
+                    LogsServiceServer::new(r)
+                        .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
+                        .max_decoding_message_size(64 << 20),
+                )
                 .serve_with_incoming_shutdown(incoming, async {
                     let _ = stopped.await;
                 })
                 .await;
         });
-        Downstream { addr, received, stop: Some(stop) }
+        Downstream {
+            addr,
+            received,
+            stop: Some(stop),
+        }
     }
 
     pub fn url(&self) -> String {
@@ -325,7 +436,11 @@ impl Drop for Downstream {
 }
 
 fn kv(key: &str, value: any_value::Value) -> KeyValue {
-    KeyValue { key: key.into(), value: Some(AnyValue { value: Some(value) }), ..Default::default() }
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue { value: Some(value) }),
+        ..Default::default()
+    }
 }
 
 fn s(v: &str) -> any_value::Value {
@@ -345,7 +460,11 @@ fn resource(service: &str) -> Resource {
 }
 
 fn scope() -> InstrumentationScope {
-    InstrumentationScope { name: "io.opentelemetry.flask".into(), version: "0.48b0".into(), ..Default::default() }
+    InstrumentationScope {
+        name: "io.opentelemetry.flask".into(),
+        version: "0.48b0".into(),
+        ..Default::default()
+    }
 }
 
 /// A realistic traces request: `n` SERVER spans with HTTP attributes, IDs derived from `seed`.
@@ -359,7 +478,11 @@ pub fn traces_request(seed: u64, n: usize) -> ExportTraceServiceRequest {
             Span {
                 trace_id: trace_id.to_vec(),
                 span_id: id.to_be_bytes().to_vec(),
-                parent_span_id: if i % 3 == 0 { vec![] } else { (id - 1).to_be_bytes().to_vec() },
+                parent_span_id: if i % 3 == 0 {
+                    vec![]
+                } else {
+                    (id - 1).to_be_bytes().to_vec()
+                },
                 name: "GET /api/users/{id}".into(),
                 kind: span::SpanKind::Server as i32,
                 start_time_unix_nano: 1_705_314_600_000_000_000 + i * 1000,
@@ -368,7 +491,10 @@ pub fn traces_request(seed: u64, n: usize) -> ExportTraceServiceRequest {
                     kv("http.request.method", s("GET")),
                     kv("http.route", s("/api/users/{id}")),
                     kv("url.path", s(&format!("/api/users/{i}"))),
-                    kv("http.response.status_code", any_value::Value::IntValue(if i % 10 == 0 { 500 } else { 200 })),
+                    kv(
+                        "http.response.status_code",
+                        any_value::Value::IntValue(if i % 10 == 0 { 500 } else { 200 }),
+                    ),
                     kv("request_id", s(&format!("req-{seed}-{i}"))),
                     kv("client.address", s("10.1.2.3")),
                     kv("duration_ok", any_value::Value::BoolValue(i % 2 == 0)),
@@ -380,7 +506,10 @@ pub fn traces_request(seed: u64, n: usize) -> ExportTraceServiceRequest {
                     attributes: vec![kv("cache.key", s("user:42"))],
                     ..Default::default()
                 }],
-                status: Some(Status { code: if i % 10 == 0 { 2 } else { 1 }, message: String::new() }),
+                status: Some(Status {
+                    code: if i % 10 == 0 { 2 } else { 1 },
+                    message: String::new(),
+                }),
                 ..Default::default()
             }
         })
@@ -388,7 +517,11 @@ pub fn traces_request(seed: u64, n: usize) -> ExportTraceServiceRequest {
     ExportTraceServiceRequest {
         resource_spans: vec![ResourceSpans {
             resource: Some(resource("api-service")),
-            scope_spans: vec![ScopeSpans { scope: Some(scope()), spans, schema_url: "https://opentelemetry.io/schemas/1.26.0".into() }],
+            scope_spans: vec![ScopeSpans {
+                scope: Some(scope()),
+                spans,
+                schema_url: "https://opentelemetry.io/schemas/1.26.0".into(),
+            }],
             schema_url: String::new(),
         }],
     }
@@ -396,7 +529,11 @@ pub fn traces_request(seed: u64, n: usize) -> ExportTraceServiceRequest {
 
 /// A metrics request with a sum, a gauge and a histogram.
 pub fn metrics_request(seed: u64) -> ExportMetricsServiceRequest {
-    let attrs = vec![kv("method", s("GET")), kv("endpoint", s("/api/users")), kv("status_code", s("200"))];
+    let attrs = vec![
+        kv("method", s("GET")),
+        kv("endpoint", s("/api/users")),
+        kv("status_code", s("200")),
+    ];
     let t0 = 1_705_314_600_000_000_000u64;
     let metrics = vec![
         Metric {
@@ -452,7 +589,11 @@ pub fn metrics_request(seed: u64) -> ExportMetricsServiceRequest {
     ExportMetricsServiceRequest {
         resource_metrics: vec![ResourceMetrics {
             resource: Some(resource("api-service")),
-            scope_metrics: vec![ScopeMetrics { scope: Some(scope()), metrics, schema_url: String::new() }],
+            scope_metrics: vec![ScopeMetrics {
+                scope: Some(scope()),
+                metrics,
+                schema_url: String::new(),
+            }],
             schema_url: String::new(),
         }],
     }
@@ -466,7 +607,9 @@ pub fn logs_request(seed: u64, n: usize) -> ExportLogsServiceRequest {
             observed_time_unix_nano: 1_705_314_600_200_000_000 + i,
             severity_number: 9,
             severity_text: "INFO".into(),
-            body: Some(AnyValue { value: Some(s("Request completed")) }),
+            body: Some(AnyValue {
+                value: Some(s("Request completed")),
+            }),
             attributes: vec![
                 kv("request_id", s(&format!("req-{seed}-{i}"))),
                 kv("status_code", any_value::Value::IntValue(200)),
@@ -474,7 +617,11 @@ pub fn logs_request(seed: u64, n: usize) -> ExportLogsServiceRequest {
                 kv("method", s("GET")),
                 kv("path", s("/api/users/42")),
             ],
-            trace_id: { let mut t = vec![7u8; 16]; t[15] = i as u8; t },
+            trace_id: {
+                let mut t = vec![7u8; 16];
+                t[15] = i as u8;
+                t
+            },
             span_id: vec![3u8; 8],
             flags: 1,
             ..Default::default()
@@ -483,7 +630,11 @@ pub fn logs_request(seed: u64, n: usize) -> ExportLogsServiceRequest {
     ExportLogsServiceRequest {
         resource_logs: vec![ResourceLogs {
             resource: Some(resource("api-service")),
-            scope_logs: vec![ScopeLogs { scope: Some(scope()), log_records, schema_url: String::new() }],
+            scope_logs: vec![ScopeLogs {
+                scope: Some(scope()),
+                log_records,
+                schema_url: String::new(),
+            }],
             schema_url: String::new(),
         }],
     }

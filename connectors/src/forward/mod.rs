@@ -14,7 +14,9 @@ mod tests;
 use std::sync::Arc;
 
 use pipeline_core::factory::ConsumerComponent;
-use pipeline_core::{BuildError, ConnectorFactory, CreateContext, FieldError, Signal, SignalConsumers, parse_config};
+use pipeline_core::{
+    BuildError, ConnectorFactory, CreateContext, FieldError, Signal, SignalConsumers, parse_config,
+};
 use serde_json::Value;
 
 pub use config::ForwardConfig;
@@ -29,14 +31,23 @@ impl ConnectorFactory for Factory {
     }
 
     fn signal_pairs(&self) -> &'static [(Signal, Signal)] {
-        &[(Signal::Traces, Signal::Traces), (Signal::Metrics, Signal::Metrics), (Signal::Logs, Signal::Logs)]
+        &[
+            (Signal::Traces, Signal::Traces),
+            (Signal::Metrics, Signal::Metrics),
+            (Signal::Logs, Signal::Logs),
+        ]
     }
 
     fn validate(&self, config: &Value) -> Result<(), FieldError> {
         parse_config::<ForwardConfig>(config).map(|_| ())
     }
 
-    fn create(&self, _ctx: CreateContext, config: &Value, next: SignalConsumers) -> Result<Arc<dyn ConsumerComponent>, BuildError> {
+    fn create(
+        &self,
+        _ctx: CreateContext,
+        config: &Value,
+        next: SignalConsumers,
+    ) -> Result<Arc<dyn ConsumerComponent>, BuildError> {
         parse_config::<ForwardConfig>(config)?;
         Ok(Arc::new(ForwardConnector { next }))
     }

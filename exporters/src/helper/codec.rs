@@ -70,8 +70,7 @@ impl ExportRequest {
 
 fn encode_groups<M: Message>(groups: &[M]) -> Vec<u8> {
     // Field 1 of every Export*ServiceRequest is the repeated resource group.
-    let mut buf =
-        Vec::with_capacity(prost::encoding::message::encoded_len_repeated(1, groups));
+    let mut buf = Vec::with_capacity(prost::encoding::message::encoded_len_repeated(1, groups));
     prost::encoding::message::encode_repeated(1, groups, &mut buf);
     buf
 }
@@ -185,7 +184,9 @@ pub fn decode_response_json(signal: Signal, body: &[u8]) -> Result<Delivered, Co
         return Ok(Delivered::all());
     }
     let value: serde_json::Value = serde_json::from_slice(body)?;
-    let Some(partial) = value.get("partialSuccess").or_else(|| value.get("partial_success"))
+    let Some(partial) = value
+        .get("partialSuccess")
+        .or_else(|| value.get("partial_success"))
     else {
         return Ok(Delivered::all());
     };
@@ -213,6 +214,7 @@ pub fn decode_response_json(signal: Signal, body: &[u8]) -> Result<Delivered, Co
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use pipeline_core::proto::tonic::collector::trace::v1::ExportTracePartialSuccess;
@@ -247,7 +249,10 @@ mod tests {
         let text = String::from_utf8(encode_json(&span_batch(1).payload).unwrap()).unwrap();
         assert!(text.starts_with("{\"resourceSpans\":[{"), "{text}");
         // OTLP/JSON: hex IDs, not base64.
-        assert!(text.contains("\"traceId\":\"01010101010101010101010101010101\""), "{text}");
+        assert!(
+            text.contains("\"traceId\":\"01010101010101010101010101010101\""),
+            "{text}"
+        );
         let back: ExportTraceServiceRequest = serde_json::from_str(&text).unwrap();
         assert_eq!(Payload::Traces(back.resource_spans), span_batch(1).payload);
     }

@@ -234,9 +234,8 @@ impl Headers {
     pub fn to_header_map(&self, path: &str) -> Result<HeaderMap, FieldError> {
         let mut map = HeaderMap::with_capacity(self.0.len());
         for (name, value) in &self.0 {
-            let header = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
-                FieldError::new(join(path, name), "is not a valid header name")
-            })?;
+            let header = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| FieldError::new(join(path, name), "is not a valid header name"))?;
             let value = HeaderValue::from_str(value).map_err(|_| {
                 FieldError::new(
                     join(path, name),
@@ -262,9 +261,9 @@ pub fn parse_endpoint(text: &str, field: &str, bare_host_port: bool) -> Result<U
     } else {
         text.to_string()
     };
-    let uri: Uri = full.parse().map_err(|e| {
-        FieldError::new(field, format!("{text:?} is not a valid URL: {e}"))
-    })?;
+    let uri: Uri = full
+        .parse()
+        .map_err(|e| FieldError::new(field, format!("{text:?} is not a valid URL: {e}")))?;
     match uri.scheme_str() {
         Some("http" | "https") => {}
         Some(other) => {
@@ -292,4 +291,3 @@ pub fn parse_endpoint(text: &str, field: &str, bare_host_port: bool) -> Result<U
     }
     Ok(uri)
 }
-

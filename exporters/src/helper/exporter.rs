@@ -187,7 +187,8 @@ impl<S: Sender> Component for QueuedExporter<S> {
         if let Some(queue) = &inner.queue {
             queue.close();
         }
-        let mut workers = std::mem::take(&mut *inner.workers.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut workers =
+            std::mem::take(&mut *inner.workers.lock().unwrap_or_else(|p| p.into_inner()));
         let drained = tokio::time::timeout_at(deadline, async {
             while workers.join_next().await.is_some() {}
         })
@@ -217,6 +218,22 @@ impl<S: Sender> Component for QueuedExporter<S> {
         inner.sender.shutdown().await;
         inner.health.stopped();
         Ok(())
+    }
+}
+
+impl<S: Sender> Drop for QueuedExporter<S> {
+    /// Dropped without `shutdown` (the graph always shuts down first; this is for everyone
+    /// else): stop the workers, which hold the inner state, and count what was held.
+    fn drop(&mut self) {
+        let inner = &self.inner;
+        inner.closing.store(true, Ordering::SeqCst);
+        inner.abort.cancel();
+        if let Some(queue) = &inner.queue {
+            queue.close();
+            for batch in queue.drain_all() {
+                inner.drop_batch(&batch, reason::SHUTDOWN_TIMEOUT);
+            }
+        }
     }
 }
 

@@ -9,20 +9,19 @@
 //!
 //! The rest is shared vocabulary for the OTLP exporters: header, compression and TLS config
 //! ([`Headers`], [`Compression`], [`TlsConfig`]), OTLP request encoding and partial-success
-//! decoding per signal ([`codec`]), and the `google.rpc.Status` / `RetryInfo` messages
-//! ([`rpc`]).
+//! decoding per signal ([`codec`]); the `google.rpc` messages live in `pipeline_core::rpc`.
 
 pub mod codec;
 mod config;
 mod exporter;
 mod health;
 mod retry;
-pub mod rpc;
+pub use pipeline_core::rpc;
 mod sender;
 #[cfg(test)]
-pub(crate) mod testutil;
-#[cfg(test)]
 mod tests;
+#[cfg(test)]
+pub(crate) mod testutil;
 mod tls;
 
 pub use config::{
@@ -32,7 +31,10 @@ pub use config::{
 pub use exporter::QueuedExporter;
 pub use retry::{Backoff, RETRY_AFTER_CAP};
 pub use sender::{Delivered, SendError, Sender, describe_error};
-pub use tls::{TlsConfig, TlsError};
+pub use tls::{CaCertificates, TlsConfig, TlsError};
+
+/// The `User-Agent` the network exporters send: `sightline/<version>`.
+pub const USER_AGENT: &str = concat!("sightline/", env!("CARGO_PKG_VERSION"));
 
 /// Drop reason for items an exporter accepted but could not write (a local file or stream
 /// failed). The standard reasons are in [`pipeline_core::telemetry::reason`].

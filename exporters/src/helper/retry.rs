@@ -115,6 +115,7 @@ impl SplitMix64 {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use pipeline_core::config::HumanDuration;
@@ -195,10 +196,7 @@ mod tests {
             secs(11.25)
         ));
         // A hint past max_elapsed_time gives up rather than wait.
-        assert_eq!(
-            b.next_delay_with(secs(200.0), Some(secs(120.0)), 0.5),
-            None
-        );
+        assert_eq!(b.next_delay_with(secs(200.0), Some(secs(120.0)), 0.5), None);
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! Tests of the queued exporter against a scripted sender.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -103,7 +105,12 @@ async fn sends_queued_batches_and_counts_them() {
         x.consume(span_batch(4)).await.unwrap();
     }
     x.consume(log_batch(2)).await.unwrap();
-    assert!(eventually(Duration::from_secs(5), || async { t.sent("traces") == 12.0 }).await);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            t.sent("traces") == 12.0
+        })
+        .await
+    );
     assert!(eventually(Duration::from_secs(5), || async { t.sent("logs") == 2.0 }).await);
     assert_eq!(t.send_attempts("success"), 4.0);
     x.shutdown(in_secs(5.0)).await.unwrap();
@@ -142,8 +149,17 @@ async fn health_is_recoverable_while_failing() {
     let x = exporter(&t, settings, Scripted::failing(unavailable()));
     x.start(&host()).await.unwrap();
     x.consume(span_batch(1)).await.unwrap();
-    assert!(eventually(Duration::from_secs(5), || async { x.sender().attempts() >= 2 }).await);
-    assert!(t.health().starts_with("recoverable error"), "{}", t.health());
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            x.sender().attempts() >= 2
+        })
+        .await
+    );
+    assert!(
+        t.health().starts_with("recoverable error"),
+        "{}",
+        t.health()
+    );
     assert!(t.health().contains("backend unavailable"));
     x.shutdown(in_secs(0.05)).await.unwrap();
     assert_eq!(t.dropped("traces", reason::SHUTDOWN_TIMEOUT), 1.0);
@@ -290,7 +306,10 @@ async fn full_queue_refuses_at_once_without_blocking() {
         8.0
     );
     assert_eq!(
-        t.metric("sightline_queue_capacity", &[("component_id", "otlp/refuse")]),
+        t.metric(
+            "sightline_queue_capacity",
+            &[("component_id", "otlp/refuse")]
+        ),
         10.0
     );
     // Shutdown without start: safe, and what was accepted is counted.
@@ -308,14 +327,22 @@ async fn full_queue_blocks_until_room() {
     let x2 = Arc::clone(&x);
     let blocked = tokio::spawn(async move { x2.consume(span_batch(5)).await });
     tokio::time::sleep(Duration::from_millis(50)).await;
-    assert!(!blocked.is_finished(), "consume must wait while the queue is full");
+    assert!(
+        !blocked.is_finished(),
+        "consume must wait while the queue is full"
+    );
     x.start(&host()).await.unwrap();
     tokio::time::timeout(Duration::from_secs(5), blocked)
         .await
         .unwrap()
         .unwrap()
         .unwrap();
-    assert!(eventually(Duration::from_secs(5), || async { t.sent("traces") == 13.0 }).await);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            t.sent("traces") == 13.0
+        })
+        .await
+    );
     x.shutdown(in_secs(5.0)).await.unwrap();
 }
 
@@ -348,7 +375,12 @@ async fn shutdown_deadline_aborts_and_counts_everything_left() {
         x.consume(span_batch(3)).await.unwrap();
     }
     // Two workers hold a batch each, two batches wait in the queue.
-    assert!(eventually(Duration::from_secs(5), || async { x.sender().attempts() >= 2 }).await);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            x.sender().attempts() >= 2
+        })
+        .await
+    );
     let begun = Instant::now();
     x.shutdown(in_secs(0.3)).await.unwrap();
     let took = begun.elapsed();
@@ -367,7 +399,12 @@ async fn hanging_send_is_aborted_at_the_deadline() {
     let x = exporter(&t, settings, Scripted::new(vec![Step::Hang]));
     x.start(&host()).await.unwrap();
     x.consume(span_batch(4)).await.unwrap();
-    assert!(eventually(Duration::from_secs(5), || async { x.sender().attempts() == 1 }).await);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            x.sender().attempts() == 1
+        })
+        .await
+    );
     x.shutdown(in_secs(0.1)).await.unwrap();
     assert_eq!(t.dropped("traces", reason::SHUTDOWN_TIMEOUT), 4.0);
 }
@@ -448,13 +485,21 @@ async fn without_a_queue_shutdown_waits_then_aborts_callers() {
     x.start(&host()).await.unwrap();
     let x2 = Arc::clone(&x);
     let caller = tokio::spawn(async move { x2.consume(span_batch(1)).await });
-    assert!(eventually(Duration::from_secs(5), || async { x.sender().attempts() == 1 }).await);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            x.sender().attempts() == 1
+        })
+        .await
+    );
     x.shutdown(in_secs(0.1)).await.unwrap();
     let result = tokio::time::timeout(Duration::from_secs(2), caller)
         .await
         .unwrap()
         .unwrap();
-    assert!(matches!(result, Err(ConsumeError::ShuttingDown)), "{result:?}");
+    assert!(
+        matches!(result, Err(ConsumeError::ShuttingDown)),
+        "{result:?}"
+    );
     assert_eq!(t.dropped("traces", reason::SHUTDOWN_TIMEOUT), 0.0);
 }
 
@@ -557,4 +602,30 @@ fn gzip_round_trips() {
     let c: Compression = serde_json::from_value(serde_json::json!("none")).unwrap();
     assert_eq!(c, Compression::None);
     assert!(serde_json::from_value::<Compression>(serde_json::json!("zstd")).is_err());
+}
+
+#[tokio::test]
+async fn dropping_without_shutdown_stops_workers_and_counts() {
+    let t = TestCtx::new("otlp/dropped");
+    let mut settings = fast_settings();
+    settings.sending_queue.num_consumers = 1;
+    settings.retry_on_failure.max_elapsed_time = HumanDuration::from_secs(0);
+    let x = exporter(&t, settings, Scripted::failing(unavailable()));
+    x.start(&host()).await.unwrap();
+    x.consume(span_batch(2)).await.unwrap();
+    x.consume(span_batch(3)).await.unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            x.sender().attempts() >= 1
+        })
+        .await
+    );
+    drop(x);
+    // The queued batch at once, the one in the worker's hands when it sees the abort.
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            t.dropped("traces", reason::SHUTDOWN_TIMEOUT) == 5.0
+        })
+        .await
+    );
 }

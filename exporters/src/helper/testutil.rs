@@ -1,5 +1,7 @@
 //! Test helpers shared by the exporters' tests.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::future::Future;
 use std::time::Duration;
 
@@ -132,4 +134,32 @@ where
 /// A deadline `secs` from now.
 pub(crate) fn in_secs(secs: f64) -> Instant {
     Instant::now() + Duration::from_secs_f64(secs)
+}
+
+/// A self-signed certificate for `localhost`, its key, and the certificate written to a
+/// file under `dir` (to use as `tls.ca_file`).
+pub(crate) struct TestCert {
+    pub(crate) cert_pem: String,
+    pub(crate) key_pem: String,
+    pub(crate) ca_file: std::path::PathBuf,
+}
+
+impl TestCert {
+    pub(crate) fn new(name: &str) -> TestCert {
+        let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        let cert_pem = certified.cert.pem();
+        let key_pem = certified.signing_key.serialize_pem();
+        let dir = std::env::temp_dir().join(format!(
+            "sightline-exporters-tls-{}-{name}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca_file = dir.join("ca.pem");
+        std::fs::write(&ca_file, &cert_pem).unwrap();
+        TestCert {
+            cert_pem,
+            key_pem,
+            ca_file,
+        }
+    }
 }

@@ -21,6 +21,15 @@ pub struct TlsConfig {
     pub ca_file: Option<PathBuf>,
 }
 
+/// The contents of a `ca_file`.
+#[derive(Debug, Clone)]
+pub struct CaCertificates {
+    /// The file as read (PEM).
+    pub pem: Vec<u8>,
+    /// The certificates in it, at least one.
+    pub certs: Vec<CertificateDer<'static>>,
+}
+
 /// Why the TLS settings could not be loaded.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -62,9 +71,8 @@ impl TlsConfig {
         Ok(())
     }
 
-    /// Reads `ca_file` (if set), checking it holds at least one certificate; returns the
-    /// PEM text and the certificates.
-    pub fn read_ca(&self) -> Result<Option<(Vec<u8>, Vec<CertificateDer<'static>>)>, TlsError> {
+    /// Reads `ca_file` (if set), checking it holds at least one certificate.
+    pub fn read_ca(&self) -> Result<Option<CaCertificates>, TlsError> {
         let Some(path) = &self.ca_file else {
             return Ok(None);
         };
@@ -74,7 +82,7 @@ impl TlsConfig {
         })?;
         let certs: Result<Vec<_>, _> = CertificateDer::pem_slice_iter(&pem).collect();
         match certs {
-            Ok(certs) if !certs.is_empty() => Ok(Some((pem, certs))),
+            Ok(certs) if !certs.is_empty() => Ok(Some(CaCertificates { pem, certs })),
             Ok(_) => Err(TlsError::NoCertificate {
                 path: path.clone(),
                 detail: String::new(),
@@ -93,9 +101,9 @@ impl TlsConfig {
             ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
                 .with_safe_default_protocol_versions()?;
         let config = match self.read_ca()? {
-            Some((_, certs)) => {
+            Some(ca) => {
                 let mut roots = RootCertStore::empty();
-                let (_, ignored) = roots.add_parsable_certificates(certs);
+                let (_, ignored) = roots.add_parsable_certificates(ca.certs);
                 if roots.is_empty() {
                     return Err(TlsError::NoCertificate {
                         path: self.ca_file.clone().unwrap_or_default(),
@@ -111,6 +119,7 @@ impl TlsConfig {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

@@ -17,9 +17,9 @@ use tonic::{Code, Status};
 
 use super::config::OtlpConfig;
 use crate::helper::codec::ExportRequest;
-use crate::helper::{Compression, Delivered, SendError, Sender, TlsConfig, describe_error, rpc};
-
-const USER_AGENT: &str = concat!("sightline/", env!("CARGO_PKG_VERSION"));
+use crate::helper::{
+    Compression, Delivered, SendError, Sender, TlsConfig, USER_AGENT, describe_error, rpc,
+};
 
 /// Sends export requests to one gRPC endpoint over a lazily connected channel.
 pub(crate) struct GrpcSender {
@@ -61,7 +61,7 @@ impl GrpcSender {
         }
         if self.uri.scheme_str() == Some("https") {
             let tls = match self.tls.read_ca().map_err(|e| e.to_string())? {
-                Some((pem, _)) => ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem)),
+                Some(ca) => ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca.pem)),
                 None => ClientTlsConfig::new().with_webpki_roots(),
             };
             endpoint = endpoint
@@ -102,7 +102,10 @@ macro_rules! export {
 #[async_trait]
 impl Sender for GrpcSender {
     async fn start(&self) -> Result<(), ComponentError> {
-        self.channel().await.map(|_| ()).map_err(ComponentError::Other)
+        self.channel()
+            .await
+            .map(|_| ())
+            .map_err(ComponentError::Other)
     }
 
     async fn send(&self, batch: &Batch) -> Result<Delivered, SendError> {
@@ -131,12 +134,15 @@ pub(crate) fn classify(status: &Status) -> SendError {
         reason.push_str(": ");
         reason.push_str(status.message());
     }
-    if let Some(source) = status.source() {
-        let cause = describe_error(source);
-        if !reason.contains(&cause) {
+    // Transport errors hide the useful part (connection refused, DNS) in the source chain.
+    let mut source = status.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !reason.contains(&text) {
             reason.push_str(": ");
-            reason.push_str(&cause);
+            reason.push_str(&text);
         }
+        source = cause.source();
     }
     match code {
         Code::Cancelled

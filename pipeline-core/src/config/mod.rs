@@ -294,11 +294,11 @@ pub fn load(sources: &[ConfigSource], env: EnvLookup<'_>) -> Result<Config, Conf
                     origins.insert(format!("{key}::{id}"), source.name.clone());
                 }
             }
-            if key == "service" {
-                if let Some(Value::Object(p)) = section.get("pipelines") {
-                    for id in p.keys() {
-                        origins.insert(format!("service::pipelines::{id}"), source.name.clone());
-                    }
+            if key == "service"
+                && let Some(Value::Object(p)) = section.get("pipelines")
+            {
+                for id in p.keys() {
+                    origins.insert(format!("service::pipelines::{id}"), source.name.clone());
                 }
             }
         }
@@ -361,10 +361,10 @@ pub fn load(sources: &[ConfigSource], env: EnvLookup<'_>) -> Result<Config, Conf
 
 fn service_origin<'a>(config: &'a Config, path: &str) -> &'a str {
     let mut parts = path.split('.');
-    if parts.next() == Some("pipelines") {
-        if let Some(id) = parts.next() {
-            return config.origin(&format!("service::pipelines::{id}"));
-        }
+    if parts.next() == Some("pipelines")
+        && let Some(id) = parts.next()
+    {
+        return config.origin(&format!("service::pipelines::{id}"));
     }
     config.origin("service")
 }

@@ -66,6 +66,8 @@ pub struct Validation {
 
 struct PipelineRef {
     id: PipelineId,
+    /// Connectors among the exporters: the edges to other pipelines.
+    connectors_out: Vec<ComponentId>,
     receivers: Vec<ComponentId>,
     processors: Vec<ComponentId>,
     exporters: Vec<ComponentId>,
@@ -331,8 +333,17 @@ fn resolve_pipelines(
             &p.exporters,
             &[ComponentKind::Exporter, ComponentKind::Connector],
         );
+        let connectors_out = exporters
+            .iter()
+            .filter(|e| {
+                is_defined(config, ComponentKind::Connector, e)
+                    && !is_defined(config, ComponentKind::Exporter, e)
+            })
+            .cloned()
+            .collect();
         out.push(PipelineRef {
             id,
+            connectors_out,
             receivers,
             processors,
             exporters,
@@ -404,7 +415,7 @@ fn pipeline_edges(pipelines: &[PipelineRef]) -> Vec<Vec<usize>> {
             pipelines
                 .iter()
                 .enumerate()
-                .filter(|(_, q)| q.receivers.iter().any(|r| p.exporters.contains(r)))
+                .filter(|(_, q)| q.receivers.iter().any(|r| p.connectors_out.contains(r)))
                 .map(|(j, _)| j)
                 .collect()
         })
@@ -431,10 +442,10 @@ fn find_cycle(pipelines: &[PipelineRef]) -> Option<Vec<String>> {
                 cycle.push(m);
                 return Some(cycle);
             }
-            if state[m] == 0 {
-                if let Some(c) = visit(m, edges, state, stack) {
-                    return Some(c);
-                }
+            if state[m] == 0
+                && let Some(c) = visit(m, edges, state, stack)
+            {
+                return Some(c);
             }
         }
         stack.pop();
@@ -442,10 +453,10 @@ fn find_cycle(pipelines: &[PipelineRef]) -> Option<Vec<String>> {
         None
     }
     for n in 0..pipelines.len() {
-        if state[n] == 0 {
-            if let Some(c) = visit(n, &edges, &mut state, &mut stack) {
-                return Some(c.into_iter().map(|i| pipelines[i].id.id.clone()).collect());
-            }
+        if state[n] == 0
+            && let Some(c) = visit(n, &edges, &mut state, &mut stack)
+        {
+            return Some(c.into_iter().map(|i| pipelines[i].id.id.clone()).collect());
         }
     }
     None
@@ -679,7 +690,7 @@ impl Graph {
             let p = &pipelines[pi];
             let mut branches = Vec::new();
             for eid in &p.exporters {
-                let kind = if is_defined(config, ComponentKind::Connector, eid) {
+                let kind = if p.connectors_out.contains(eid) {
                     ComponentKind::Connector
                 } else {
                     ComponentKind::Exporter

@@ -6,7 +6,9 @@ use super::*;
 use crate::component::ComponentError;
 use crate::config::{ConfigSource, load};
 use crate::consumer::{ConsumeError, Consumer};
-use crate::factory::{BuildError, ConnectorFactory, ConsumerComponent, ExporterFactory, ReceiverFactory};
+use crate::factory::{
+    BuildError, ConnectorFactory, ConsumerComponent, ExporterFactory, ReceiverFactory,
+};
 use crate::model::Batch;
 use crate::testing::{CollectingConsumer, span_batch};
 
@@ -26,7 +28,10 @@ struct Logged {
 #[async_trait]
 impl Component for Logged {
     async fn start(&self, _host: &Host) -> Result<(), ComponentError> {
-        self.log.lock().unwrap().push(format!("start {}", self.name));
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("start {}", self.name));
         Ok(())
     }
     async fn shutdown(&self, _deadline: Instant) -> Result<(), ComponentError> {
@@ -45,9 +50,17 @@ impl ReceiverFactory for TestReceiverFactory {
     fn validate(&self, _config: &Value) -> Result<(), FieldError> {
         Ok(())
     }
-    fn create(&self, ctx: CreateContext, _config: &Value, next: SignalConsumers) -> Result<Arc<dyn Component>, BuildError> {
+    fn create(
+        &self,
+        ctx: CreateContext,
+        _config: &Value,
+        next: SignalConsumers,
+    ) -> Result<Arc<dyn Component>, BuildError> {
         self.slots.lock().unwrap().insert(ctx.id.to_string(), next);
-        Ok(Arc::new(Logged { name: format!("receiver {}", ctx.id), log: self.log.clone() }))
+        Ok(Arc::new(Logged {
+            name: format!("receiver {}", ctx.id),
+            log: self.log.clone(),
+        }))
     }
 }
 
@@ -88,10 +101,23 @@ impl ExporterFactory for SinkFactory {
     fn validate(&self, _config: &Value) -> Result<(), FieldError> {
         Ok(())
     }
-    fn create(&self, ctx: CreateContext, _config: &Value) -> Result<Arc<dyn ConsumerComponent>, BuildError> {
+    fn create(
+        &self,
+        ctx: CreateContext,
+        _config: &Value,
+    ) -> Result<Arc<dyn ConsumerComponent>, BuildError> {
         let inner = CollectingConsumer::new();
-        self.sinks.lock().unwrap().insert(ctx.id.to_string(), inner.clone());
-        Ok(Arc::new(Sink { inner, logged: Logged { name: format!("exporter {}", ctx.id), log: self.log.clone() } }))
+        self.sinks
+            .lock()
+            .unwrap()
+            .insert(ctx.id.to_string(), inner.clone());
+        Ok(Arc::new(Sink {
+            inner,
+            logged: Logged {
+                name: format!("exporter {}", ctx.id),
+                log: self.log.clone(),
+            },
+        }))
     }
 }
 
@@ -134,8 +160,19 @@ impl ConnectorFactory for PassFactory {
     fn validate(&self, _config: &Value) -> Result<(), FieldError> {
         Ok(())
     }
-    fn create(&self, ctx: CreateContext, _config: &Value, next: SignalConsumers) -> Result<Arc<dyn ConsumerComponent>, BuildError> {
-        Ok(Arc::new(Pass { next, logged: Logged { name: format!("connector {}", ctx.id), log: self.log.clone() } }))
+    fn create(
+        &self,
+        ctx: CreateContext,
+        _config: &Value,
+        next: SignalConsumers,
+    ) -> Result<Arc<dyn ConsumerComponent>, BuildError> {
+        Ok(Arc::new(Pass {
+            next,
+            logged: Logged {
+                name: format!("connector {}", ctx.id),
+                log: self.log.clone(),
+            },
+        }))
     }
 }
 
@@ -151,14 +188,38 @@ fn fixture() -> Fixture {
     let receivers: Arc<Mutex<BTreeMap<String, SignalConsumers>>> = Arc::default();
     let sinks: Arc<Mutex<BTreeMap<String, Arc<CollectingConsumer>>>> = Arc::default();
     let mut registry = Registry::new();
-    registry.add_receiver(TestReceiverFactory { slots: receivers.clone(), log: log.clone() }).unwrap();
-    registry.add_exporter(SinkFactory { sinks: sinks.clone(), log: log.clone() }).unwrap();
-    registry.add_connector(PassFactory { log: log.clone() }).unwrap();
-    Fixture { registry, receivers, sinks, log }
+    registry
+        .add_receiver(TestReceiverFactory {
+            slots: receivers.clone(),
+            log: log.clone(),
+        })
+        .unwrap();
+    registry
+        .add_exporter(SinkFactory {
+            sinks: sinks.clone(),
+            log: log.clone(),
+        })
+        .unwrap();
+    registry
+        .add_connector(PassFactory { log: log.clone() })
+        .unwrap();
+    Fixture {
+        registry,
+        receivers,
+        sinks,
+        log,
+    }
 }
 
 fn config(yaml: &str) -> Config {
-    load(&[ConfigSource { name: "test.yaml".into(), text: yaml.into() }], &|_| None).unwrap()
+    load(
+        &[ConfigSource {
+            name: "test.yaml".into(),
+            text: yaml.into(),
+        }],
+        &|_| None,
+    )
+    .unwrap()
 }
 
 #[tokio::test]
@@ -178,8 +239,16 @@ async fn fanout_fan_in_and_connectors() {
     graph.start(&Host::new(std::env::temp_dir())).await.unwrap();
     assert!(graph.health().started());
 
-    let src = f.receivers.lock().unwrap()["src"].get(Signal::Traces).clone().unwrap();
-    assert!(f.receivers.lock().unwrap()["src"].get(Signal::Logs).is_none(), "no logs pipeline names src");
+    let src = f.receivers.lock().unwrap()["src"]
+        .get(Signal::Traces)
+        .clone()
+        .unwrap();
+    assert!(
+        f.receivers.lock().unwrap()["src"]
+            .get(Signal::Logs)
+            .is_none(),
+        "no logs pipeline names src"
+    );
     src.consume(span_batch(3)).await.unwrap();
     let sinks = f.sinks.lock().unwrap().clone();
     assert_eq!(sinks.len(), 3, "one instance per exporter ID");
@@ -187,7 +256,10 @@ async fn fanout_fan_in_and_connectors() {
     assert_eq!(sinks["sink/a"].item_count(), 6);
     assert_eq!(sinks["sink/b"].item_count(), 3);
     assert_eq!(sinks["sink/c"].item_count(), 3);
-    let src_b = f.receivers.lock().unwrap()["src/b"].get(Signal::Traces).clone().unwrap();
+    let src_b = f.receivers.lock().unwrap()["src/b"]
+        .get(Signal::Traces)
+        .clone()
+        .unwrap();
     src_b.consume(span_batch(2)).await.unwrap();
     assert_eq!(sinks["sink/a"].item_count(), 8);
     assert_eq!(sinks["sink/c"].item_count(), 5);
@@ -196,9 +268,15 @@ async fn fanout_fan_in_and_connectors() {
     assert!(text.contains(r#"sightline_component_items_received_total{component_id="sink/a",component_kind="exporter",signal="traces"} 8"#), "{text}");
     assert!(text.contains(r#"sightline_component_items_sent_total{component_id="src",component_kind="receiver",signal="traces"} 3"#), "{text}");
 
-    graph.shutdown(Instant::now() + Duration::from_secs(1)).await;
+    graph
+        .shutdown(Instant::now() + Duration::from_secs(1))
+        .await;
     let log = f.log.lock().unwrap().clone();
-    let pos = |s: &str| log.iter().position(|l| l == s).unwrap_or_else(|| panic!("{s} missing from {log:?}"));
+    let pos = |s: &str| {
+        log.iter()
+            .position(|l| l == s)
+            .unwrap_or_else(|| panic!("{s} missing from {log:?}"))
+    };
     // Start: exporters before connectors before receivers. Stop: the reverse.
     assert!(pos("start exporter sink/c") < pos("start connector pass"));
     assert!(pos("start connector pass") < pos("start receiver src"));
@@ -210,22 +288,51 @@ async fn fanout_fan_in_and_connectors() {
 #[test]
 fn validation_catches_graph_errors() {
     let f = fixture();
-    let c = config("receivers: { src: {} }\nexporters: { sink: {} }\nservice: { pipelines: { metrics: { receivers: [src], exporters: [sink] } } }");
+    let c = config(
+        "receivers: { src: {} }\nexporters: { sink: {} }\nservice: { pipelines: { metrics: { receivers: [src], exporters: [sink] } } }",
+    );
     let v = validate(&c, &f.registry);
-    let text = v.errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n");
-    assert!(text.contains("receiver \"src\" does not support the metrics signal"), "{text}");
-    assert!(text.contains("exporter \"sink\" does not support the metrics signal"), "{text}");
+    let text = v
+        .errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        text.contains("receiver \"src\" does not support the metrics signal"),
+        "{text}"
+    );
+    assert!(
+        text.contains("exporter \"sink\" does not support the metrics signal"),
+        "{text}"
+    );
 
-    let c = config("receivers: { src: {} }\nexporters: { sink: {}, sink/x: {} }\nservice: { pipelines: { traces: { receivers: [src, src], exporters: [sink] } } }");
+    let c = config(
+        "receivers: { src: {} }\nexporters: { sink: {}, sink/x: {} }\nservice: { pipelines: { traces: { receivers: [src, src], exporters: [sink] } } }",
+    );
     let v = validate(&c, &f.registry);
-    assert!(v.errors.iter().any(|e| e.message.contains("listed twice")), "{:?}", v.errors);
-    assert_eq!(v.warnings, vec!["exporters::sink/x is defined but not used in any pipeline".to_string()]);
+    assert!(
+        v.errors.iter().any(|e| e.message.contains("listed twice")),
+        "{:?}",
+        v.errors
+    );
+    assert_eq!(
+        v.warnings,
+        vec!["exporters::sink/x is defined but not used in any pipeline".to_string()]
+    );
 }
 
 #[test]
 fn pipeline_ids() {
-    assert_eq!(PipelineId::parse("traces/x").unwrap().signal, Signal::Traces);
-    assert!(PipelineId::parse("trace").unwrap_err().contains("did you mean \"traces\""));
+    assert_eq!(
+        PipelineId::parse("traces/x").unwrap().signal,
+        Signal::Traces
+    );
+    assert!(
+        PipelineId::parse("trace")
+            .unwrap_err()
+            .contains("did you mean \"traces\"")
+    );
     assert!(PipelineId::parse("logs/").is_err());
 }
 

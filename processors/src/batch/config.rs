@@ -18,7 +18,11 @@ pub struct BatchConfig {
 
 impl Default for BatchConfig {
     fn default() -> Self {
-        BatchConfig { send_batch_size: 8192, send_batch_max_size: 0, timeout: HumanDuration::from_millis(200) }
+        BatchConfig {
+            send_batch_size: 8192,
+            send_batch_max_size: 0,
+            timeout: HumanDuration::from_millis(200),
+        }
     }
 }
 
@@ -31,7 +35,10 @@ impl BatchConfig {
         if self.send_batch_max_size != 0 && self.send_batch_max_size < self.send_batch_size {
             return Err(FieldError::new(
                 "send_batch_max_size",
-                format!("must be 0 (no limit) or at least send_batch_size ({})", self.send_batch_size),
+                format!(
+                    "must be 0 (no limit) or at least send_batch_size ({})",
+                    self.send_batch_size
+                ),
             ));
         }
         if self.timeout.get().is_zero() {
@@ -43,6 +50,8 @@ impl BatchConfig {
     /// Most items held pending before callers wait: room for two full batches, so one can
     /// fill while the previous is being sent.
     pub fn pending_limit(&self) -> usize {
-        self.send_batch_size.max(self.send_batch_max_size).saturating_mul(2)
+        self.send_batch_size
+            .max(self.send_batch_max_size)
+            .saturating_mul(2)
     }
 }

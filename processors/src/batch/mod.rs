@@ -16,7 +16,9 @@ use std::sync::Arc;
 
 use pipeline_core::consumer::SharedConsumer;
 use pipeline_core::factory::ConsumerComponent;
-use pipeline_core::{BuildError, CreateContext, FieldError, ProcessorFactory, Signal, parse_config};
+use pipeline_core::{
+    BuildError, CreateContext, FieldError, ProcessorFactory, Signal, parse_config,
+};
 use serde_json::Value;
 
 pub use config::BatchConfig;
@@ -51,6 +53,11 @@ impl ProcessorFactory for Factory {
         signal: Signal,
         next: SharedConsumer,
     ) -> Result<Arc<dyn ConsumerComponent>, BuildError> {
-        Ok(Arc::new(BatchProcessor::new(parse(config)?, signal, next, ctx.telemetry)))
+        Ok(Arc::new(BatchProcessor::new(
+            parse(config)?,
+            signal,
+            next,
+            ctx.telemetry,
+        )))
     }
 }

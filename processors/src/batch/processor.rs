@@ -12,7 +12,9 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use pipeline_core::consumer::SharedConsumer;
 use pipeline_core::telemetry::{ComponentTelemetry, reason};
-use pipeline_core::{Batch, BatchContext, Component, ComponentError, ConsumeError, Consumer, Host, Payload, Signal};
+use pipeline_core::{
+    Batch, BatchContext, Component, ComponentError, ConsumeError, Consumer, Host, Payload, Signal,
+};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -46,8 +48,18 @@ pub struct BatchProcessor {
 }
 
 impl BatchProcessor {
-    pub(crate) fn new(config: BatchConfig, signal: Signal, next: SharedConsumer, telemetry: ComponentTelemetry) -> Self {
-        let pending = Pending { payload: Payload::empty(signal), ctx: BatchContext::default(), items: 0, oldest: None };
+    pub(crate) fn new(
+        config: BatchConfig,
+        signal: Signal,
+        next: SharedConsumer,
+        telemetry: ComponentTelemetry,
+    ) -> Self {
+        let pending = Pending {
+            payload: Payload::empty(signal),
+            ctx: BatchContext::default(),
+            items: 0,
+            oldest: None,
+        };
         BatchProcessor {
             shared: Arc::new(Shared {
                 config,
@@ -73,7 +85,8 @@ impl Shared {
     fn take_due(&self, all: bool) -> Option<Batch> {
         let mut p = self.lock();
         let due = p.items >= self.config.send_batch_size
-            || p.oldest.is_some_and(|t| t.elapsed() >= self.config.timeout.get())
+            || p.oldest
+                .is_some_and(|t| t.elapsed() >= self.config.timeout.get())
             || all;
         if p.items == 0 || !due {
             return None;
@@ -91,7 +104,10 @@ impl Shared {
         let max = self.config.send_batch_max_size;
         loop {
             let chunk = if max > 0 && batch.item_count() > max {
-                Batch { payload: batch.payload.split_front(max), ctx: batch.ctx.clone() }
+                Batch {
+                    payload: batch.payload.split_front(max),
+                    ctx: batch.ctx.clone(),
+                }
             } else {
                 std::mem::replace(&mut batch, Batch::new(Payload::empty(self.signal)))
             };
@@ -158,7 +174,9 @@ impl Consumer for BatchProcessor {
             {
                 let mut p = s.lock();
                 if p.items == 0 || p.items + n <= limit {
-                    let Some(Batch { payload, ctx }) = batch.take() else { return Ok(()) };
+                    let Some(Batch { payload, ctx }) = batch.take() else {
+                        return Ok(());
+                    };
                     if let Err(other) = p.payload.append(payload) {
                         return Err(ConsumeError::permanent(format!(
                             "batch processor of the {} pipeline got {} data",
@@ -196,22 +214,29 @@ impl Component for BatchProcessor {
         s.stopping.store(true, Ordering::Release);
         s.wake.notify_one();
         s.room.notify_waiters();
-        let task = self.flusher.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let task = self
+            .flusher
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
         match task {
             Some(mut task) => {
                 if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
                     task.abort();
                     // Whatever the flusher had not handed on is lost: count it.
                     let left = s.lock().items;
-                    s.telemetry.dropped(s.signal, left, reason::SHUTDOWN_TIMEOUT);
+                    s.telemetry
+                        .dropped(s.signal, left, reason::SHUTDOWN_TIMEOUT);
                 }
             }
             None => {
                 // Never started: hand on anything that was accepted anyway.
-                if let Some(batch) = s.take_due(true) {
-                    if tokio::time::timeout_at(deadline, s.send(batch)).await.is_err() {
-                        tracing::warn!("batch: shutdown deadline passed while sending");
-                    }
+                if let Some(batch) = s.take_due(true)
+                    && tokio::time::timeout_at(deadline, s.send(batch))
+                        .await
+                        .is_err()
+                {
+                    tracing::warn!("batch: shutdown deadline passed while sending");
                 }
             }
         }

@@ -25,7 +25,9 @@ pub struct Protocols {
 }
 
 /// `grpc:` with no value enables gRPC with defaults, as in otelcol.
-fn present_means_on<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(d: D) -> Result<Option<T>, D::Error> {
+fn present_means_on<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
     Ok(Some(Option::<T>::deserialize(d)?.unwrap_or_default()))
 }
 
@@ -43,7 +45,11 @@ pub struct GrpcConfig {
 
 impl Default for GrpcConfig {
     fn default() -> Self {
-        GrpcConfig { endpoint: "127.0.0.1:4317".into(), max_recv_msg_size_mib: 4, tls: None }
+        GrpcConfig {
+            endpoint: "127.0.0.1:4317".into(),
+            max_recv_msg_size_mib: 4,
+            tls: None,
+        }
     }
 }
 
@@ -61,7 +67,11 @@ pub struct HttpConfig {
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig { endpoint: "127.0.0.1:4318".into(), max_request_body_size: 4 * 1024 * 1024, tls: None }
+        HttpConfig {
+            endpoint: "127.0.0.1:4318".into(),
+            max_request_body_size: 4 * 1024 * 1024,
+            tls: None,
+        }
     }
 }
 
@@ -69,18 +79,27 @@ impl OtlpReceiverConfig {
     /// Checks what serde cannot: at least one protocol, sane limits, parseable endpoints.
     pub fn validate(&self) -> Result<(), FieldError> {
         if self.protocols.grpc.is_none() && self.protocols.http.is_none() {
-            return Err(FieldError::new("protocols", "enable at least one of grpc and http"));
+            return Err(FieldError::new(
+                "protocols",
+                "enable at least one of grpc and http",
+            ));
         }
         if let Some(g) = &self.protocols.grpc {
             check_endpoint("protocols.grpc.endpoint", &g.endpoint)?;
             if g.max_recv_msg_size_mib == 0 || g.max_recv_msg_size_mib > 1024 {
-                return Err(FieldError::new("protocols.grpc.max_recv_msg_size_mib", "must be between 1 and 1024"));
+                return Err(FieldError::new(
+                    "protocols.grpc.max_recv_msg_size_mib",
+                    "must be between 1 and 1024",
+                ));
             }
         }
         if let Some(h) = &self.protocols.http {
             check_endpoint("protocols.http.endpoint", &h.endpoint)?;
             if h.max_request_body_size == 0 || h.max_request_body_size > 1 << 30 {
-                return Err(FieldError::new("protocols.http.max_request_body_size", "must be between 1 byte and 1 GiB"));
+                return Err(FieldError::new(
+                    "protocols.http.max_request_body_size",
+                    "must be between 1 byte and 1 GiB",
+                ));
             }
         }
         Ok(())
@@ -89,13 +108,17 @@ impl OtlpReceiverConfig {
     /// The addresses this config listens on.
     pub fn listen_addresses(&self) -> Vec<String> {
         let grpc = self.protocols.grpc.iter().map(|g| g.endpoint.clone());
-        grpc.chain(self.protocols.http.iter().map(|h| h.endpoint.clone())).collect()
+        grpc.chain(self.protocols.http.iter().map(|h| h.endpoint.clone()))
+            .collect()
     }
 }
 
 fn check_endpoint(path: &str, endpoint: &str) -> Result<(), FieldError> {
     match endpoint.rsplit_once(':') {
         Some((_, port)) if port.parse::<u16>().is_ok() => Ok(()),
-        _ => Err(FieldError::new(path, format!("{endpoint:?} is not host:port"))),
+        _ => Err(FieldError::new(
+            path,
+            format!("{endpoint:?} is not host:port"),
+        )),
     }
 }

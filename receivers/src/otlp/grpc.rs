@@ -19,7 +19,9 @@ use pipeline_core::proto::tonic::collector::metrics::v1::ExportMetricsServiceReq
 use pipeline_core::proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use pipeline_core::telemetry::ComponentTelemetry;
 use prost::Message;
-use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EnabledCompressionEncodings, EncodeBuf, Encoder};
+use tonic::codec::{
+    Codec, CompressionEncoding, DecodeBuf, Decoder, EnabledCompressionEncodings, EncodeBuf, Encoder,
+};
 use tonic::server::{Grpc, UnaryService};
 use tonic::{Code, Status};
 
@@ -39,7 +41,10 @@ pub(crate) struct GrpcService {
 
 impl GrpcService {
     pub(crate) fn new(ingest: Arc<Ingest>, max_message_size: usize) -> GrpcService {
-        GrpcService { ingest, max_message_size }
+        GrpcService {
+            ingest,
+            max_message_size,
+        }
     }
 
     fn unary<R: OtlpRequest, B>(&self, req: http::Request<B>) -> ResponseFuture
@@ -50,16 +55,23 @@ impl GrpcService {
     {
         let mut accept = EnabledCompressionEncodings::default();
         accept.enable(CompressionEncoding::Gzip);
-        let codec = OtlpCodec::<R> { telemetry: self.ingest.telemetry.clone(), _types: PhantomData };
+        let codec = OtlpCodec::<R> {
+            telemetry: self.ingest.telemetry.clone(),
+            _types: PhantomData,
+        };
         let mut grpc = Grpc::new(codec)
             .apply_compression_config(accept, EnabledCompressionEncodings::default())
             .apply_max_message_size_config(Some(self.max_message_size), None);
-        let method = Export::<R> { ingest: self.ingest.clone(), _types: PhantomData };
+        let method = Export::<R> {
+            ingest: self.ingest.clone(),
+            _types: PhantomData,
+        };
         Box::pin(async move { Ok(grpc.unary(method, req).await) })
     }
 }
 
-type ResponseFuture = Pin<Box<dyn Future<Output = Result<http::Response<tonic::body::Body>, Infallible>> + Send>>;
+type ResponseFuture =
+    Pin<Box<dyn Future<Output = Result<http::Response<tonic::body::Body>, Infallible>> + Send>>;
 
 impl<B> tower::Service<http::Request<B>> for GrpcService
 where
@@ -96,12 +108,14 @@ struct Export<R> {
 
 impl<R: OtlpRequest> UnaryService<R> for Export<R> {
     type Response = R::Response;
-    type Future = Pin<Box<dyn Future<Output = Result<tonic::Response<R::Response>, Status>> + Send>>;
+    type Future =
+        Pin<Box<dyn Future<Output = Result<tonic::Response<R::Response>, Status>> + Send>>;
 
     fn call(&mut self, request: tonic::Request<R>) -> Self::Future {
         let ingest = self.ingest.clone();
         Box::pin(async move {
-            let budget = client_deadline(request.metadata()).map_or(CONSUME_TIMEOUT, |d| d.min(CONSUME_TIMEOUT));
+            let budget = client_deadline(request.metadata())
+                .map_or(CONSUME_TIMEOUT, |d| d.min(CONSUME_TIMEOUT));
             let payload = request.into_inner().into_payload();
             match ingest.ingest(payload, budget).await {
                 Ok(accepted) => Ok(tonic::Response::new(R::response(accepted))),
@@ -113,8 +127,15 @@ impl<R: OtlpRequest> UnaryService<R> for Export<R> {
 
 fn status_of(e: IngestError) -> Status {
     match e {
-        IngestError::Unavailable { message, retry_after } => {
-            let details = pipeline_core::rpc::Status::new(Code::Unavailable as i32, message.clone(), Some(retry_after));
+        IngestError::Unavailable {
+            message,
+            retry_after,
+        } => {
+            let details = pipeline_core::rpc::RpcStatus::new(
+                Code::Unavailable as i32,
+                message.clone(),
+                Some(retry_after),
+            );
             Status::with_details(Code::Unavailable, message, details.encode_to_vec().into())
         }
         IngestError::Invalid(m) => Status::invalid_argument(m),
@@ -157,7 +178,10 @@ impl<R: OtlpRequest> Codec for OtlpCodec<R> {
     }
 
     fn decoder(&mut self) -> Self::Decoder {
-        OtlpDecoder { telemetry: self.telemetry.clone(), _types: PhantomData }
+        OtlpDecoder {
+            telemetry: self.telemetry.clone(),
+            _types: PhantomData,
+        }
     }
 }
 
@@ -169,7 +193,8 @@ impl<T: Message> Encoder for ProstEncoder<T> {
 
     fn encode(&mut self, item: T, buf: &mut EncodeBuf<'_>) -> Result<(), Status> {
         buf.reserve(item.encoded_len());
-        item.encode(buf).map_err(|e| Status::internal(e.to_string()))?;
+        item.encode(buf)
+            .map_err(|e| Status::internal(e.to_string()))?;
         Ok(())
     }
 }
@@ -188,7 +213,9 @@ impl<R: OtlpRequest> Decoder for OtlpDecoder<R> {
             Ok(msg) => Ok(Some(msg)),
             Err(e) => {
                 self.telemetry.rejected_request("grpc", "malformed");
-                Err(Status::invalid_argument(format!("malformed OTLP protobuf: {e}")))
+                Err(Status::invalid_argument(format!(
+                    "malformed OTLP protobuf: {e}"
+                )))
             }
         }
     }

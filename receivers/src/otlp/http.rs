@@ -68,7 +68,11 @@ struct Failure {
 
 impl Failure {
     fn new(status: StatusCode, message: impl Into<String>) -> Failure {
-        Failure { status, message: message.into(), retry_after: None }
+        Failure {
+            status,
+            message: message.into(),
+            retry_after: None,
+        }
     }
 
     fn into_response(self, encoding: Encoding) -> Response {
@@ -78,12 +82,19 @@ impl Failure {
             StatusCode::NOT_FOUND => 12,
             _ => 3,
         };
-        let status = pipeline_core::rpc::Status::new(grpc_code, self.message.clone(), None);
+        let status = pipeline_core::rpc::RpcStatus::new(grpc_code, self.message.clone(), None);
         let body = match encoding {
             Encoding::Protobuf => status.encode_to_vec(),
-            Encoding::Json => serde_json::json!({ "code": grpc_code, "message": self.message }).to_string().into_bytes(),
+            Encoding::Json => serde_json::json!({ "code": grpc_code, "message": self.message })
+                .to_string()
+                .into_bytes(),
         };
-        let mut response = (self.status, [(header::CONTENT_TYPE, encoding.content_type())], body).into_response();
+        let mut response = (
+            self.status,
+            [(header::CONTENT_TYPE, encoding.content_type())],
+            body,
+        )
+            .into_response();
         if let Some(after) = self.retry_after {
             let secs = after.as_secs().max(1);
             if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
@@ -94,11 +105,17 @@ impl Failure {
     }
 }
 
-async fn export<R: OtlpRequest>(State(state): State<Arc<HttpState>>, headers: HeaderMap, body: Body) -> Response {
+async fn export<R: OtlpRequest>(
+    State(state): State<Arc<HttpState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let encoding = match content_type(&headers) {
         Ok(e) => e,
         Err(f) => {
-            state.ingest.rejected_request("http", "unsupported_media_type");
+            state
+                .ingest
+                .rejected_request("http", "unsupported_media_type");
             return f.into_response(Encoding::Json);
         }
     };
@@ -108,33 +125,59 @@ async fn export<R: OtlpRequest>(State(state): State<Arc<HttpState>>, headers: He
                 Encoding::Protobuf => response.encode_to_vec(),
                 Encoding::Json => serde_json::to_vec(&response).unwrap_or_else(|_| b"{}".to_vec()),
             };
-            (StatusCode::OK, [(header::CONTENT_TYPE, encoding.content_type())], bytes).into_response()
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, encoding.content_type())],
+                bytes,
+            )
+                .into_response()
         }
         Err(f) => f.into_response(encoding),
     }
 }
 
-async fn handle<R: OtlpRequest>(state: &HttpState, headers: &HeaderMap, body: Body, encoding: Encoding) -> Result<R::Response, Failure> {
+async fn handle<R: OtlpRequest>(
+    state: &HttpState,
+    headers: &HeaderMap,
+    body: Body,
+    encoding: Encoding,
+) -> Result<R::Response, Failure> {
     let ingest = &state.ingest;
-    let gzip = match headers.get(header::CONTENT_ENCODING).map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase()) {
+    let gzip = match headers
+        .get(header::CONTENT_ENCODING)
+        .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase())
+    {
         None => false,
         Some(e) if e.is_empty() || e == "identity" || e == "none" => false,
         Some(e) if e == "gzip" => true,
         Some(e) => {
             ingest.rejected_request("http", "unsupported_encoding");
-            return Err(Failure::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("unsupported Content-Encoding {e:?}; use gzip or none")));
+            return Err(Failure::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!("unsupported Content-Encoding {e:?}; use gzip or none"),
+            ));
         }
     };
-    let too_large = || Failure::new(StatusCode::PAYLOAD_TOO_LARGE, format!("the request body exceeds {} bytes", state.max_body));
+    let too_large = || {
+        Failure::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the request body exceeds {} bytes", state.max_body),
+        )
+    };
     let raw = match Limited::new(body, state.max_body).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(e) => {
-            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
                 ingest.rejected_request("http", "too_large");
                 return Err(too_large());
             }
             ingest.rejected_request("http", "read_error");
-            return Err(Failure::new(StatusCode::BAD_REQUEST, format!("cannot read the request body: {e}")));
+            return Err(Failure::new(
+                StatusCode::BAD_REQUEST,
+                format!("cannot read the request body: {e}"),
+            ));
         }
     };
     let data = if gzip {
@@ -146,7 +189,10 @@ async fn handle<R: OtlpRequest>(state: &HttpState, headers: &HeaderMap, body: Bo
             }
             Err(e) => {
                 ingest.rejected_request("http", "malformed");
-                return Err(Failure::new(StatusCode::BAD_REQUEST, format!("invalid gzip body: {e}")));
+                return Err(Failure::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("invalid gzip body: {e}"),
+                ));
             }
         }
     } else {
@@ -154,7 +200,9 @@ async fn handle<R: OtlpRequest>(state: &HttpState, headers: &HeaderMap, body: Bo
     };
     let request = match encoding {
         Encoding::Protobuf => R::decode(data).map_err(|e| format!("malformed OTLP protobuf: {e}")),
-        Encoding::Json => serde_json::from_slice::<R>(&data).map_err(|e| format!("malformed OTLP/JSON: {e}")),
+        Encoding::Json => {
+            serde_json::from_slice::<R>(&data).map_err(|e| format!("malformed OTLP/JSON: {e}"))
+        }
     };
     let request = request.map_err(|m| {
         ingest.rejected_request("http", "malformed");
@@ -162,19 +210,33 @@ async fn handle<R: OtlpRequest>(state: &HttpState, headers: &HeaderMap, body: Bo
     })?;
     match ingest.ingest(request.into_payload(), CONSUME_TIMEOUT).await {
         Ok(accepted) => Ok(R::response(accepted)),
-        Err(IngestError::Unavailable { message, retry_after }) => {
-            Err(Failure { status: StatusCode::SERVICE_UNAVAILABLE, message, retry_after: Some(retry_after) })
-        }
+        Err(IngestError::Unavailable {
+            message,
+            retry_after,
+        }) => Err(Failure {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message,
+            retry_after: Some(retry_after),
+        }),
         Err(IngestError::Invalid(m)) => Err(Failure::new(StatusCode::BAD_REQUEST, m)),
-        Err(IngestError::SignalNotEnabled(s)) => {
-            Err(Failure::new(StatusCode::NOT_FOUND, format!("no pipeline takes {s} from this receiver")))
-        }
+        Err(IngestError::SignalNotEnabled(s)) => Err(Failure::new(
+            StatusCode::NOT_FOUND,
+            format!("no pipeline takes {s} from this receiver"),
+        )),
     }
 }
 
 fn content_type(headers: &HeaderMap) -> Result<Encoding, Failure> {
-    let raw = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let essence = raw.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let raw = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = raw
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     match essence.as_str() {
         PROTOBUF => Ok(Encoding::Protobuf),
         JSON => Ok(Encoding::Json),
@@ -212,7 +274,10 @@ mod tests {
         let bomb = gz(&vec![0u8; 10 * 1024 * 1024]);
         assert!(bomb.len() < 20_000);
         assert_eq!(gunzip(&bomb, 1024 * 1024).unwrap(), None);
-        assert_eq!(gunzip(&gz(b"hello"), 10).unwrap().unwrap(), Bytes::from_static(b"hello"));
+        assert_eq!(
+            gunzip(&gz(b"hello"), 10).unwrap().unwrap(),
+            Bytes::from_static(b"hello")
+        );
         assert!(gunzip(b"not gzip", 10).is_err());
     }
 }

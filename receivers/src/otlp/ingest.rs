@@ -36,7 +36,10 @@ pub(crate) struct Accepted {
 #[derive(Debug)]
 pub(crate) enum IngestError {
     /// Retry later (pipeline full or busy): gRPC UNAVAILABLE, HTTP 503.
-    Unavailable { message: String, retry_after: Duration },
+    Unavailable {
+        message: String,
+        retry_after: Duration,
+    },
     /// Never acceptable: gRPC INVALID_ARGUMENT, HTTP 400.
     Invalid(String),
     /// No pipeline of this signal names the receiver: gRPC UNIMPLEMENTED, HTTP 404.
@@ -45,7 +48,11 @@ pub(crate) enum IngestError {
 
 impl Ingest {
     /// Checks and forwards one decoded request.
-    pub(crate) async fn ingest(&self, mut payload: Payload, budget: Duration) -> Result<Accepted, IngestError> {
+    pub(crate) async fn ingest(
+        &self,
+        mut payload: Payload,
+        budget: Duration,
+    ) -> Result<Accepted, IngestError> {
         let signal = payload.signal();
         let Some(next) = self.next.get(signal) else {
             return Err(IngestError::SignalNotEnabled(signal.as_str()));
@@ -57,11 +64,16 @@ impl Ingest {
         match tokio::time::timeout(budget, next.consume(Batch::new(payload))).await {
             Ok(Ok(())) => Ok(accepted),
             Ok(Err(ConsumeError::Permanent(e))) => Err(IngestError::Invalid(e.to_string())),
-            Ok(Err(ConsumeError::Retryable { error, retry_after })) => Err(IngestError::Unavailable {
-                message: error.to_string(),
-                retry_after: retry_after.unwrap_or(RETRY_AFTER),
+            Ok(Err(ConsumeError::Retryable { error, retry_after })) => {
+                Err(IngestError::Unavailable {
+                    message: error.to_string(),
+                    retry_after: retry_after.unwrap_or(RETRY_AFTER),
+                })
+            }
+            Ok(Err(e)) => Err(IngestError::Unavailable {
+                message: e.to_string(),
+                retry_after: RETRY_AFTER,
             }),
-            Ok(Err(e)) => Err(IngestError::Unavailable { message: e.to_string(), retry_after: RETRY_AFTER }),
             Err(_) => Err(IngestError::Unavailable {
                 message: format!("the pipeline did not accept the data within {budget:?}"),
                 retry_after: RETRY_AFTER,
@@ -90,7 +102,10 @@ fn sanitize(payload: &mut Payload) -> Accepted {
     let mut reasons = Vec::new();
     match payload {
         Payload::Traces(rs) => {
-            for scope in rs.iter_mut().flat_map(|r: &mut ResourceSpans| r.scope_spans.iter_mut()) {
+            for scope in rs
+                .iter_mut()
+                .flat_map(|r: &mut ResourceSpans| r.scope_spans.iter_mut())
+            {
                 let before = scope.spans.len();
                 scope.spans.retain(|s| {
                     valid_trace_id(&s.trace_id)
@@ -100,24 +115,33 @@ fn sanitize(payload: &mut Payload) -> Accepted {
                 rejected += (before - scope.spans.len()) as i64;
             }
             if rejected > 0 {
-                reasons.push("spans need a 16-byte non-zero trace_id and an 8-byte non-zero span_id");
+                reasons
+                    .push("spans need a 16-byte non-zero trace_id and an 8-byte non-zero span_id");
             }
         }
         Payload::Logs(rl) => {
-            for scope in rl.iter_mut().flat_map(|r: &mut ResourceLogs| r.scope_logs.iter_mut()) {
+            for scope in rl
+                .iter_mut()
+                .flat_map(|r: &mut ResourceLogs| r.scope_logs.iter_mut())
+            {
                 let before = scope.log_records.len();
                 scope.log_records.retain(|l| {
-                    (l.trace_id.is_empty() || l.trace_id.len() == 16) && (l.span_id.is_empty() || l.span_id.len() == 8)
+                    (l.trace_id.is_empty() || l.trace_id.len() == 16)
+                        && (l.span_id.is_empty() || l.span_id.len() == 8)
                 });
                 rejected += (before - scope.log_records.len()) as i64;
             }
             if rejected > 0 {
-                reasons.push("log records with a trace_id must have 16 bytes, with a span_id 8 bytes");
+                reasons
+                    .push("log records with a trace_id must have 16 bytes, with a span_id 8 bytes");
             }
         }
         _ => {}
     }
-    Accepted { rejected, message: reasons.join("; ") }
+    Accepted {
+        rejected,
+        message: reasons.join("; "),
+    }
 }
 
 #[cfg(test)]

@@ -22,8 +22,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use pipeline_core::net::HttpServer;
 use pipeline_core::{
-    BuildError, Component, ComponentError, CreateContext, FieldError, Host, ReceiverFactory, Signal, SignalConsumers,
-    parse_config,
+    BuildError, Component, ComponentError, CreateContext, FieldError, Host, ReceiverFactory,
+    Signal, SignalConsumers, parse_config,
 };
 use serde_json::Value;
 use tokio::time::Instant;
@@ -57,13 +57,27 @@ impl ReceiverFactory for Factory {
     }
 
     fn listen_addresses(&self, config: &Value) -> Vec<String> {
-        parse(config).map(|c| c.listen_addresses()).unwrap_or_default()
+        parse(config)
+            .map(|c| c.listen_addresses())
+            .unwrap_or_default()
     }
 
-    fn create(&self, ctx: CreateContext, config: &Value, next: SignalConsumers) -> Result<Arc<dyn Component>, BuildError> {
+    fn create(
+        &self,
+        ctx: CreateContext,
+        config: &Value,
+        next: SignalConsumers,
+    ) -> Result<Arc<dyn Component>, BuildError> {
         let config = parse(config)?;
-        let ingest = Arc::new(ingest::Ingest { next, telemetry: ctx.telemetry.clone() });
-        Ok(Arc::new(OtlpReceiver { config, ingest, servers: Mutex::new(Vec::new()) }))
+        let ingest = Arc::new(ingest::Ingest {
+            next,
+            telemetry: ctx.telemetry.clone(),
+        });
+        Ok(Arc::new(OtlpReceiver {
+            config,
+            ingest,
+            servers: Mutex::new(Vec::new()),
+        }))
     }
 }
 
@@ -77,7 +91,12 @@ pub struct OtlpReceiver {
 impl OtlpReceiver {
     /// The addresses actually bound, gRPC first (useful with port 0).
     pub fn local_addrs(&self) -> Vec<std::net::SocketAddr> {
-        self.servers.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|s| s.local_addr()).collect()
+        self.servers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|s| s.local_addr())
+            .collect()
     }
 }
 
@@ -86,7 +105,10 @@ impl Component for OtlpReceiver {
     async fn start(&self, _host: &Host) -> Result<(), ComponentError> {
         let mut started = Vec::new();
         if let Some(g) = &self.config.protocols.grpc {
-            let service = grpc::GrpcService::new(self.ingest.clone(), (g.max_recv_msg_size_mib as usize) << 20);
+            let service = grpc::GrpcService::new(
+                self.ingest.clone(),
+                (g.max_recv_msg_size_mib as usize) << 20,
+            );
             let router = axum::Router::new().fallback_service(service);
             let server = HttpServer::start(&g.endpoint, g.tls.as_ref(), router).await?;
             tracing::info!(endpoint = %server.local_addr(), "OTLP/gRPC receiver listening");

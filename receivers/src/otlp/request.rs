@@ -2,18 +2,24 @@
 //! every signal with one generic code path.
 
 use pipeline_core::Payload;
-use pipeline_core::proto::tonic::collector::logs::v1::{ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse};
+use pipeline_core::proto::tonic::collector::logs::v1::{
+    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
 use pipeline_core::proto::tonic::collector::metrics::v1::{
     ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
-use pipeline_core::proto::tonic::collector::trace::v1::{ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse};
+use pipeline_core::proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::ingest::Accepted;
 
 /// An OTLP export request type and its response.
-pub(crate) trait OtlpRequest: prost::Message + Default + DeserializeOwned + Send + 'static {
+pub(crate) trait OtlpRequest:
+    prost::Message + Default + DeserializeOwned + Send + 'static
+{
     /// The response message.
     type Response: prost::Message + Default + Serialize + Send + 'static;
     /// The request as pipeline data.
@@ -29,8 +35,10 @@ impl OtlpRequest for ExportTraceServiceRequest {
     }
     fn response(a: Accepted) -> Self::Response {
         ExportTraceServiceResponse {
-            partial_success: (a.rejected > 0)
-                .then(|| ExportTracePartialSuccess { rejected_spans: a.rejected, error_message: a.message }),
+            partial_success: (a.rejected > 0).then_some(ExportTracePartialSuccess {
+                rejected_spans: a.rejected,
+                error_message: a.message,
+            }),
         }
     }
 }
@@ -42,8 +50,10 @@ impl OtlpRequest for ExportMetricsServiceRequest {
     }
     fn response(a: Accepted) -> Self::Response {
         ExportMetricsServiceResponse {
-            partial_success: (a.rejected > 0)
-                .then(|| ExportMetricsPartialSuccess { rejected_data_points: a.rejected, error_message: a.message }),
+            partial_success: (a.rejected > 0).then_some(ExportMetricsPartialSuccess {
+                rejected_data_points: a.rejected,
+                error_message: a.message,
+            }),
         }
     }
 }
@@ -55,8 +65,10 @@ impl OtlpRequest for ExportLogsServiceRequest {
     }
     fn response(a: Accepted) -> Self::Response {
         ExportLogsServiceResponse {
-            partial_success: (a.rejected > 0)
-                .then(|| ExportLogsPartialSuccess { rejected_log_records: a.rejected, error_message: a.message }),
+            partial_success: (a.rejected > 0).then_some(ExportLogsPartialSuccess {
+                rejected_log_records: a.rejected,
+                error_message: a.message,
+            }),
         }
     }
 }

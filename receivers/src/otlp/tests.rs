@@ -9,12 +9,18 @@ async fn conformance() {
 
 #[test]
 fn config_errors_name_the_field() {
-    let e = Factory.validate(&serde_json::json!({"protocols": {"grpc": {"endpont": "x"}}})).unwrap_err();
+    let e = Factory
+        .validate(&serde_json::json!({"protocols": {"grpc": {"endpont": "x"}}}))
+        .unwrap_err();
     assert_eq!(e.path, "protocols.grpc.endpont");
     assert!(e.message.contains("did you mean \"endpoint\""));
-    let e = Factory.validate(&serde_json::json!({"protocols": {}})).unwrap_err();
+    let e = Factory
+        .validate(&serde_json::json!({"protocols": {}}))
+        .unwrap_err();
     assert_eq!(e.path, "protocols");
-    let e = Factory.validate(&serde_json::json!({"protocols": {"http": {"endpoint": "nope"}}})).unwrap_err();
+    let e = Factory
+        .validate(&serde_json::json!({"protocols": {"http": {"endpoint": "nope"}}}))
+        .unwrap_err();
     assert_eq!(e.path, "protocols.http.endpoint");
 }
 

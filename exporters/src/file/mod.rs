@@ -1,0 +1,64 @@
+//! The `file` exporter: OTLP/JSON lines appended to a file.
+//!
+//! Batches come from every pipeline that names the exporter; each becomes one line holding
+//! its export request (`{"resourceSpans":[...]}`, `{"resourceMetrics":[...]}` or
+//! `{"resourceLogs":[...]}`), the layout the OpenTelemetry Collector's file exporter writes
+//! and its `otlpjsonfile` receiver reads. Lines collect in a buffer that is written to `path`
+//! every `flush_interval`, whenever 256 KiB are waiting, and at shutdown; items count as
+//! sent once written. The file and its parent directories are created at start, where a
+//! path that cannot be opened is a start error.
+
+mod config;
+#[cfg(test)]
+mod tests;
+mod writer;
+
+use std::sync::Arc;
+
+use pipeline_core::factory::ConsumerComponent;
+use pipeline_core::{BuildError, CreateContext, ExporterFactory, FieldError, Signal, parse_config};
+use serde_json::Value;
+
+pub use config::FileConfig;
+
+/// Builds `file` exporters.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Factory;
+
+fn parse(config: &Value) -> Result<FileConfig, FieldError> {
+    let config: FileConfig = parse_config(config)?;
+    config.validate()?;
+    Ok(config)
+}
+
+impl ExporterFactory for Factory {
+    fn type_name(&self) -> &'static str {
+        "file"
+    }
+
+    fn signals(&self) -> &'static [Signal] {
+        &Signal::ALL
+    }
+
+    /// `path` is required; the default names a file in the working directory.
+    fn default_config(&self) -> Value {
+        serde_json::json!({ "path": "sightline-export.jsonl" })
+    }
+
+    fn validate(&self, config: &Value) -> Result<(), FieldError> {
+        parse(config).map(|_| ())
+    }
+
+    fn create(
+        &self,
+        ctx: CreateContext,
+        config: &Value,
+    ) -> Result<Arc<dyn ConsumerComponent>, BuildError> {
+        let config = parse(config)?;
+        Ok(Arc::new(writer::FileExporter::new(
+            ctx.id.to_string(),
+            &config,
+            ctx.telemetry,
+        )))
+    }
+}

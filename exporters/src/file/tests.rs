@@ -1,0 +1,145 @@
+//! Tests of the file exporter.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use pipeline_core::factory::ConsumerComponent;
+use pipeline_core::model::Payload;
+use pipeline_core::proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use pipeline_core::proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use pipeline_core::testing::{check_exporter, log_batch, span_batch};
+use pipeline_core::{ConsumeError, ExporterFactory, Host};
+use serde_json::{Value, json};
+
+use super::{Factory, FileConfig};
+use crate::helper::testutil::{TestCtx, eventually, in_secs};
+
+/// A fresh directory for one test.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "sightline-file-exporter-{}-{name}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn host() -> Host {
+    Host::new(std::env::temp_dir())
+}
+
+async fn started(t: &TestCtx, config: Value) -> std::sync::Arc<dyn ConsumerComponent> {
+    let x = Factory.create(t.ctx.clone(), &config).unwrap();
+    x.start(&host()).await.unwrap();
+    x
+}
+
+#[tokio::test]
+async fn conformance() {
+    let dir = scratch("conformance");
+    check_exporter(&Factory, &json!({"path": dir.join("out.jsonl")})).await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn config() {
+    let c: FileConfig = pipeline_core::parse_config(&json!({"path": "x.jsonl"})).unwrap();
+    assert_eq!(c.flush_interval.get(), Duration::from_secs(1));
+    let e = pipeline_core::parse_config::<FileConfig>(&json!({})).unwrap_err();
+    assert!(e.message.contains("path"), "{e}");
+    let e = pipeline_core::parse_config::<FileConfig>(&json!({"path": "x", "rotate": true}))
+        .unwrap_err();
+    assert_eq!(e.path, "rotate");
+    assert!(Factory.validate(&json!({"path": ""})).is_err());
+    assert!(Factory.validate(&json!({"path": "/tmp/dir/"})).is_err());
+}
+
+#[tokio::test]
+async fn writes_one_export_request_per_line_and_flushes_at_shutdown() {
+    let dir = scratch("lines");
+    let path = dir.join("nested/deeper/out.jsonl");
+    let t = TestCtx::new("file");
+    let x = started(&t, json!({"path": path, "flush_interval": "1h"})).await;
+    let spans = span_batch(2);
+    let logs = log_batch(3);
+    x.consume(spans.clone()).await.unwrap();
+    x.consume(logs.clone()).await.unwrap();
+    // Buffered: nothing on disk, nothing counted yet.
+    assert!(lines(&path).is_empty());
+    assert_eq!(t.sent("traces"), 0.0);
+    x.shutdown(in_secs(5.0)).await.unwrap();
+    let written = lines(&path);
+    assert_eq!(written.len(), 2);
+    let traces: ExportTraceServiceRequest = serde_json::from_str(&written[0]).unwrap();
+    assert_eq!(Payload::Traces(traces.resource_spans), spans.payload);
+    let logs_back: ExportLogsServiceRequest = serde_json::from_str(&written[1]).unwrap();
+    assert_eq!(Payload::Logs(logs_back.resource_logs), logs.payload);
+    assert!(written[0].starts_with("{\"resourceSpans\":"));
+    assert_eq!(t.sent("traces"), 2.0);
+    assert_eq!(t.sent("logs"), 3.0);
+    assert!(matches!(
+        x.consume(span_batch(1)).await,
+        Err(ConsumeError::ShuttingDown)
+    ));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn flushes_periodically_and_appends() {
+    let dir = scratch("periodic");
+    let path = dir.join("out.jsonl");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(&path, "{\"earlier\":true}\n").unwrap();
+    let t = TestCtx::new("file");
+    let x = started(&t, json!({"path": path, "flush_interval": "20ms"})).await;
+    x.consume(span_batch(1)).await.unwrap();
+    assert!(eventually(Duration::from_secs(5), || async { lines(&path).len() == 2 }).await);
+    assert_eq!(lines(&path)[0], "{\"earlier\":true}");
+    assert!(eventually(Duration::from_secs(5), || async { t.sent("traces") == 1.0 }).await);
+    x.shutdown(in_secs(5.0)).await.unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn zero_interval_writes_every_batch() {
+    let dir = scratch("zero");
+    let path = dir.join("out.jsonl");
+    let t = TestCtx::new("file");
+    let x = started(&t, json!({"path": path, "flush_interval": "0"})).await;
+    x.consume(span_batch(1)).await.unwrap();
+    assert_eq!(lines(&path).len(), 1);
+    assert_eq!(t.sent("traces"), 1.0);
+    x.shutdown(in_secs(5.0)).await.unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn a_path_that_cannot_be_opened_fails_the_start() {
+    let dir = scratch("blocked");
+    std::fs::create_dir_all(&dir).unwrap();
+    let blocker = dir.join("a-file");
+    std::fs::write(&blocker, "").unwrap();
+    let t = TestCtx::new("file");
+    let x = Factory
+        .create(t.ctx.clone(), &json!({"path": blocker.join("out.jsonl")}))
+        .unwrap();
+    let e = x.start(&host()).await.unwrap_err().to_string();
+    assert!(e.contains("a-file"), "{e}");
+    // Not started: data is refused, not lost.
+    assert!(matches!(
+        x.consume(span_batch(1)).await,
+        Err(ConsumeError::Retryable { .. })
+    ));
+    x.shutdown(in_secs(1.0)).await.unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -1,0 +1,247 @@
+//! Sending over OTLP/HTTP with hyper, and what HTTP answers mean for retries.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::header::{CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
+use http::{HeaderMap, HeaderValue, Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use pipeline_core::{Batch, ComponentError, FieldError, PerSignal, Signal};
+use tokio::sync::OnceCell;
+
+use super::config::{Encoding, OtlpHttpConfig};
+use crate::helper::codec::{
+    decode_response_json, decode_response_proto, encode_json, encode_proto,
+};
+use crate::helper::{Compression, Delivered, SendError, Sender, TlsConfig, describe_error};
+use pipeline_core::rpc::RpcStatus;
+
+type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// Responses are small (a partial success, an error status); more than this is not read.
+const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+
+/// Error details quoted in reasons are cut to this many characters.
+const MAX_DETAIL_CHARS: usize = 256;
+
+/// Posts export requests to the per-signal URLs.
+pub(crate) struct HttpSender {
+    urls: PerSignal<Option<Uri>>,
+    encoding: Encoding,
+    compression: Compression,
+    headers: HeaderMap,
+    tls: TlsConfig,
+    client: OnceCell<HttpClient>,
+}
+
+impl HttpSender {
+    pub(crate) fn new(config: &OtlpHttpConfig) -> Result<HttpSender, FieldError> {
+        let mut headers = config.headers.to_header_map("headers")?;
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static(config.encoding.content_type()),
+        );
+        if let Some(encoding) = config.compression.encoding_name() {
+            headers.insert(CONTENT_ENCODING, HeaderValue::from_static(encoding));
+        }
+        if !headers.contains_key(USER_AGENT) {
+            headers.insert(
+                USER_AGENT,
+                HeaderValue::from_static(crate::helper::USER_AGENT),
+            );
+        }
+        Ok(HttpSender {
+            urls: config.signal_urls()?,
+            encoding: config.encoding,
+            compression: config.compression,
+            headers,
+            tls: config.tls.clone(),
+            client: OnceCell::new(),
+        })
+    }
+
+    async fn client(&self) -> Result<HttpClient, String> {
+        self.client
+            .get_or_try_init(|| async { self.build_client() })
+            .await
+            .cloned()
+    }
+
+    fn build_client(&self) -> Result<HttpClient, String> {
+        let tls = self.tls.rustls_client_config().map_err(|e| e.to_string())?;
+        let connector = HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .build();
+        Ok(Client::builder(TokioExecutor::new()).build(connector))
+    }
+
+    fn encode(&self, batch: &Batch) -> Result<Bytes, SendError> {
+        let body = match self.encoding {
+            Encoding::Proto => encode_proto(&batch.payload),
+            Encoding::Json => encode_json(&batch.payload),
+        }
+        .map_err(|e| SendError::permanent(e.to_string()))?;
+        let body = self
+            .compression
+            .compress(body)
+            .map_err(|e| SendError::permanent(format!("compressing the request: {e}")))?;
+        Ok(Bytes::from(body))
+    }
+}
+
+#[async_trait]
+impl Sender for HttpSender {
+    async fn start(&self) -> Result<(), ComponentError> {
+        self.client()
+            .await
+            .map(|_| ())
+            .map_err(ComponentError::Other)
+    }
+
+    async fn send(&self, batch: &Batch) -> Result<Delivered, SendError> {
+        let signal = batch.signal();
+        let Some(url) = self.urls.get(signal) else {
+            return Err(SendError::permanent_health(format!(
+                "no endpoint for {signal}: set endpoint or {signal}_endpoint"
+            )));
+        };
+        let client = self.client().await.map_err(SendError::permanent_health)?;
+        let body = self.encode(batch)?;
+        let mut request = Request::post(url.clone())
+            .body(Full::new(body))
+            .map_err(|e| SendError::permanent(format!("building the request: {e}")))?;
+        *request.headers_mut() = self.headers.clone();
+        let response = client
+            .request(request)
+            .await
+            .map_err(|e| SendError::retryable(format!("POST {url}: {}", describe_error(&e))))?;
+        let (parts, body) = response.into_parts();
+        let body = match Limited::new(body, MAX_RESPONSE_BYTES).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(e) => {
+                tracing::debug!(%url, error = %e, "could not read the response body");
+                Bytes::new()
+            }
+        };
+        interpret(signal, self.encoding, parts.status, &parts.headers, &body)
+            .map_err(|e| prefix(e, url))
+    }
+}
+
+fn prefix(e: SendError, url: &Uri) -> SendError {
+    match e {
+        SendError::Retryable {
+            reason,
+            retry_after,
+        } => SendError::Retryable {
+            reason: format!("POST {url}: {reason}"),
+            retry_after,
+        },
+        SendError::Permanent {
+            reason,
+            health_permanent,
+        } => SendError::Permanent {
+            reason: format!("POST {url}: {reason}"),
+            health_permanent,
+        },
+    }
+}
+
+/// What an HTTP answer means, as the OpenTelemetry Collector decides it: 2xx is delivered
+/// (with a partial success if the body holds one); 429, 502, 503 and 504 are retryable,
+/// honouring `Retry-After`; 401, 403 and 404 are permanent and make the exporter unhealthy
+/// (wrong credentials or URL); every other status is permanent for this batch.
+pub(crate) fn interpret(
+    signal: Signal,
+    encoding: Encoding,
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Delivered, SendError> {
+    if status.is_success() {
+        if body.is_empty() {
+            return Ok(Delivered::all());
+        }
+        let decoded = if body_is_json(headers, encoding) {
+            decode_response_json(signal, body)
+        } else {
+            decode_response_proto(signal, body)
+        };
+        // The data was accepted either way; an unreadable body only loses the details.
+        return Ok(decoded.unwrap_or_else(|e| {
+            tracing::debug!(error = %e, "could not read the partial success of a 2xx response");
+            Delivered::all()
+        }));
+    }
+    let mut reason = format!("HTTP {status}");
+    if let Some(detail) = error_detail(headers, body) {
+        reason.push_str(": ");
+        reason.push_str(&detail);
+    }
+    Err(match status.as_u16() {
+        429 | 502 | 503 | 504 => SendError::Retryable {
+            reason,
+            retry_after: headers.get(RETRY_AFTER).and_then(parse_retry_after),
+        },
+        401 | 403 | 404 => SendError::permanent_health(reason),
+        _ => SendError::permanent(reason),
+    })
+}
+
+fn body_is_json(headers: &HeaderMap, encoding: Encoding) -> bool {
+    match headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
+        Some(ct) if ct.contains("json") => true,
+        Some(ct) if ct.contains("protobuf") => false,
+        _ => encoding == Encoding::Json,
+    }
+}
+
+/// The message of an error response: a `google.rpc.Status` in protobuf or JSON, or the
+/// text itself, cut short.
+fn error_detail(headers: &HeaderMap, body: &[u8]) -> Option<String> {
+    if body.is_empty() {
+        return None;
+    }
+    let content_type = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let message = if content_type.contains("protobuf") {
+        RpcStatus::decode_bytes(body).map(|s| s.message)
+    } else if content_type.contains("json") {
+        serde_json::from_slice::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| v.get("message")?.as_str().map(str::to_string))
+    } else {
+        None
+    };
+    let text = message.unwrap_or_else(|| String::from_utf8_lossy(body).into_owned());
+    let text = text.trim();
+    if text.is_empty() {
+        return None;
+    }
+    Some(match text.char_indices().nth(MAX_DETAIL_CHARS) {
+        Some((cut, _)) => format!("{}...", &text[..cut]),
+        None => text.to_string(),
+    })
+}
+
+/// `Retry-After` in delay-seconds. The HTTP-date form is not read (backends answering OTLP
+/// send seconds); it, like anything unreadable, falls back to the computed backoff.
+pub(crate) fn parse_retry_after(value: &HeaderValue) -> Option<Duration> {
+    value
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
+}
