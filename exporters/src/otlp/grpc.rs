@@ -4,19 +4,18 @@ use std::error::Error as _;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::{Buf, BufMut, Bytes};
 use http::Uri;
-use pipeline_core::proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
-use pipeline_core::proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
-use pipeline_core::proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
-use pipeline_core::{Batch, ComponentError, FieldError};
+use http::uri::PathAndQuery;
+use pipeline_core::{Batch, ComponentError, FieldError, Signal};
 use tokio::sync::OnceCell;
-use tonic::codec::CompressionEncoding;
+use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::metadata::MetadataMap;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use tonic::{Code, Status};
 
 use super::config::OtlpConfig;
-use crate::helper::codec::ExportRequest;
+use crate::helper::codec::{decode_response_proto, encode_proto};
 use crate::helper::{
     Compression, Delivered, SendError, Sender, TlsConfig, USER_AGENT, describe_error, rpc,
 };
@@ -82,21 +81,13 @@ impl GrpcSender {
     }
 }
 
-/// One export call on a client type; the three generated clients share no trait.
-macro_rules! export {
-    ($client:ident, $sender:expr, $channel:expr, $message:expr) => {{
-        let mut client = $client::new($channel);
-        if $sender.compression == Compression::Gzip {
-            client = client
-                .send_compressed(CompressionEncoding::Gzip)
-                .accept_compressed(CompressionEncoding::Gzip);
-        }
-        client
-            .export($sender.request($message))
-            .await
-            .map(|response| Delivered::from(response.into_inner()))
-            .map_err(|status| classify(&status))
-    }};
+/// The gRPC method of each signal's `Export`.
+fn export_path(signal: Signal) -> PathAndQuery {
+    PathAndQuery::from_static(match signal {
+        Signal::Traces => "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+        Signal::Metrics => "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
+        Signal::Logs => "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+    })
 }
 
 #[async_trait]
@@ -108,15 +99,71 @@ impl Sender for GrpcSender {
             .map_err(ComponentError::Other)
     }
 
+    /// Encodes straight from the batch (no copy of the data into a request message) and
+    /// sends the bytes; a retry encodes again instead of keeping a clone around.
     async fn send(&self, batch: &Batch) -> Result<Delivered, SendError> {
         let channel = self.channel().await.map_err(SendError::permanent_health)?;
-        let request = ExportRequest::from_payload(&batch.payload)
-            .map_err(|e| SendError::permanent(e.to_string()))?;
-        match request {
-            ExportRequest::Traces(m) => export!(TraceServiceClient, self, channel, m),
-            ExportRequest::Metrics(m) => export!(MetricsServiceClient, self, channel, m),
-            ExportRequest::Logs(m) => export!(LogsServiceClient, self, channel, m),
+        let signal = batch.signal();
+        let body = Bytes::from(
+            encode_proto(&batch.payload).map_err(|e| SendError::permanent(e.to_string()))?,
+        );
+        let mut grpc = tonic::client::Grpc::new(channel);
+        if self.compression == Compression::Gzip {
+            grpc = grpc
+                .send_compressed(CompressionEncoding::Gzip)
+                .accept_compressed(CompressionEncoding::Gzip);
         }
+        grpc.ready().await.map_err(|e| {
+            SendError::retryable(format!(
+                "connecting to {}: {}",
+                self.uri,
+                describe_error(&e)
+            ))
+        })?;
+        let response = grpc
+            .unary(self.request(body), export_path(signal), RawCodec)
+            .await
+            .map_err(|status| classify(&status))?;
+        decode_response_proto(signal, &response.into_inner())
+            .map_err(|e| SendError::permanent(e.to_string()))
+    }
+}
+
+/// Passes already-encoded messages through tonic's framing and compression.
+#[derive(Clone, Copy, Default)]
+struct RawCodec;
+
+impl Codec for RawCodec {
+    type Encode = Bytes;
+    type Decode = Bytes;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+
+    fn encoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+
+    fn decoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+}
+
+impl Encoder for RawCodec {
+    type Item = Bytes;
+    type Error = Status;
+
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.put(item);
+        Ok(())
+    }
+}
+
+impl Decoder for RawCodec {
+    type Item = Bytes;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
+        Ok(Some(src.copy_to_bytes(src.remaining())))
     }
 }
 
