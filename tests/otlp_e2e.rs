@@ -178,6 +178,11 @@ async fn http_json_follows_the_otlp_json_encoding() {
     )
     .await;
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&resp));
+    assert_eq!(
+        &resp[..],
+        b"{}",
+        "a full success is an empty ExportTraceServiceResponse"
+    );
     assert!(down.wait_until(|r| r.span_count() == 1).await);
     let rs = down.received.resource_spans();
     let span = &rs[0].scope_spans[0].spans[0];

@@ -123,7 +123,7 @@ async fn export<R: OtlpRequest>(
         Ok(response) => {
             let bytes = match encoding {
                 Encoding::Protobuf => response.encode_to_vec(),
-                Encoding::Json => serde_json::to_vec(&response).unwrap_or_else(|_| b"{}".to_vec()),
+                Encoding::Json => json_without_nulls(&response),
             };
             (
                 StatusCode::OK,
@@ -224,6 +224,15 @@ async fn handle<R: OtlpRequest>(
             format!("no pipeline takes {s} from this receiver"),
         )),
     }
+}
+
+/// OTLP/JSON omits unset fields; the proto crate's serde writes `"partialSuccess": null`.
+fn json_without_nulls(response: &impl serde::Serialize) -> Vec<u8> {
+    let mut value = serde_json::to_value(response).unwrap_or_default();
+    if let serde_json::Value::Object(map) = &mut value {
+        map.retain(|_, v| !v.is_null());
+    }
+    value.to_string().into_bytes()
 }
 
 fn content_type(headers: &HeaderMap) -> Result<Encoding, Failure> {
