@@ -96,3 +96,69 @@ async fn unreachable_exporter_stays_ready_but_reports() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// A backend that rejects every request as unauthenticated.
+struct Rejecting;
+
+#[tonic::async_trait]
+impl opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceService
+    for Rejecting
+{
+    async fn export(
+        &self,
+        _r: tonic::Request<
+            opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest,
+        >,
+    ) -> Result<
+        tonic::Response<
+            opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse,
+        >,
+        tonic::Status,
+    > {
+        Err(tonic::Status::unauthenticated("bad token"))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permanent_exporter_failure_makes_unready_and_counts_the_drop() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let backend = format!("http://{}", listener.local_addr().unwrap());
+    let incoming = tonic::transport::server::TcpIncoming::from(listener);
+    tokio::spawn(async move {
+        let svc = opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceServiceServer::new(Rejecting)
+            .accept_compressed(tonic::codec::CompressionEncoding::Gzip);
+        let _ = tonic::transport::Server::builder()
+            .add_service(svc)
+            .serve_with_incoming(incoming)
+            .await;
+    });
+    let ports = Ports::new();
+    let sl = Sightline::start(&pipeline_config(ports, &backend, "", ""), ports).await;
+    let mut tc = TraceServiceClient::connect(sl.grpc_url()).await.unwrap();
+    tc.export(traces_request(1, 10)).await.unwrap();
+    let url = format!("http://127.0.0.1:{}/health/ready", ports.health);
+    let deadline = std::time::Instant::now() + DEADLINE;
+    loop {
+        let (status, body) = http_get(&url).await.unwrap();
+        if status == 503 {
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(v["status"], "not ready");
+            let check = v["checks"]["exporter/otlp"].as_str().unwrap();
+            assert!(
+                check.starts_with("permanent error") && check.contains("bad token"),
+                "{body}"
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never unready: {body}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let metrics = sl.metrics().await;
+    assert!(
+        metrics.contains(r#"sightline_component_items_dropped_total{component_id="otlp",component_kind="exporter",reason="rejected",signal="traces"} 10"#),
+        "{metrics}"
+    );
+}
