@@ -1,0 +1,319 @@
+//! What every scenario shares: a counting OTLP sink, the baseline forwarder process, starting
+//! `sightline` on a config, driving OTLP/gRPC load, and reading a process's CPU time and peak
+//! RSS from /proc.
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use tonic::transport::Channel;
+
+/// Counts spans; decodes every request as a real backend would.
+#[derive(Clone, Default)]
+pub(crate) struct Sink {
+    /// Spans received so far.
+    pub(crate) spans: Arc<AtomicU64>,
+}
+
+#[tonic::async_trait]
+impl TraceService for Sink {
+    async fn export(
+        &self,
+        r: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let n: usize = r
+            .get_ref()
+            .resource_spans
+            .iter()
+            .flat_map(|rs| &rs.scope_spans)
+            .map(|s| s.spans.len())
+            .sum();
+        self.spans.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+/// Serves `sink` on a free port.
+pub(crate) async fn serve_sink(sink: Sink) -> Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let incoming = tonic::transport::server::TcpIncoming::from(listener);
+    tokio::spawn(async move {
+        let svc = TraceServiceServer::new(sink)
+            .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
+            .max_decoding_message_size(256 << 20);
+        let _ = tonic::transport::Server::builder()
+            .add_service(svc)
+            .serve_with_incoming(incoming)
+            .await;
+    });
+    Ok(addr)
+}
+
+/// The baseline: decode, forward unchanged, answer.
+#[derive(Clone)]
+struct Forwarder {
+    client: TraceServiceClient<Channel>,
+}
+
+#[tonic::async_trait]
+impl TraceService for Forwarder {
+    async fn export(
+        &self,
+        r: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let mut client = self.client.clone();
+        client.export(r.into_inner()).await
+    }
+}
+
+/// Runs the baseline forwarder (the `baseline` subcommand).
+pub(crate) async fn baseline(listen: SocketAddr, forward: String) -> Result<()> {
+    let channel = Channel::from_shared(forward)?.connect_lazy();
+    let svc = TraceServiceServer::new(Forwarder {
+        client: TraceServiceClient::new(channel),
+    })
+    .max_decoding_message_size(64 << 20);
+    tonic::transport::Server::builder()
+        .add_service(svc)
+        .serve(listen)
+        .await?;
+    Ok(())
+}
+
+/// CPU seconds (user + system) and peak RSS in bytes of a process.
+pub(crate) fn usage(pid: u32) -> Result<(f64, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let after = stat.rsplit_once(')').context("stat")?.1;
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = f[11].parse::<f64>()? + f[12].parse::<f64>()?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let hwm_kb: u64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    Ok((ticks / 100.0, hwm_kb * 1024))
+}
+
+/// What one measured run gave.
+pub(crate) struct Outcome {
+    /// Spans the clients got success for.
+    pub(crate) acked_spans: u64,
+    /// Spans the sink counted.
+    pub(crate) delivered_spans: u64,
+    /// Wall time of the load.
+    pub(crate) wall: Duration,
+    /// CPU seconds of the process under test.
+    pub(crate) cpu: f64,
+    /// Its peak RSS in bytes.
+    pub(crate) peak_rss: u64,
+}
+
+/// Sends `requests` round-robin for `duration` at `rate` spans/s (0 = as fast as possible)
+/// from `concurrency` clients to `target`, then waits (bounded) for the sink to catch up.
+pub(crate) async fn drive(
+    target: &Target,
+    sink: &Sink,
+    requests: Arc<Vec<ExportTraceServiceRequest>>,
+    duration: Duration,
+    rate: u64,
+    concurrency: usize,
+) -> Result<Outcome> {
+    let pid = target.child.id();
+    let spans_per_request: usize = requests[0]
+        .resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .map(|s| s.spans.len())
+        .sum();
+    let channel = Channel::from_shared(target.url.clone())?.connect().await?;
+    let acked = Arc::new(AtomicU64::new(0));
+    let before_sink = sink.spans.load(Ordering::Relaxed);
+    let (cpu0, _) = usage(pid)?;
+    let start = Instant::now();
+    let per_task_interval = (rate > 0).then(|| {
+        Duration::from_secs_f64(spans_per_request as f64 * concurrency as f64 / rate as f64)
+    });
+    let mut tasks = Vec::new();
+    for t in 0..concurrency {
+        let mut client = TraceServiceClient::new(channel.clone());
+        let acked = acked.clone();
+        let requests = requests.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut i = t;
+            let mut next = Instant::now();
+            while start.elapsed() < duration {
+                if let Some(interval) = per_task_interval {
+                    tokio::time::sleep_until(next.into()).await;
+                    next += interval;
+                }
+                if client
+                    .export(requests[i % requests.len()].clone())
+                    .await
+                    .is_ok()
+                {
+                    acked.fetch_add(spans_per_request as u64, Ordering::Relaxed);
+                } else {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                i += concurrency;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await?;
+    }
+    let wall = start.elapsed();
+    let acked = acked.load(Ordering::Relaxed);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sink.spans.load(Ordering::Relaxed) - before_sink < acked && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (cpu1, peak_rss) = usage(pid)?;
+    Ok(Outcome {
+        acked_spans: acked,
+        delivered_spans: sink.spans.load(Ordering::Relaxed) - before_sink,
+        wall,
+        cpu: cpu1 - cpu0,
+        peak_rss,
+    })
+}
+
+/// A process under test; killed on drop.
+pub(crate) struct Target {
+    /// The row label.
+    pub(crate) name: String,
+    /// The process.
+    pub(crate) child: Child,
+    /// Its OTLP/gRPC URL.
+    pub(crate) url: String,
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port nobody listens on right now.
+pub(crate) fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Waits until something accepts connections on `port`.
+pub(crate) async fn wait_for_port(port: u16) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    bail!("nothing listens on port {port}")
+}
+
+/// Starts `sightline` on `config`, where `{GRPC}` (the OTLP/gRPC listen port), `{SINK}` (the
+/// sink's address), `{HEALTH}` and `{METRICS}` are replaced, and waits for the gRPC port
+/// (receivers start last, so the graph is up).
+pub(crate) async fn start_sightline(
+    path: &str,
+    name: &str,
+    config: &str,
+    sink: SocketAddr,
+) -> Result<Target> {
+    let (grpc, health, metrics) = (free_port()?, free_port()?, free_port()?);
+    let config = config
+        .replace("{GRPC}", &grpc.to_string())
+        .replace("{SINK}", &sink.to_string())
+        .replace("{HEALTH}", &health.to_string())
+        .replace("{METRICS}", &metrics.to_string());
+    let dir = std::env::temp_dir().join(format!("sightline-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let file = dir.join(format!(
+        "{}.yaml",
+        name.replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+    ));
+    std::fs::write(&file, config)?;
+    let child = Command::new(path)
+        .arg("--config")
+        .arg(&file)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()?;
+    wait_for_port(grpc).await?;
+    Ok(Target {
+        name: name.to_string(),
+        child,
+        url: format!("http://127.0.0.1:{grpc}"),
+    })
+}
+
+/// Starts the baseline forwarder process, forwarding to `sink`.
+pub(crate) async fn start_baseline(sink: SocketAddr) -> Result<Target> {
+    let port = free_port()?;
+    let exe = std::env::current_exe()?;
+    let child = Command::new(exe)
+        .args([
+            "baseline",
+            &format!("127.0.0.1:{port}"),
+            &format!("http://{sink}"),
+        ])
+        .stdin(Stdio::null())
+        .spawn()?;
+    wait_for_port(port).await?;
+    Ok(Target {
+        name: "baseline (tonic decode + forward)".into(),
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    })
+}
+
+/// The table header every OTLP-load scenario prints.
+pub(crate) fn print_header() {
+    println!(
+        "| process | load | spans/s delivered | CPU s | spans per CPU-second | peak RSS MiB | lost |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+}
+
+/// One table row.
+pub(crate) fn print_row(target: &Target, load: &str, o: &Outcome) {
+    println!(
+        "| {} | {} | {:.0} | {:.2} | {:.0} | {:.1} | {} |",
+        target.name,
+        load,
+        o.delivered_spans as f64 / o.wall.as_secs_f64(),
+        o.cpu,
+        o.delivered_spans as f64 / o.cpu.max(1e-9),
+        o.peak_rss as f64 / (1024.0 * 1024.0),
+        o.acked_spans.saturating_sub(o.delivered_spans)
+    );
+}
+
+/// A config skeleton: an `otlp` receiver on `{GRPC}`, health and metrics on their
+/// placeholders, plus `components` (processors, exporters, connectors sections) and
+/// `pipelines` (the body of `service.pipelines`, one pipeline per line, indented 4).
+pub(crate) fn config(components: &str, pipelines: &str) -> String {
+    format!(
+        "receivers: {{ otlp: {{ protocols: {{ grpc: {{ endpoint: '127.0.0.1:{{GRPC}}' }} }} }} }}\n{components}\n\
+         service:\n  telemetry: {{ logs: {{ level: warn }}, metrics: {{ endpoint: '127.0.0.1:{{METRICS}}' }} }}\n  health: {{ endpoint: '127.0.0.1:{{HEALTH}}' }}\n  pipelines:\n{pipelines}\n"
+    )
+}
