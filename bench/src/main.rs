@@ -5,9 +5,13 @@
 //! Usage (see bench/run.sh):
 //!   sightline-bench --sightline PATH [SCENARIO] [--seconds N] [--rate N] [--concurrency N]
 //! Scenarios: `traces` (default): OTLP/gRPC traces through `otlp -> batch -> otlp` against a
-//! minimal tonic forwarder. `sightline-bench baseline LISTEN FORWARD` is that forwarder.
+//! minimal tonic forwarder. `hostmetrics`: CPU per full scrape against prometheus-node-exporter,
+//! and the RSS the receiver adds. `redaction`: traces through `otlp -> redaction -> batch ->
+//! otlp` against the same pipeline without it. `sightline-bench baseline LISTEN FORWARD` is that forwarder.
 
 mod harness;
+mod hostmetrics;
+mod redaction;
 mod traces;
 
 use std::net::SocketAddr;
@@ -58,7 +62,9 @@ fn main() -> Result<()> {
     rt.block_on(async {
         match scenario.as_str() {
             "traces" => traces::run(&o.sightline, o.duration, o.rate, o.concurrency).await,
-            other => bail!("unknown scenario {other}; known: traces"),
+            "hostmetrics" => hostmetrics::run().await,
+            "redaction" => redaction::run(&o.sightline, o.duration, o.rate, o.concurrency).await,
+            other => bail!("unknown scenario {other}"),
         }
     })
 }

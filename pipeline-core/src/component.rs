@@ -133,3 +133,16 @@ pub trait Component: Send + Sync {
         Ok(())
     }
 }
+
+/// Waits for a component's background task until `deadline`, then aborts it. Returns whether
+/// it finished in time (a task that was never started counts as finished).
+pub async fn join_until(task: Option<tokio::task::JoinHandle<()>>, deadline: Instant) -> bool {
+    let Some(mut task) = task else { return true };
+    match tokio::time::timeout_at(deadline, &mut task).await {
+        Ok(_) => true,
+        Err(_) => {
+            task.abort();
+            false
+        }
+    }
+}

@@ -15,6 +15,7 @@
 
 pub use opentelemetry_proto as proto;
 
+pub mod attributes;
 pub mod component;
 pub mod config;
 pub mod consumer;

@@ -105,11 +105,7 @@ impl HttpServer {
     pub async fn shutdown(&self, deadline: Instant) {
         let _ = self.stop.send(true);
         let task = self.task.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(mut task) = task
-            && tokio::time::timeout_at(deadline, &mut task).await.is_err()
-        {
-            task.abort();
-        }
+        crate::component::join_until(task, deadline).await;
     }
 }
 

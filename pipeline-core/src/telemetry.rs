@@ -5,7 +5,8 @@
 //! [`ComponentTelemetry`] with its labels resolved once, and wraps every edge in an
 //! [`Instrumented`] consumer, so plugins get their counts for free.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -47,6 +48,16 @@ pub struct Telemetry {
     send_duration: HistogramVec,
     process_cpu: Gauge,
     process_rss: Gauge,
+    /// Families components register for themselves, by name (see
+    /// [`ComponentTelemetry::counter_family`]).
+    own: Arc<Mutex<HashMap<String, OwnFamily>>>,
+}
+
+/// A family a component type registered, with its label names.
+#[derive(Clone)]
+enum OwnFamily {
+    Counter(IntCounterVec, Vec<String>),
+    Gauge(IntGaugeVec, Vec<String>),
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -151,6 +162,7 @@ impl Telemetry {
             send_duration,
             process_cpu,
             process_rss,
+            own: Arc::default(),
             registry,
         }
     }
@@ -258,6 +270,70 @@ impl ComponentTelemetry {
             .observe(elapsed.as_secs_f64());
     }
 
+    /// A counter family of the component type's own, such as
+    /// `sightline_sli_overflow_total`, labelled `component_id` followed by `labels`.
+    /// Registered once per service: every instance asking for the same name shares the family
+    /// (and tells its series apart by `component_id`). Asking again with other labels or as
+    /// another kind of metric is an error.
+    pub fn counter_family(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+    ) -> Result<IntCounterVec, prometheus::Error> {
+        let labels = own_labels(labels);
+        let mut own = self
+            .inner
+            .telemetry
+            .own
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        match own.get(name) {
+            Some(OwnFamily::Counter(vec, known)) if *known == labels => Ok(vec.clone()),
+            Some(_) => Err(own_conflict(name)),
+            None => {
+                let names: Vec<&str> = labels.iter().map(String::as_str).collect();
+                let vec = IntCounterVec::new(Opts::new(name, help), &names)?;
+                self.inner
+                    .telemetry
+                    .registry
+                    .register(Box::new(vec.clone()))?;
+                own.insert(name.to_string(), OwnFamily::Counter(vec.clone(), labels));
+                Ok(vec)
+            }
+        }
+    }
+
+    /// A gauge family of the component type's own, like [`Self::counter_family`].
+    pub fn gauge_family(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+    ) -> Result<IntGaugeVec, prometheus::Error> {
+        let labels = own_labels(labels);
+        let mut own = self
+            .inner
+            .telemetry
+            .own
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        match own.get(name) {
+            Some(OwnFamily::Gauge(vec, known)) if *known == labels => Ok(vec.clone()),
+            Some(_) => Err(own_conflict(name)),
+            None => {
+                let names: Vec<&str> = labels.iter().map(String::as_str).collect();
+                let vec = IntGaugeVec::new(Opts::new(name, help), &names)?;
+                self.inner
+                    .telemetry
+                    .registry
+                    .register(Box::new(vec.clone()))?;
+                own.insert(name.to_string(), OwnFamily::Gauge(vec.clone(), labels));
+                Ok(vec)
+            }
+        }
+    }
+
     /// Gauges for a queue owned by this component: (size, capacity).
     pub fn queue_gauges(&self) -> (prometheus::IntGauge, prometheus::IntGauge) {
         let id = [self.inner.id.as_str()];
@@ -266,6 +342,19 @@ impl ComponentTelemetry {
             self.inner.telemetry.queue_capacity.with_label_values(&id),
         )
     }
+}
+
+fn own_labels(labels: &[&str]) -> Vec<String> {
+    std::iter::once("component_id")
+        .chain(labels.iter().copied())
+        .map(str::to_string)
+        .collect()
+}
+
+fn own_conflict(name: &str) -> prometheus::Error {
+    prometheus::Error::Msg(format!(
+        "metric family {name} is already registered with other labels or of another kind"
+    ))
 }
 
 /// Counts what crosses one edge of the graph: items received and refused by the component
@@ -317,5 +406,54 @@ impl Consumer for Instrumented {
             }
         }
         result
+    }
+}
+
+#[cfg(test)]
+mod own_family_tests {
+    use super::*;
+
+    #[test]
+    fn instances_share_a_family_and_conflicts_are_errors() {
+        let t = Telemetry::new();
+        let a = t.component(
+            ComponentKind::Connector,
+            &ComponentId::parse("sli/a").unwrap(),
+        );
+        let b = t.component(
+            ComponentKind::Connector,
+            &ComponentId::parse("sli/b").unwrap(),
+        );
+        let fa = a
+            .counter_family("sightline_test_things_total", "Things.", &["metric"])
+            .unwrap();
+        let fb = b
+            .counter_family("sightline_test_things_total", "Things.", &["metric"])
+            .unwrap();
+        fa.with_label_values(&["sli/a", "x"]).inc();
+        fb.with_label_values(&["sli/b", "x"]).inc_by(2);
+        let text = t.render();
+        assert!(
+            text.contains("sightline_test_things_total{component_id=\"sli/a\",metric=\"x\"} 1")
+        );
+        assert!(
+            text.contains("sightline_test_things_total{component_id=\"sli/b\",metric=\"x\"} 2")
+        );
+        assert!(
+            a.counter_family("sightline_test_things_total", "Things.", &["other"])
+                .is_err()
+        );
+        assert!(
+            a.gauge_family("sightline_test_things_total", "Things.", &["metric"])
+                .is_err()
+        );
+        let g = a
+            .gauge_family("sightline_test_level", "Level.", &[])
+            .unwrap();
+        g.with_label_values(&["sli/a"]).set(3);
+        assert!(
+            t.render()
+                .contains("sightline_test_level{component_id=\"sli/a\"} 3")
+        );
     }
 }

@@ -224,6 +224,17 @@ impl Config {
     }
 }
 
+/// For `Option<T>` fields where a key that is present, even with no value (`grpc:`), turns a
+/// feature on with its defaults, as in the OpenTelemetry Collector. Use with
+/// `#[serde(default, deserialize_with = "present_means_enabled")]`.
+pub fn present_means_enabled<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Some(Option::<T>::deserialize(d)?.unwrap_or_default()))
+}
+
 /// The config section name of a kind: `receivers`, `processors`, ...
 pub fn section_name(kind: ComponentKind) -> &'static str {
     match kind {

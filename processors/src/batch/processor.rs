@@ -6,7 +6,7 @@
 //! `send_batch_max_size`. Pending items are bounded: past the limit `consume` waits for the
 //! flusher, so a slow exporter slows the receivers instead of growing memory.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -39,6 +39,8 @@ struct Shared {
     /// Wakes callers waiting for room.
     room: Notify,
     stopping: AtomicBool,
+    /// Items taken by the flusher and not yet accepted by `next`.
+    in_flight: AtomicUsize,
 }
 
 /// The `batch` processor for one pipeline.
@@ -70,6 +72,7 @@ impl BatchProcessor {
                 wake: Notify::new(),
                 room: Notify::new(),
                 stopping: AtomicBool::new(false),
+                in_flight: AtomicUsize::new(0),
             }),
             flusher: Mutex::new(None),
         }
@@ -115,7 +118,10 @@ impl Shared {
             if items == 0 {
                 break;
             }
-            if let Err(e) = self.next.consume(chunk).await {
+            self.in_flight.store(items, Ordering::Release);
+            let result = self.next.consume(chunk).await;
+            self.in_flight.store(0, Ordering::Release);
+            if let Err(e) = result {
                 let why = match e {
                     ConsumeError::Permanent(_) => reason::REJECTED,
                     _ => "refused_downstream",
@@ -224,7 +230,7 @@ impl Component for BatchProcessor {
                 if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
                     task.abort();
                     // Whatever the flusher had not handed on is lost: count it.
-                    let left = s.lock().items;
+                    let left = s.lock().items + s.in_flight.load(Ordering::Acquire);
                     s.telemetry
                         .dropped(s.signal, left, reason::SHUTDOWN_TIMEOUT);
                 }

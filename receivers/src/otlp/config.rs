@@ -1,8 +1,9 @@
 //! The `otlp` receiver's config, with the OpenTelemetry Collector's key names.
 
 use pipeline_core::FieldError;
+use pipeline_core::config::present_means_enabled;
 use pipeline_core::net::TlsServerConfig;
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 /// `receivers.otlp`.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -17,18 +18,11 @@ pub struct OtlpReceiverConfig {
 #[serde(deny_unknown_fields)]
 pub struct Protocols {
     /// OTLP/gRPC.
-    #[serde(default, deserialize_with = "present_means_on")]
+    #[serde(default, deserialize_with = "present_means_enabled")]
     pub grpc: Option<GrpcConfig>,
     /// OTLP/HTTP.
-    #[serde(default, deserialize_with = "present_means_on")]
+    #[serde(default, deserialize_with = "present_means_enabled")]
     pub http: Option<HttpConfig>,
-}
-
-/// `grpc:` with no value enables gRPC with defaults, as in otelcol.
-fn present_means_on<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(
-    d: D,
-) -> Result<Option<T>, D::Error> {
-    Ok(Some(Option::<T>::deserialize(d)?.unwrap_or_default()))
 }
 
 /// `protocols.grpc`.

@@ -1,0 +1,621 @@
+//! The compiled rules and how they apply to attribute lists, values and log bodies.
+//!
+//! A value is never scanned rule by rule. One prefilter decides which rules can match: a
+//! single pass over the value's bytes opens the gates of the built-in detectors that could
+//! match at all (an email needs `@` and a dot, a card 13 digits, ...), and one `RegexSet`
+//! holds every user pattern. Only the rules that pass run their own regex, in a fixed
+//! order: `blocked_values` in config order, then the detectors (`Detector::ALL` order).
+//! A value no rule can match costs one byte pass and, with user patterns, one DFA pass.
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+use std::ops::Range;
+
+use pipeline_core::FieldError;
+use pipeline_core::attributes::to_text;
+use pipeline_core::proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
+use regex::{Regex, RegexSet, RegexSetBuilder};
+use ring::hmac;
+
+use super::config::{ALLOWED_KEYS_RULE, Action, Detector, PatternRule, RedactionConfig, Summary};
+use super::detectors::{Check, Gate, Stats, builtin};
+
+/// What replaces a masked value or match.
+pub const MASK: &str = "****";
+
+/// Summary attribute: how many values were masked or hashed.
+pub const MASKED_COUNT: &str = "redaction.masked.count";
+/// Summary attribute: which keys had values masked or hashed, sorted, comma-separated.
+pub const MASKED_KEYS: &str = "redaction.masked.keys";
+/// Summary attribute (`debug`): how many attributes were removed.
+pub const REMOVED_COUNT: &str = "redaction.removed.count";
+/// Summary attribute (`debug`): which keys were removed, sorted, comma-separated.
+pub const REMOVED_KEYS: &str = "redaction.removed.keys";
+
+/// One rule as the self-metrics name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RuleInfo {
+    pub(crate) name: String,
+    pub(crate) action: Action,
+}
+
+struct KeyRule {
+    rule: usize,
+    regex: Regex,
+    action: Action,
+}
+
+enum Selector {
+    /// A user pattern: its index in the user `RegexSet`.
+    User(usize),
+    /// A built-in detector: its gate.
+    Gate(Gate),
+}
+
+struct ValueRule {
+    rule: usize,
+    regex: Regex,
+    action: Action,
+    check: Check,
+    /// The index of the `redact` capture group, if the pattern has one.
+    group: Option<usize>,
+    selector: Selector,
+}
+
+/// The rules of one `redaction` processor, compiled.
+pub(crate) struct Redactor {
+    allow_all_keys: bool,
+    allowed_keys: HashSet<String>,
+    ignored_keys: HashSet<String>,
+    key_rules: Vec<KeyRule>,
+    key_set: Option<RegexSet>,
+    value_rules: Vec<ValueRule>,
+    user_set: Option<RegexSet>,
+    any_detector: bool,
+    allowed_values: Option<RegexSet>,
+    hmac: Option<hmac::Key>,
+    hash_length: usize,
+    summary: Summary,
+    span_names: bool,
+    rules: Vec<RuleInfo>,
+}
+
+/// Compiles `pattern`, reporting a syntax error with its position at `path`.
+fn compile(pattern: &str, path: &str) -> Result<Regex, FieldError> {
+    if let Err(e) = regex_syntax::Parser::new().parse(pattern) {
+        let (span, kind) = match &e {
+            regex_syntax::Error::Parse(e) => (*e.span(), e.kind().to_string()),
+            regex_syntax::Error::Translate(e) => (*e.span(), e.kind().to_string()),
+            other => {
+                return Err(FieldError::new(
+                    path,
+                    format!("invalid regex {pattern:?}: {other}"),
+                ));
+            }
+        };
+        let at = if span.start.line > 1 {
+            format!("line {}, column {}", span.start.line, span.start.column)
+        } else {
+            format!("position {}", span.start.column)
+        };
+        return Err(FieldError::new(
+            path,
+            format!("invalid regex {pattern:?}: {kind} at {at}"),
+        ));
+    }
+    Regex::new(pattern)
+        .map_err(|e| FieldError::new(path, format!("invalid regex {pattern:?}: {e}")))
+}
+
+fn set(patterns: &[&str], path: &str) -> Result<Option<RegexSet>, FieldError> {
+    if patterns.is_empty() {
+        return Ok(None);
+    }
+    RegexSetBuilder::new(patterns)
+        .build()
+        .map(Some)
+        .map_err(|e| FieldError::new(path, format!("the patterns do not compile together: {e}")))
+}
+
+impl Redactor {
+    /// Compiles a validated config.
+    pub(crate) fn new(c: &RedactionConfig) -> Result<Redactor, FieldError> {
+        let mut rules = vec![RuleInfo {
+            name: ALLOWED_KEYS_RULE.to_string(),
+            action: Action::Remove,
+        }];
+        let mut add_rule = |name: String, action: Action| {
+            rules.push(RuleInfo { name, action });
+            rules.len() - 1
+        };
+        let action_of = |r: &PatternRule| r.action.unwrap_or(c.action);
+
+        let mut key_rules = Vec::new();
+        for (i, r) in c.blocked_keys.iter().enumerate() {
+            let path = format!("blocked_keys[{i}]");
+            let regex = compile(&r.pattern, &path)?;
+            let name = r.name.clone().unwrap_or(path);
+            key_rules.push(KeyRule {
+                rule: add_rule(name, action_of(r)),
+                regex,
+                action: action_of(r),
+            });
+        }
+        let key_patterns: Vec<&str> = c.blocked_keys.iter().map(|r| r.pattern.as_str()).collect();
+        let key_set = set(&key_patterns, "blocked_keys")?;
+
+        let mut value_rules = Vec::new();
+        for (i, r) in c.blocked_values.iter().enumerate() {
+            let path = format!("blocked_values[{i}]");
+            let regex = compile(&r.pattern, &path)?;
+            let name = r.name.clone().unwrap_or(path);
+            value_rules.push(ValueRule {
+                rule: add_rule(name, action_of(r)),
+                group: redact_group(&regex),
+                regex,
+                action: action_of(r),
+                check: Check::None,
+                selector: Selector::User(i),
+            });
+        }
+        let user_patterns: Vec<&str> = c
+            .blocked_values
+            .iter()
+            .map(|r| r.pattern.as_str())
+            .collect();
+        let user_set = set(&user_patterns, "blocked_values")?;
+
+        let mut any_detector = false;
+        for d in Detector::ALL {
+            let Some((i, on)) = c.detectors.iter().enumerate().find(|(_, r)| r.name == d) else {
+                continue;
+            };
+            let b = builtin(d, &c.url_query_params);
+            let regex = compile(&b.pattern, &format!("detectors[{i}]"))?;
+            let action = on.action.unwrap_or(c.action);
+            value_rules.push(ValueRule {
+                rule: add_rule(d.as_str().to_string(), action),
+                group: redact_group(&regex),
+                regex,
+                action,
+                check: b.check,
+                selector: Selector::Gate(b.gate),
+            });
+            any_detector = true;
+        }
+
+        for (i, p) in c.allowed_values.iter().enumerate() {
+            compile(p, &format!("allowed_values[{i}]"))?;
+        }
+        let allowed: Vec<&str> = c.allowed_values.iter().map(String::as_str).collect();
+        let allowed_values = set(&allowed, "allowed_values")?;
+
+        Ok(Redactor {
+            allow_all_keys: c.allow_all_keys,
+            allowed_keys: c.allowed_keys.iter().cloned().collect(),
+            ignored_keys: c.ignored_keys.iter().cloned().collect(),
+            key_rules,
+            key_set,
+            value_rules,
+            user_set,
+            any_detector,
+            allowed_values,
+            hmac: c
+                .hash_key
+                .as_ref()
+                .map(|k| hmac::Key::new(hmac::HMAC_SHA256, k.as_bytes())),
+            hash_length: c.hash_length,
+            summary: c.summary,
+            span_names: c.redact_span_names,
+            rules,
+        })
+    }
+
+    /// Every rule, indexed as the counts of a [`Pass`].
+    pub(crate) fn rules(&self) -> &[RuleInfo] {
+        &self.rules
+    }
+
+    /// A fresh pass for one batch.
+    pub(crate) fn pass(&self) -> Pass<'_> {
+        Pass {
+            r: self,
+            counts: vec![0; self.rules.len()],
+            masked: Vec::new(),
+            removed: Vec::new(),
+            masked_n: 0,
+            removed_n: 0,
+        }
+    }
+
+    /// What happens to an entry with `key`; `attribute` is false for keys inside maps,
+    /// where `allowed_keys` does not apply.
+    fn key_decision(&self, key: &str, attribute: bool) -> KeyDecision {
+        if self.ignored_keys.contains(key) {
+            return KeyDecision::Ignore;
+        }
+        if attribute && !self.allow_all_keys && !self.allowed_keys.contains(key) {
+            return KeyDecision::Whole(0, Action::Remove);
+        }
+        if let Some(set) = &self.key_set
+            && set.is_match(key)
+            && let Some(r) = self.key_rules.iter().find(|r| r.regex.is_match(key))
+        {
+            return KeyDecision::Whole(r.rule, r.action);
+        }
+        KeyDecision::Values
+    }
+
+    /// The pseudonym of `data`: a hex prefix of its HMAC-SHA256.
+    fn hash(&self, data: &[u8]) -> String {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let Some(key) = &self.hmac else {
+            // validate() requires a key for every hashing rule.
+            return MASK.to_string();
+        };
+        let tag = hmac::sign(key, data);
+        tag.as_ref()
+            .iter()
+            .flat_map(|b| [HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]])
+            .take(self.hash_length)
+            .map(char::from)
+            .collect()
+    }
+
+    fn replacement(&self, action: Action, matched: &str) -> Cow<'static, str> {
+        match action {
+            Action::Hash => Cow::Owned(self.hash(matched.as_bytes())),
+            _ => Cow::Borrowed(MASK),
+        }
+    }
+
+    /// Applies the value rules to `s`, adding what each did to `counts`.
+    pub(crate) fn redact_str(&self, s: &str, counts: &mut [u64]) -> StrOutcome {
+        if self.value_rules.is_empty() {
+            return StrOutcome::Keep;
+        }
+        let stats = if self.any_detector {
+            Stats::of(s)
+        } else {
+            Stats::default()
+        };
+        let gate_open = |r: &ValueRule| matches!(r.selector, Selector::Gate(g) if g.open(&stats));
+        let user_hit = self.user_set.as_ref().is_some_and(|set| set.is_match(s));
+        if !user_hit && !self.value_rules.iter().any(gate_open) {
+            return StrOutcome::Keep;
+        }
+        if self.allowed_values.as_ref().is_some_and(|a| a.is_match(s)) {
+            return StrOutcome::Keep;
+        }
+        let user_matches = match (&self.user_set, user_hit) {
+            (Some(set), true) => Some(set.matches(s)),
+            _ => None,
+        };
+        let mut current: Cow<'_, str> = Cow::Borrowed(s);
+        let mut ranges: Vec<Range<usize>> = Vec::new();
+        for rule in &self.value_rules {
+            let selected = match rule.selector {
+                Selector::User(i) => user_matches.as_ref().is_some_and(|m| m.matched(i)),
+                Selector::Gate(g) => g.open(&stats),
+            };
+            if !selected {
+                continue;
+            }
+            ranges.clear();
+            rule.find(&current, &mut ranges);
+            if ranges.is_empty() {
+                continue;
+            }
+            if rule.action == Action::Remove {
+                counts[rule.rule] += 1;
+                return StrOutcome::Remove;
+            }
+            counts[rule.rule] += ranges.len() as u64;
+            let mut out = String::with_capacity(current.len() + 16);
+            let mut last = 0;
+            for r in &ranges {
+                out.push_str(&current[last..r.start]);
+                out.push_str(&self.replacement(rule.action, &current[r.clone()]));
+                last = r.end;
+            }
+            out.push_str(&current[last..]);
+            current = Cow::Owned(out);
+        }
+        match current {
+            Cow::Owned(s) => StrOutcome::Replace(s),
+            Cow::Borrowed(_) => StrOutcome::Keep,
+        }
+    }
+
+    /// The replacement of a whole value a key rule matched.
+    fn whole_value(&self, action: Action, v: &Value) -> Value {
+        if action != Action::Hash {
+            return Value::StringValue(MASK.to_string());
+        }
+        let hashed = match v {
+            Value::BytesValue(b) => self.hash(b),
+            other => match to_text(other) {
+                Some(text) => self.hash(text.as_bytes()),
+                None => self.hash(&serde_json::to_vec(other).unwrap_or_default()),
+            },
+        };
+        Value::StringValue(hashed)
+    }
+}
+
+fn redact_group(regex: &Regex) -> Option<usize> {
+    regex.capture_names().position(|n| n == Some("redact"))
+}
+
+impl ValueRule {
+    /// Pushes the ranges of `hay` this rule replaces.
+    fn find(&self, hay: &str, out: &mut Vec<Range<usize>>) {
+        match self.group {
+            Some(g) => {
+                for caps in self.regex.captures_iter(hay) {
+                    let Some(whole) = caps.get(0) else { continue };
+                    let target = caps.get(g).map_or(whole.range(), |m| m.range());
+                    self.check.accept(hay, whole.range(), target, out);
+                }
+            }
+            None => {
+                for m in self.regex.find_iter(hay) {
+                    self.check.accept(hay, m.range(), m.range(), out);
+                }
+            }
+        }
+    }
+}
+
+/// What the value rules made of a string.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum StrOutcome {
+    /// Nothing matched.
+    Keep,
+    /// Parts were masked or hashed.
+    Replace(String),
+    /// A `remove` rule matched: the holder goes.
+    Remove,
+}
+
+enum KeyDecision {
+    /// `ignored_keys`: not touched at all.
+    Ignore,
+    /// A key rule (or the allow-list, rule 0) decides for the whole value.
+    Whole(usize, Action),
+    /// The value rules decide.
+    Values,
+}
+
+/// Where a value sits inside its record, for the summary; rendered only when a value there
+/// changed.
+#[derive(Clone, Copy)]
+pub(crate) enum Path<'a> {
+    /// The record's own attributes (or, with a name, `body` or `name`).
+    Root(&'static str),
+    /// An entry of a map or attribute list.
+    Key(&'a Path<'a>, &'a str),
+    /// An element of a list (`events[2]`, a body array element).
+    Index(&'a Path<'a>, usize),
+}
+
+impl Path<'_> {
+    fn render(&self, out: &mut String) {
+        match self {
+            Path::Root(s) => out.push_str(s),
+            Path::Key(parent, key) => {
+                parent.render(out);
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(key);
+            }
+            Path::Index(parent, i) => {
+                parent.render(out);
+                out.push('[');
+                out.push_str(&i.to_string());
+                out.push(']');
+            }
+        }
+    }
+
+    fn to_text(self) -> String {
+        let mut s = String::new();
+        self.render(&mut s);
+        s
+    }
+}
+
+/// Applies the rules across one batch: counts what each rule did, and tallies what changed
+/// in the current record for its summary.
+pub(crate) struct Pass<'r> {
+    r: &'r Redactor,
+    /// Redactions per rule, indexed like [`Redactor::rules`].
+    pub(crate) counts: Vec<u64>,
+    masked: Vec<String>,
+    removed: Vec<String>,
+    masked_n: i64,
+    removed_n: i64,
+}
+
+impl Pass<'_> {
+    fn masked(&mut self, path: Path<'_>) {
+        self.masked_n += 1;
+        if self.r.summary != Summary::Silent {
+            self.masked.push(path.to_text());
+        }
+    }
+
+    fn removed(&mut self, path: Path<'_>) {
+        self.removed_n += 1;
+        if self.r.summary == Summary::Debug {
+            self.removed.push(path.to_text());
+        }
+    }
+
+    /// Applies the key and value rules to an attribute list; `at` is where the list sits
+    /// (the record itself, `events[0]`, ...).
+    pub(crate) fn attributes(&mut self, attrs: &mut Vec<KeyValue>, at: Path<'_>) {
+        self.entries(attrs, at, true);
+    }
+
+    fn entries(&mut self, entries: &mut Vec<KeyValue>, at: Path<'_>, attribute: bool) {
+        entries.retain_mut(|kv| {
+            let path = Path::Key(&at, &kv.key);
+            match self.r.key_decision(&kv.key, attribute) {
+                KeyDecision::Ignore => true,
+                KeyDecision::Whole(rule, Action::Remove) => {
+                    self.counts[rule] += 1;
+                    self.removed(path);
+                    false
+                }
+                KeyDecision::Whole(rule, action) => {
+                    self.counts[rule] += 1;
+                    let old = kv.value.as_ref().and_then(|v| v.value.as_ref());
+                    let new = match old {
+                        Some(v) => self.r.whole_value(action, v),
+                        None => Value::StringValue(MASK.to_string()),
+                    };
+                    kv.value = Some(AnyValue { value: Some(new) });
+                    self.masked(path);
+                    true
+                }
+                KeyDecision::Values => match kv.value.as_mut() {
+                    Some(v) => self.value(v, path),
+                    None => true,
+                },
+            }
+        });
+    }
+
+    /// Applies the value rules to `v` (and the key rules to maps inside it); false when
+    /// the value must go.
+    fn value(&mut self, v: &mut AnyValue, path: Path<'_>) -> bool {
+        let outcome = match &mut v.value {
+            Some(Value::StringValue(s)) => self.r.redact_str(s, &mut self.counts),
+            Some(Value::IntValue(i)) => {
+                let mut buf = itoa_buf();
+                self.r.redact_str(itoa(*i, &mut buf), &mut self.counts)
+            }
+            Some(Value::ArrayValue(a)) => {
+                let mut i = 0;
+                a.values.retain_mut(|elem| {
+                    let keep = self.value(elem, Path::Index(&path, i));
+                    i += 1;
+                    keep
+                });
+                return true;
+            }
+            Some(Value::KvlistValue(m)) => {
+                self.entries(&mut m.values, path, false);
+                return true;
+            }
+            _ => return true,
+        };
+        match outcome {
+            StrOutcome::Keep => true,
+            StrOutcome::Replace(s) => {
+                v.value = Some(Value::StringValue(s));
+                self.masked(path);
+                true
+            }
+            StrOutcome::Remove => {
+                self.removed(path);
+                false
+            }
+        }
+    }
+
+    /// Applies the rules to a log body: strings, and strings inside maps and arrays at any
+    /// depth. A `remove` rule matching a string body removes the body.
+    pub(crate) fn body(&mut self, body: &mut Option<AnyValue>) {
+        if let Some(v) = body
+            && !self.value(v, Path::Root("body"))
+        {
+            *body = None;
+        }
+    }
+
+    /// Applies the value rules to a span name when `redact_span_names` is on; a `remove`
+    /// rule masks the whole name (a span keeps a name).
+    pub(crate) fn span_name(&mut self, name: &mut String) {
+        if !self.r.span_names {
+            return;
+        }
+        match self.r.redact_str(name, &mut self.counts) {
+            StrOutcome::Keep => return,
+            StrOutcome::Replace(s) => *name = s,
+            StrOutcome::Remove => *name = MASK.to_string(),
+        }
+        self.masked(Path::Root("name"));
+    }
+
+    /// Ends a record: writes its summary into `attrs` (per the `summary` level) when
+    /// something changed, and starts the next record's tally.
+    pub(crate) fn finish_record(&mut self, attrs: &mut Vec<KeyValue>) {
+        if self.masked_n == 0 && self.removed_n == 0 {
+            return;
+        }
+        if self.r.summary != Summary::Silent && self.masked_n > 0 {
+            upsert(attrs, MASKED_COUNT, Value::IntValue(self.masked_n));
+            upsert(
+                attrs,
+                MASKED_KEYS,
+                Value::StringValue(joined(&mut self.masked)),
+            );
+        }
+        if self.r.summary == Summary::Debug && self.removed_n > 0 {
+            upsert(attrs, REMOVED_COUNT, Value::IntValue(self.removed_n));
+            upsert(
+                attrs,
+                REMOVED_KEYS,
+                Value::StringValue(joined(&mut self.removed)),
+            );
+        }
+        self.masked.clear();
+        self.removed.clear();
+        self.masked_n = 0;
+        self.removed_n = 0;
+    }
+}
+
+fn joined(keys: &mut Vec<String>) -> String {
+    keys.sort_unstable();
+    keys.dedup();
+    keys.join(",")
+}
+
+fn upsert(attrs: &mut Vec<KeyValue>, key: &str, value: Value) {
+    let value = Some(AnyValue { value: Some(value) });
+    match attrs.iter_mut().find(|kv| kv.key == key) {
+        Some(kv) => kv.value = value,
+        None => attrs.push(KeyValue {
+            key: key.to_string(),
+            value,
+            ..Default::default()
+        }),
+    }
+}
+
+fn itoa_buf() -> [u8; 20] {
+    [0; 20]
+}
+
+/// `i` in decimal, written into `buf` (an i64 needs at most 20 bytes).
+fn itoa(i: i64, buf: &mut [u8; 20]) -> &str {
+    let mut n = i.unsigned_abs();
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if i < 0 {
+        at -= 1;
+        buf[at] = b'-';
+    }
+    std::str::from_utf8(&buf[at..]).unwrap_or("")
+}

@@ -1,0 +1,460 @@
+//! Checkpoints: which files were read how far, advanced only once the data is safe
+//! downstream, persisted atomically.
+//!
+//! Every hand-off to the pipeline ("emit") carries an [`AckToken`] and the offsets it brings
+//! each file to. An emit counts once `consume` returned `Ok` *and* its token was released
+//! (the exporter delivered it, or dropped it and counted the drop); offsets advance over the
+//! longest prefix of counted emits, in order, so a checkpoint never passes data still in
+//! flight. After the receiver begins shutting down, a token that fails (a drain deadline
+//! passed) holds the checkpoint where it is, so that data is read again after a restart.
+//!
+//! The file is `<storage>/checkpoints.json`, rewritten as a temp file, fsynced and renamed
+//! over the old one (then the directory fsynced). A file is identified by the length and a
+//! 128-bit FNV-1a hash of its first bytes (its fingerprint), so the checkpoint stays small
+//! however large `fingerprint_size` is.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use pipeline_core::AckToken;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+const FILE_NAME: &str = "checkpoints.json";
+const VERSION: u32 = 1;
+
+/// 128-bit FNV-1a, fed incrementally so the hash of every prefix is at hand.
+#[derive(Clone, Copy)]
+pub(crate) struct FpHasher(u128);
+
+impl FpHasher {
+    const OFFSET: u128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d;
+    const PRIME: u128 = 0x0000_0000_0100_0000_0000_0000_0000_013b;
+
+    pub(crate) fn new() -> FpHasher {
+        FpHasher(Self::OFFSET)
+    }
+
+    pub(crate) fn byte(&mut self, b: u8) {
+        self.0 ^= u128::from(b);
+        self.0 = self.0.wrapping_mul(Self::PRIME);
+    }
+
+    pub(crate) fn value(self) -> u128 {
+        self.0
+    }
+}
+
+/// The fingerprint hash of `bytes`.
+pub(crate) fn fp_hash(bytes: &[u8]) -> u128 {
+    let mut h = FpHasher::new();
+    for b in bytes {
+        h.byte(*b);
+    }
+    h.value()
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileEntry {
+    fingerprint_len: usize,
+    fingerprint: String,
+    offset: u64,
+    path: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CheckpointFile {
+    version: u32,
+    files: Vec<FileEntry>,
+}
+
+/// One file as the checkpoint remembers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Saved {
+    pub(crate) fp_len: usize,
+    pub(crate) fp_hash: u128,
+    pub(crate) offset: u64,
+    pub(crate) path: PathBuf,
+}
+
+struct Identity {
+    fp_len: usize,
+    fp_hash: u128,
+    path: PathBuf,
+    committed: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ack {
+    Waiting,
+    Done,
+    /// Failed while shutting down: the checkpoint stays before it.
+    Held,
+}
+
+struct Emit {
+    seq: u64,
+    updates: Vec<(u64, u64)>,
+    confirmed: bool,
+    ack: Ack,
+}
+
+#[derive(Default)]
+struct State {
+    identities: HashMap<u64, Identity>,
+    inflight: VecDeque<Emit>,
+    next_seq: u64,
+    dirty: bool,
+    closing: bool,
+}
+
+impl State {
+    /// Applies the longest prefix of finished emits.
+    fn advance(&mut self) {
+        while let Some(front) = self.inflight.front() {
+            if !(front.confirmed && front.ack == Ack::Done) {
+                return;
+            }
+            let Some(emit) = self.inflight.pop_front() else {
+                return;
+            };
+            for (id, offset) in emit.updates {
+                if let Some(ident) = self.identities.get_mut(&id)
+                    && ident.committed != offset
+                {
+                    ident.committed = offset;
+                    self.dirty = true;
+                }
+            }
+        }
+    }
+}
+
+/// Checkpoint state shared by the reader, the ack callbacks and the persister.
+pub(crate) struct Checkpoints {
+    dir: PathBuf,
+    state: Mutex<State>,
+    wake: Notify,
+    write_lock: Mutex<()>,
+    errors: prometheus::IntCounterVec,
+    id_label: String,
+}
+
+/// Why the checkpoint could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CheckpointError {
+    /// Reading or writing failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The file is not a checkpoint this version understands.
+    #[error("{path}: not a valid checkpoint file: {why}")]
+    Corrupt {
+        /// The file.
+        path: String,
+        /// Details.
+        why: String,
+    },
+}
+
+impl Checkpoints {
+    /// Checkpoints kept in `dir`; `errors` counts load and write failures by `op`.
+    pub(crate) fn new(
+        dir: PathBuf,
+        errors: prometheus::IntCounterVec,
+        id_label: String,
+    ) -> Checkpoints {
+        Checkpoints {
+            dir,
+            state: Mutex::new(State::default()),
+            wake: Notify::new(),
+            write_lock: Mutex::new(()),
+            errors,
+            id_label,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The checkpoint file's path.
+    pub(crate) fn path(&self) -> PathBuf {
+        self.dir.join(FILE_NAME)
+    }
+
+    fn count_error(&self, op: &str) {
+        self.errors.with_label_values(&[&self.id_label, op]).inc();
+    }
+
+    /// Reads the saved files. A missing file is an empty checkpoint; an unreadable or
+    /// corrupt one is reported, counted, moved aside (`.corrupt`) and treated as empty.
+    pub(crate) fn load(&self) -> Vec<Saved> {
+        match read_file(&self.path()) {
+            Ok(saved) => saved,
+            Err(e) => {
+                self.count_error("load");
+                let aside = self.dir.join(format!("{FILE_NAME}.corrupt"));
+                let _ = std::fs::rename(self.path(), &aside);
+                tracing::warn!(
+                    receiver = %self.id_label, error = %e, moved_to = %aside.display(),
+                    "filelog: ignoring the checkpoint file; files are read as if new"
+                );
+                Vec::new()
+            }
+        }
+    }
+
+    /// Records (or updates) what identifies file `id`. `committed` sets its checkpoint
+    /// offset (for a file just found).
+    pub(crate) fn set_identity(
+        &self,
+        id: u64,
+        fp_len: usize,
+        fp_hash: u128,
+        path: &Path,
+        committed: Option<u64>,
+    ) {
+        let mut s = self.lock();
+        let ident = s.identities.entry(id).or_insert_with(|| Identity {
+            fp_len,
+            fp_hash,
+            path: path.to_path_buf(),
+            committed: committed.unwrap_or(0),
+        });
+        ident.fp_len = fp_len;
+        ident.fp_hash = fp_hash;
+        if ident.path != path {
+            ident.path = path.to_path_buf();
+        }
+        if let Some(c) = committed {
+            ident.committed = c;
+        }
+        s.dirty = true;
+        drop(s);
+        self.wake.notify_one();
+    }
+
+    /// Forgets file `id` (gone for good).
+    pub(crate) fn forget(&self, id: u64) {
+        let mut s = self.lock();
+        if s.identities.remove(&id).is_some() {
+            s.dirty = true;
+        }
+    }
+
+    /// Registers an emit that brings each `(file id, offset)` to that offset, before it is
+    /// handed to the pipeline. The token goes with the batch.
+    pub(crate) fn register(self: &Arc<Self>, updates: Vec<(u64, u64)>) -> (u64, AckToken) {
+        let mut s = self.lock();
+        let seq = s.next_seq;
+        s.next_seq += 1;
+        s.inflight.push_back(Emit {
+            seq,
+            updates,
+            confirmed: false,
+            ack: Ack::Waiting,
+        });
+        drop(s);
+        let me = Arc::clone(self);
+        (seq, AckToken::new(move |ok| me.acked(seq, ok)))
+    }
+
+    /// `consume` returned `Ok` for emit `seq`.
+    pub(crate) fn confirm(&self, seq: u64) {
+        let mut s = self.lock();
+        if let Some(e) = s.inflight.iter_mut().find(|e| e.seq == seq) {
+            e.confirmed = true;
+        }
+        self.after_change(s);
+    }
+
+    /// `consume` failed for emit `seq`: the data will be handed over again.
+    pub(crate) fn discard(&self, seq: u64) {
+        let mut s = self.lock();
+        s.inflight.retain(|e| e.seq != seq);
+        self.after_change(s);
+    }
+
+    /// Emit `seq`'s data was permanently refused: nothing more will come of it.
+    pub(crate) fn settle(&self, seq: u64) {
+        let mut s = self.lock();
+        if let Some(e) = s.inflight.iter_mut().find(|e| e.seq == seq) {
+            e.confirmed = true;
+            e.ack = Ack::Done;
+        }
+        self.after_change(s);
+    }
+
+    fn acked(&self, seq: u64, ok: bool) {
+        let mut s = self.lock();
+        let closing = s.closing;
+        if let Some(e) = s.inflight.iter_mut().find(|e| e.seq == seq) {
+            e.ack = if ok || !closing { Ack::Done } else { Ack::Held };
+        }
+        if !ok && closing {
+            tracing::warn!(
+                receiver = %self.id_label,
+                "filelog: data was not delivered before shutdown; it will be read again after a restart"
+            );
+        }
+        self.after_change(s);
+    }
+
+    fn after_change(&self, mut s: std::sync::MutexGuard<'_, State>) {
+        s.advance();
+        if !s.dirty {
+            return;
+        }
+        if s.closing {
+            // The persister has stopped: late acknowledgements (the pipeline draining after
+            // the receiver stopped) are written here.
+            drop(s);
+            self.persist_now();
+        } else {
+            drop(s);
+            self.wake.notify_one();
+        }
+    }
+
+    /// Emits handed over and not yet settled.
+    pub(crate) fn inflight(&self) -> usize {
+        self.lock().inflight.len()
+    }
+
+    /// The committed offset of file `id`.
+    #[cfg(test)]
+    pub(crate) fn committed(&self, id: u64) -> Option<u64> {
+        self.lock().identities.get(&id).map(|i| i.committed)
+    }
+
+    /// Writes the current state if it changed.
+    pub(crate) fn persist_now(&self) {
+        let _write = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let file = {
+            let mut s = self.lock();
+            if !s.dirty {
+                return;
+            }
+            s.dirty = false;
+            snapshot(&s)
+        };
+        if let Err(e) = write_file(&self.dir, &file) {
+            self.count_error("write");
+            self.lock().dirty = true;
+            tracing::error!(receiver = %self.id_label, error = %e, "filelog: cannot write the checkpoint");
+        }
+    }
+
+    /// Writes whenever something changed, until `stop`; then the caller takes over with
+    /// [`Checkpoints::close`].
+    pub(crate) async fn run_persister(self: Arc<Self>, stop: CancellationToken) {
+        loop {
+            tokio::select! {
+                biased;
+                () = stop.cancelled() => return,
+                () = self.wake.notified() => {}
+            }
+            let me = Arc::clone(&self);
+            let _ = tokio::task::spawn_blocking(move || me.persist_now()).await;
+        }
+    }
+
+    /// From now on acknowledgements are written as they come, and a failed one holds the
+    /// checkpoint. Writes what is pending.
+    pub(crate) fn close(&self) {
+        {
+            let mut s = self.lock();
+            s.closing = true;
+            s.advance();
+        }
+        self.persist_now();
+    }
+}
+
+fn snapshot(s: &State) -> CheckpointFile {
+    let mut files: Vec<FileEntry> = s
+        .identities
+        .values()
+        .map(|i| FileEntry {
+            fingerprint_len: i.fp_len,
+            fingerprint: format!("{:032x}", i.fp_hash),
+            offset: i.committed,
+            path: i.path.to_string_lossy().into_owned(),
+        })
+        .collect();
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    CheckpointFile {
+        version: VERSION,
+        files,
+    }
+}
+
+fn read_file(path: &Path) -> Result<Vec<Saved>, CheckpointError> {
+    let text = match std::fs::read(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(CheckpointError::Io {
+                path: path.display().to_string(),
+                source,
+            });
+        }
+    };
+    let corrupt = |why: String| CheckpointError::Corrupt {
+        path: path.display().to_string(),
+        why,
+    };
+    let file: CheckpointFile = serde_json::from_slice(&text).map_err(|e| corrupt(e.to_string()))?;
+    if file.version != VERSION {
+        return Err(corrupt(format!("unknown version {}", file.version)));
+    }
+    file.files
+        .into_iter()
+        .map(|f| {
+            let fp_hash = u128::from_str_radix(&f.fingerprint, 16)
+                .map_err(|_| corrupt(format!("bad fingerprint {:?}", f.fingerprint)))?;
+            if f.fingerprint_len == 0 {
+                return Err(corrupt("empty fingerprint".into()));
+            }
+            Ok(Saved {
+                fp_len: f.fingerprint_len,
+                fp_hash,
+                offset: f.offset,
+                path: PathBuf::from(f.path),
+            })
+        })
+        .collect()
+}
+
+fn write_file(dir: &Path, file: &CheckpointFile) -> Result<(), CheckpointError> {
+    let io = |path: &Path| {
+        let path = path.display().to_string();
+        move |source| CheckpointError::Io { path, source }
+    };
+    let tmp = dir.join(format!("{FILE_NAME}.tmp"));
+    let target = dir.join(FILE_NAME);
+    let bytes = serde_json::to_vec(file).map_err(|e| CheckpointError::Corrupt {
+        path: tmp.display().to_string(),
+        why: e.to_string(),
+    })?;
+    let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
+    f.write_all(&bytes).map_err(io(&tmp))?;
+    f.sync_all().map_err(io(&tmp))?;
+    drop(f);
+    std::fs::rename(&tmp, &target).map_err(io(&target))?;
+    // The rename is durable once the directory is.
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}

@@ -1,0 +1,326 @@
+//! The `filelog` receiver's config, with the OpenTelemetry Collector's key names.
+
+use std::path::PathBuf;
+
+use pipeline_core::FieldError;
+use pipeline_core::config::HumanDuration;
+use serde::{Deserialize, Deserializer};
+
+use super::glob::Glob;
+use super::timestamp::Layout;
+
+/// `receivers.filelog`.
+///
+/// ```yaml
+/// receivers:
+///   filelog/app:
+///     include: [/var/log/app/*.log]
+///     exclude: [/var/log/app/debug-*.log]
+///     start_at: end
+///     parser: { type: json }
+///     multiline: { line_start_pattern: '^\S' }
+/// ```
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileLogConfig {
+    /// Glob patterns of the files to read (`*`, `?`, `[a-z]`, `{a,b}`, `**`). Required.
+    pub include: Vec<String>,
+    /// Glob patterns of files never to read, even when included.
+    pub exclude: Vec<String>,
+    /// Where to start in files found at the first poll that have no checkpoint.
+    pub start_at: StartAt,
+    /// How often the globs are expanded and files checked for growth.
+    pub poll_interval: HumanDuration,
+    /// Most files held open at once.
+    pub max_concurrent_files: usize,
+    /// Add `log.file.name` to every record.
+    pub include_file_name: bool,
+    /// Add `log.file.path` to every record.
+    pub include_file_path: bool,
+    /// Bytes at the start of a file that identify it (`1KiB`).
+    pub fingerprint_size: ByteSize,
+    /// Longest record; a longer one is cut and marked `log.record.truncated`.
+    pub max_log_size: ByteSize,
+    /// How long a last line without its newline (or a pending multiline record) waits
+    /// before it is emitted anyway.
+    pub force_flush_period: HumanDuration,
+    /// Directory of the checkpoint file (default `<service.data_dir>/filelog/<id>`).
+    pub storage: Option<PathBuf>,
+    /// Records that span several lines.
+    pub multiline: Option<MultilineConfig>,
+    /// How each record is parsed.
+    pub parser: ParserConfig,
+}
+
+impl Default for FileLogConfig {
+    fn default() -> Self {
+        FileLogConfig {
+            include: Vec::new(),
+            exclude: Vec::new(),
+            start_at: StartAt::End,
+            poll_interval: HumanDuration::from_millis(200),
+            max_concurrent_files: 1024,
+            include_file_name: true,
+            include_file_path: false,
+            fingerprint_size: ByteSize(1024),
+            max_log_size: ByteSize(1024 * 1024),
+            force_flush_period: HumanDuration::from_millis(500),
+            storage: None,
+            multiline: None,
+            parser: ParserConfig::default(),
+        }
+    }
+}
+
+/// `start_at`.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum StartAt {
+    /// Only lines written after start-up.
+    #[default]
+    End,
+    /// Everything in the file.
+    Beginning,
+}
+
+/// `multiline`: exactly one of the two patterns.
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct MultilineConfig {
+    /// A line matching this regex starts a new record (`^\d{4}-\d{2}-\d{2}`).
+    pub line_start_pattern: Option<String>,
+    /// A line matching this regex ends the current record.
+    pub line_end_pattern: Option<String>,
+}
+
+/// `parser.type`.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ParserKind {
+    /// The line is the body.
+    #[default]
+    None,
+    /// One JSON object per record (the seed guide's structured-log layout).
+    Json,
+    /// A regex with named captures.
+    Regex,
+}
+
+/// `parser`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ParserConfig {
+    /// `none`, `json` or `regex`.
+    #[serde(rename = "type")]
+    pub kind: ParserKind,
+    /// The pattern, for `type: regex` (named captures: `(?P<level>\w+)`).
+    pub regex: Option<String>,
+    /// strptime layout of the timestamp (`%Y-%m-%d %H:%M:%S,%f`); without it ISO 8601 and
+    /// epoch seconds or milliseconds are recognised.
+    pub timestamp_layout: Option<String>,
+    /// The field (or capture) holding the record's time.
+    pub timestamp_field: String,
+    /// The field holding the level, mapped to SeverityText and SeverityNumber.
+    pub level_field: String,
+    /// The field that becomes the body.
+    pub message_field: String,
+    /// The field that becomes the resource's `service.name`.
+    pub service_field: String,
+}
+
+impl Default for ParserConfig {
+    fn default() -> Self {
+        ParserConfig {
+            kind: ParserKind::None,
+            regex: None,
+            timestamp_layout: None,
+            timestamp_field: "timestamp".into(),
+            level_field: "level".into(),
+            message_field: "message".into(),
+            service_field: "service".into(),
+        }
+    }
+}
+
+/// A size in bytes, written as a number or with a unit: `1024`, `1KiB`, `1MiB`, `16kb`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ByteSize(pub u64);
+
+impl ByteSize {
+    /// The size as usize (saturating).
+    pub fn get(self) -> usize {
+        usize::try_from(self.0).unwrap_or(usize::MAX)
+    }
+}
+
+/// Parses `1024`, `1KiB`, `1 MiB`, `16kb` (kb, mb, gb: powers of 1000; KiB, MiB, GiB and
+/// k, m, g: powers of 1024).
+pub fn parse_byte_size(text: &str) -> Result<u64, String> {
+    let s = text.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size: write e.g. 1024, 16KiB or 1MiB"))?;
+    let factor: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "kib" | "k" => 1024.0,
+        "mib" | "m" => 1024.0 * 1024.0,
+        "gib" | "g" => 1024.0 * 1024.0 * 1024.0,
+        "kb" => 1e3,
+        "mb" => 1e6,
+        "gb" => 1e9,
+        other => {
+            return Err(format!(
+                "{text:?} has an unknown unit {other:?}: use B, KiB, MiB, GiB, kB, MB or GB"
+            ));
+        }
+    };
+    let bytes = number * factor;
+    if !bytes.is_finite() || bytes > 1e15 {
+        return Err(format!("{text:?} is too large"));
+    }
+    Ok(bytes as u64)
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = ByteSize;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a size such as 1024, 16KiB or 1MiB")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ByteSize, E> {
+                parse_byte_size(v).map(ByteSize).map_err(E::custom)
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<ByteSize, E> {
+                Ok(ByteSize(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<ByteSize, E> {
+                u64::try_from(v)
+                    .map(ByteSize)
+                    .map_err(|_| E::custom("a size cannot be negative"))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+fn check_regex(path: &str, pattern: &str) -> Result<(), FieldError> {
+    regex::Regex::new(pattern)
+        .map(|_| ())
+        .map_err(|e| FieldError::new(path, format!("invalid regex: {e}")))
+}
+
+impl FileLogConfig {
+    /// Checks what serde cannot: patterns compile, sizes and periods are sane, the parser's
+    /// keys fit its type.
+    pub fn validate(&self) -> Result<(), FieldError> {
+        if self.include.is_empty() {
+            return Err(FieldError::new(
+                "include",
+                "name at least one glob pattern of files to read",
+            ));
+        }
+        for (key, patterns) in [("include", &self.include), ("exclude", &self.exclude)] {
+            for (i, p) in patterns.iter().enumerate() {
+                Glob::new(p).map_err(|e| FieldError::new(format!("{key}[{i}]"), e))?;
+            }
+        }
+        if self.poll_interval.get().is_zero() {
+            return Err(FieldError::new("poll_interval", "must be greater than 0"));
+        }
+        if self.max_concurrent_files < 2 {
+            return Err(FieldError::new("max_concurrent_files", "must be at least 2"));
+        }
+        if !(16..=1024 * 1024).contains(&self.fingerprint_size.0) {
+            return Err(FieldError::new(
+                "fingerprint_size",
+                "must be between 16 bytes and 1MiB",
+            ));
+        }
+        if !(64..=1 << 30).contains(&self.max_log_size.0) {
+            return Err(FieldError::new(
+                "max_log_size",
+                "must be between 64 bytes and 1GiB",
+            ));
+        }
+        if self.force_flush_period.get().is_zero() {
+            return Err(FieldError::new(
+                "force_flush_period",
+                "must be greater than 0",
+            ));
+        }
+        if let Some(s) = &self.storage
+            && s.as_os_str().is_empty()
+        {
+            return Err(FieldError::new("storage", "must not be empty"));
+        }
+        if let Some(m) = &self.multiline {
+            match (&m.line_start_pattern, &m.line_end_pattern) {
+                (Some(p), None) => check_regex("multiline.line_start_pattern", p)?,
+                (None, Some(p)) => check_regex("multiline.line_end_pattern", p)?,
+                _ => {
+                    return Err(FieldError::new(
+                        "multiline",
+                        "set exactly one of line_start_pattern and line_end_pattern",
+                    ));
+                }
+            }
+        }
+        self.parser.validate()
+    }
+}
+
+impl ParserConfig {
+    fn validate(&self) -> Result<(), FieldError> {
+        match (self.kind, &self.regex) {
+            (ParserKind::Regex, None) => {
+                return Err(FieldError::new(
+                    "parser.regex",
+                    "type: regex needs a regex with named captures",
+                ));
+            }
+            (ParserKind::Regex, Some(p)) => {
+                let re = regex::Regex::new(p)
+                    .map_err(|e| FieldError::new("parser.regex", format!("invalid regex: {e}")))?;
+                if re.capture_names().flatten().next().is_none() {
+                    return Err(FieldError::new(
+                        "parser.regex",
+                        "needs at least one named capture such as (?P<message>.*)",
+                    ));
+                }
+            }
+            (_, Some(_)) => {
+                return Err(FieldError::new(
+                    "parser.regex",
+                    "only used with type: regex",
+                ));
+            }
+            _ => {}
+        }
+        if self.kind == ParserKind::None && self.timestamp_layout.is_some() {
+            return Err(FieldError::new(
+                "parser.timestamp_layout",
+                "only used with type: json or regex",
+            ));
+        }
+        if let Some(layout) = &self.timestamp_layout {
+            Layout::parse(layout).map_err(|e| FieldError::new("parser.timestamp_layout", e))?;
+        }
+        for (key, value) in [
+            ("parser.timestamp_field", &self.timestamp_field),
+            ("parser.level_field", &self.level_field),
+            ("parser.message_field", &self.message_field),
+            ("parser.service_field", &self.service_field),
+        ] {
+            if value.is_empty() {
+                return Err(FieldError::new(key, "must not be empty"));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,356 @@
+//! # `filelog` receiver
+//!
+//! Tails log files on the node and turns each line (or multiline record) into a log record
+//! for the logs pipelines that name the receiver. Files come from `include` globs (minus
+//! `exclude`), found again every `poll_interval`; a file is identified by a fingerprint of its
+//! first bytes, not by its name, so rename-and-create and copy-truncate rotation neither lose
+//! nor repeat lines, and a deleted file that is still open is read to its end.
+//!
+//! Records are parsed (`none`, `json` in the seed guide's structured layout, or `regex`) and
+//! handed to the pipeline in batches of up to 2048. When the pipeline is full, `consume`
+//! waits or refuses; the receiver then stops reading and offers the same records again, so
+//! memory stays bounded. Each file's offset is checkpointed under `storage` only after the
+//! records before it were accepted and delivered (see `checkpoint.rs`), so a restart, even
+//! after kill -9, resumes where delivery stopped.
+//!
+//! Files: `config.rs` (keys), `glob.rs` (patterns), `tailer.rs` (files, rotation, lines),
+//! `parser.rs`, `json.rs`, `timestamp.rs` (records), `checkpoint.rs` (offsets on disk),
+//! `tests.rs`.
+
+mod checkpoint;
+mod config;
+mod glob;
+mod json;
+mod parser;
+mod tailer;
+#[cfg(test)]
+mod tests;
+mod timestamp;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pipeline_core::consumer::SharedConsumer;
+use pipeline_core::telemetry::{ComponentTelemetry, reason};
+use pipeline_core::{
+    BuildError, Component, ComponentError, ConsumeError, CreateContext, FieldError, Host,
+    ReceiverFactory, Signal, SignalConsumers, parse_config,
+};
+use serde_json::Value;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+pub use config::{
+    ByteSize, FileLogConfig, MultilineConfig, ParserConfig, ParserKind, StartAt, parse_byte_size,
+};
+
+use checkpoint::Checkpoints;
+use tailer::{Metrics, Settings, StepOutcome, Tailer};
+
+/// Builds `filelog` receivers.
+pub struct Factory;
+
+fn parse(config: &Value) -> Result<FileLogConfig, FieldError> {
+    let c: FileLogConfig = parse_config(config)?;
+    c.validate()?;
+    Ok(c)
+}
+
+/// The default checkpoint directory of receiver `id`: `<data_dir>/filelog/<id>` with `/`
+/// written `_`.
+pub fn default_storage(data_dir: &std::path::Path, id: &str) -> PathBuf {
+    data_dir.join("filelog").join(id.replace(['/', '\\'], "_"))
+}
+
+impl ReceiverFactory for Factory {
+    fn type_name(&self) -> &'static str {
+        "filelog"
+    }
+
+    fn signals(&self) -> &'static [Signal] {
+        &[Signal::Logs]
+    }
+
+    /// `include` is required; the default reads `*.log` under `/var/log/app`.
+    fn default_config(&self) -> Value {
+        serde_json::json!({ "include": ["/var/log/app/*.log"] })
+    }
+
+    fn validate(&self, config: &Value) -> Result<(), FieldError> {
+        parse(config).map(|_| ())
+    }
+
+    fn create(
+        &self,
+        ctx: CreateContext,
+        config: &Value,
+        next: SignalConsumers,
+    ) -> Result<Arc<dyn Component>, BuildError> {
+        let config = parse(config)?;
+        let next = next
+            .get(Signal::Logs)
+            .clone()
+            .ok_or(BuildError::UnsupportedSignal(Signal::Traces))?;
+        let settings = Settings::new(&config).map_err(BuildError::Other)?;
+        let storage = config
+            .storage
+            .clone()
+            .unwrap_or_else(|| default_storage(&ctx.data_dir, ctx.id.as_str()));
+        let id = ctx.id.to_string();
+        let t = &ctx.telemetry;
+        let family = |name: &str, help: &str| {
+            t.counter_family(name, help, &[])
+                .map(|f| f.with_label_values(&[id.as_str()]))
+                .map_err(|e| BuildError::Other(e.to_string()))
+        };
+        let metrics = Metrics {
+            bytes_read: family(
+                "sightline_filelog_bytes_read_total",
+                "Bytes a filelog receiver read from files.",
+            )?,
+            files_open: t
+                .gauge_family(
+                    "sightline_filelog_files_open",
+                    "Files a filelog receiver holds open.",
+                    &[],
+                )
+                .map(|f| f.with_label_values(&[id.as_str()]))
+                .map_err(|e| BuildError::Other(e.to_string()))?,
+            truncated: family(
+                "sightline_filelog_records_truncated_total",
+                "Records cut to max_log_size (marked log.record.truncated).",
+            )?,
+            truncated_bytes: family(
+                "sightline_filelog_truncated_bytes_total",
+                "Bytes dropped from records longer than max_log_size.",
+            )?,
+            invalid_utf8: family(
+                "sightline_filelog_invalid_utf8_total",
+                "Records whose invalid UTF-8 was replaced with U+FFFD.",
+            )?,
+            parse_errors: family(
+                "sightline_filelog_parse_errors_total",
+                "Records the parser could not parse (kept with log.parse_error).",
+            )?,
+        };
+        let errors = t
+            .counter_family(
+                "sightline_filelog_checkpoint_errors_total",
+                "Checkpoint files that could not be loaded or written, by op.",
+                &["op"],
+            )
+            .map_err(|e| BuildError::Other(e.to_string()))?;
+        let checkpoints = Arc::new(Checkpoints::new(storage.clone(), errors, id.clone()));
+        Ok(Arc::new(FileLogReceiver {
+            inner: Arc::new(Inner {
+                id,
+                settings: Arc::new(settings),
+                metrics: Arc::new(metrics),
+                next,
+                telemetry: ctx.telemetry.clone(),
+                checkpoints,
+                storage,
+            }),
+            running: Mutex::new(None),
+        }))
+    }
+}
+
+struct Inner {
+    id: String,
+    settings: Arc<Settings>,
+    metrics: Arc<Metrics>,
+    next: SharedConsumer,
+    telemetry: ComponentTelemetry,
+    checkpoints: Arc<Checkpoints>,
+    storage: PathBuf,
+}
+
+struct Running {
+    stop: CancellationToken,
+    reader: JoinHandle<()>,
+    persister: JoinHandle<()>,
+}
+
+/// A running (or not yet started) `filelog` receiver.
+pub struct FileLogReceiver {
+    inner: Arc<Inner>,
+    running: Mutex<Option<Running>>,
+}
+
+impl FileLogReceiver {
+    /// The checkpoint file.
+    pub fn checkpoint_path(&self) -> PathBuf {
+        self.inner.checkpoints.path()
+    }
+}
+
+#[async_trait]
+impl Component for FileLogReceiver {
+    async fn start(&self, _host: &Host) -> Result<(), ComponentError> {
+        if self
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+        {
+            return Ok(());
+        }
+        let inner = Arc::clone(&self.inner);
+        let storage = inner.storage.clone();
+        std::fs::create_dir_all(&storage).map_err(|e| {
+            ComponentError::Other(format!(
+                "filelog {}: cannot create the storage directory {}: {e}",
+                inner.id,
+                storage.display()
+            ))
+        })?;
+        let saved = inner.checkpoints.load();
+        tracing::info!(
+            receiver = %inner.id, storage = %storage.display(), checkpointed_files = saved.len(),
+            "filelog receiver starting"
+        );
+        let tailer = Tailer::new(
+            Arc::clone(&inner.settings),
+            Arc::clone(&inner.metrics),
+            Arc::clone(&inner.checkpoints),
+            saved,
+        );
+        let stop = CancellationToken::new();
+        let persister = tokio::spawn(Arc::clone(&inner.checkpoints).run_persister(stop.clone()));
+        let reader = tokio::spawn(run(Arc::clone(&inner), tailer, stop.clone()));
+        *self.running.lock().unwrap_or_else(|p| p.into_inner()) = Some(Running {
+            stop,
+            reader,
+            persister,
+        });
+        Ok(())
+    }
+
+    async fn shutdown(&self, deadline: Instant) -> Result<(), ComponentError> {
+        let running = self.running.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let Some(Running {
+            stop,
+            mut reader,
+            persister,
+        }) = running
+        else {
+            return Ok(());
+        };
+        stop.cancel();
+        if tokio::time::timeout_at(deadline, &mut reader).await.is_err() {
+            reader.abort();
+        }
+        let _ = persister.await;
+        let checkpoints = Arc::clone(&self.inner.checkpoints);
+        let _ = tokio::task::spawn_blocking(move || checkpoints.close()).await;
+        Ok(())
+    }
+}
+
+/// Runs `f` on the tailer on a blocking thread (file reads and parsing stay off the async
+/// workers); `None` if it panicked.
+async fn blocking<R: Send + 'static>(
+    mut tailer: Tailer,
+    f: impl FnOnce(&mut Tailer) -> R + Send + 'static,
+) -> Option<(Tailer, R)> {
+    tokio::task::spawn_blocking(move || {
+        let r = f(&mut tailer);
+        (tailer, r)
+    })
+    .await
+    .ok()
+}
+
+async fn run(inner: Arc<Inner>, mut tailer: Tailer, stop: CancellationToken) {
+    loop {
+        if stop.is_cancelled() {
+            return;
+        }
+        let stepped = blocking(tailer, |t| match t.step() {
+            StepOutcome::Ready => Ok(t.build()),
+            StepOutcome::Idle(at) => Err(at),
+        })
+        .await;
+        let Some((t, outcome)) = stepped else {
+            tracing::error!(receiver = %inner.id, "filelog: the reader failed; no more files are read");
+            return;
+        };
+        tailer = t;
+        match outcome {
+            Ok(batch) => match deliver(&inner, tailer, batch, &stop).await {
+                Some(t) => tailer = t,
+                None => return,
+            },
+            Err(at) => {
+                tokio::select! {
+                    biased;
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep_until(Instant::from_std(at)) => {}
+                }
+            }
+        }
+    }
+}
+
+/// Hands the staged records to the pipeline until it accepts them, waiting between tries
+/// (the reader stands still meanwhile). `None` when stopped.
+async fn deliver(
+    inner: &Inner,
+    mut tailer: Tailer,
+    mut batch: pipeline_core::Batch,
+    stop: &CancellationToken,
+) -> Option<Tailer> {
+    let mut backoff = Duration::from_millis(20);
+    loop {
+        let items = batch.item_count();
+        let (seq, token) = inner.checkpoints.register(tailer.staged_updates());
+        batch.ctx.acks.push(token);
+        let result = tokio::select! {
+            biased;
+            () = stop.cancelled() => None,
+            r = inner.next.consume(batch) => Some(r),
+        };
+        let wait = match result {
+            None => {
+                // Not accepted: read again after a restart.
+                inner.checkpoints.discard(seq);
+                return None;
+            }
+            Some(Ok(())) => {
+                inner.checkpoints.confirm(seq);
+                tailer.clear_staged();
+                return Some(tailer);
+            }
+            Some(Err(e)) if !e.is_retryable() => {
+                tracing::error!(receiver = %inner.id, error = %e, items, "filelog: the pipeline refused records permanently; dropping them");
+                inner.telemetry.dropped(Signal::Logs, items, reason::REJECTED);
+                inner.checkpoints.settle(seq);
+                tailer.clear_staged();
+                return Some(tailer);
+            }
+            Some(Err(e)) => {
+                inner.checkpoints.discard(seq);
+                let hint = match &e {
+                    ConsumeError::Retryable { retry_after, .. } => *retry_after,
+                    _ => None,
+                };
+                tracing::debug!(receiver = %inner.id, error = %e, "filelog: pipeline full; waiting before offering the records again");
+                let wait = hint.unwrap_or(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                wait
+            }
+        };
+        tokio::select! {
+            biased;
+            () = stop.cancelled() => return None,
+            () = tokio::time::sleep(wait) => {}
+        }
+        let (t, b) = blocking(tailer, |t| t.build()).await?;
+        tailer = t;
+        batch = b;
+    }
+}
