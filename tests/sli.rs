@@ -15,7 +15,8 @@ use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsSe
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use serde_json::Value;
 
-fn config(ports: Ports, downstream: &str, out: &Path, flush_interval: &str) -> String {
+/// The pipelines of the issue's example; `sli` is the body of the connector's flow map.
+fn config(ports: Ports, downstream: &str, out: &Path, sli: &str) -> String {
     format!(
         r#"
 receivers:
@@ -23,8 +24,7 @@ receivers:
     protocols:
       grpc: {{ endpoint: "127.0.0.1:{grpc}" }}
 connectors:
-  sli:
-    flush_interval: {flush_interval}
+  sli: {{ {sli} }}
 exporters:
   otlp:
     endpoint: "{downstream}"
@@ -50,7 +50,10 @@ service:
 /// underscores, the unit `s` adds `_seconds` (annotations in braces add nothing), and a
 /// monotonic sum gets `_total`.
 fn prometheus_name(metric: &Value) -> String {
-    let mut name = metric["name"].as_str().unwrap_or_default().replace('.', "_");
+    let mut name = metric["name"]
+        .as_str()
+        .unwrap_or_default()
+        .replace('.', "_");
     if metric["unit"] == "s" {
         name.push_str("_seconds");
     }
@@ -149,7 +152,11 @@ async fn otlp_to_sli_to_file_has_exact_red_metrics() {
     let down = Downstream::start().await;
     let ports = Ports::new();
     let out = temp_dir("sli").join("metrics.jsonl");
-    let sl = Sightline::start(&config(ports, &down.url(), &out, "100ms"), ports).await;
+    let sl = Sightline::start(
+        &config(ports, &down.url(), &out, "flush_interval: 100ms"),
+        ports,
+    )
+    .await;
 
     // 100 SERVER spans of api-service, GET /api/users/{id} (raw paths /api/users/0..99),
     // 45 ms each; every tenth answered 500 with span status ERROR.
@@ -274,7 +281,16 @@ async fn shutdown_flushes_what_was_derived() {
     let down = Downstream::start().await;
     let ports = Ports::new();
     let out = temp_dir("sli-shutdown").join("metrics.jsonl");
-    let mut sl = Sightline::start(&config(ports, &down.url(), &out, "1h"), ports).await;
+    let mut sl = Sightline::start(
+        &config(
+            ports,
+            &down.url(),
+            &out,
+            "flush_interval: 1h, series_expiry: 0",
+        ),
+        ports,
+    )
+    .await;
     TraceServiceClient::connect(sl.grpc_url())
         .await
         .unwrap()

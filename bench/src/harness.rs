@@ -9,6 +9,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
+    LogsService, LogsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
+    MetricsService, MetricsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
@@ -16,13 +29,62 @@ use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
+use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 use tonic::transport::Channel;
 
-/// Counts spans; decodes every request as a real backend would.
+/// Counts spans and metric data points; decodes every request as a real backend would.
 #[derive(Clone, Default)]
 pub(crate) struct Sink {
     /// Spans received so far.
     pub(crate) spans: Arc<AtomicU64>,
+    /// Metric data points received so far.
+    pub(crate) points: Arc<AtomicU64>,
+    /// Log records received so far.
+    pub(crate) logs: Arc<AtomicU64>,
+}
+
+#[tonic::async_trait]
+impl LogsService for Sink {
+    async fn export(
+        &self,
+        r: tonic::Request<ExportLogsServiceRequest>,
+    ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
+        let n: usize = r
+            .get_ref()
+            .resource_logs
+            .iter()
+            .flat_map(|rl| &rl.scope_logs)
+            .map(|s| s.log_records.len())
+            .sum();
+        self.logs.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(tonic::Response::new(ExportLogsServiceResponse::default()))
+    }
+}
+
+#[tonic::async_trait]
+impl MetricsService for Sink {
+    async fn export(
+        &self,
+        r: tonic::Request<ExportMetricsServiceRequest>,
+    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
+        let n: usize = r
+            .get_ref()
+            .resource_metrics
+            .iter()
+            .flat_map(|rm| &rm.scope_metrics)
+            .flat_map(|s| &s.metrics)
+            .map(|m| match &m.data {
+                Some(Data::Sum(s)) => s.data_points.len(),
+                Some(Data::Gauge(g)) => g.data_points.len(),
+                Some(Data::Histogram(h)) => h.data_points.len(),
+                Some(Data::ExponentialHistogram(h)) => h.data_points.len(),
+                Some(Data::Summary(s)) => s.data_points.len(),
+                None => 0,
+            })
+            .sum();
+        self.points.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(tonic::Response::new(ExportMetricsServiceResponse::default()))
+    }
 }
 
 #[tonic::async_trait]
@@ -49,11 +111,19 @@ pub(crate) async fn serve_sink(sink: Sink) -> Result<SocketAddr> {
     let addr = listener.local_addr()?;
     let incoming = tonic::transport::server::TcpIncoming::from(listener);
     tokio::spawn(async move {
+        let metrics = MetricsServiceServer::new(sink.clone())
+            .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
+            .max_decoding_message_size(256 << 20);
+        let logs = LogsServiceServer::new(sink.clone())
+            .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
+            .max_decoding_message_size(256 << 20);
         let svc = TraceServiceServer::new(sink)
             .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
             .max_decoding_message_size(256 << 20);
         let _ = tonic::transport::Server::builder()
             .add_service(svc)
+            .add_service(metrics)
+            .add_service(logs)
             .serve_with_incoming(incoming)
             .await;
     });
@@ -91,6 +161,37 @@ pub(crate) async fn baseline(listen: SocketAddr, forward: String) -> Result<()> 
     Ok(())
 }
 
+/// Current RSS (VmRSS) of a process in bytes.
+pub(crate) fn rss(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kb: u64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .context("VmRSS")?;
+    Ok(kb * 1024)
+}
+
+/// The self-metrics page of a `sightline` whose metrics endpoint is `127.0.0.1:{port}`
+/// (plain HTTP/1.0, no client library needed).
+pub(crate) async fn scrape(port: u16) -> Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    conn.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .await?;
+    let mut text = String::new();
+    conn.read_to_string(&mut text).await?;
+    Ok(text)
+}
+
+/// The value of the sample whose name and labels are `series` (as written in the text
+/// format, e.g. `x_total{component_id="a"}`), if present.
+pub(crate) fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
 /// CPU seconds (user + system) and peak RSS in bytes of a process.
 pub(crate) fn usage(pid: u32) -> Result<(f64, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
@@ -109,9 +210,9 @@ pub(crate) fn usage(pid: u32) -> Result<(f64, u64)> {
 
 /// What one measured run gave.
 pub(crate) struct Outcome {
-    /// Spans the clients got success for.
+    /// Items (spans, or log records for a logs load) the clients got success for.
     pub(crate) acked_spans: u64,
-    /// Spans the sink counted.
+    /// Items the sink counted.
     pub(crate) delivered_spans: u64,
     /// Wall time of the load.
     pub(crate) wall: Duration,
@@ -121,26 +222,69 @@ pub(crate) struct Outcome {
     pub(crate) peak_rss: u64,
 }
 
-/// Sends `requests` round-robin for `duration` at `rate` spans/s (0 = as fast as possible)
+/// A request the load generator can send over OTLP/gRPC: traces or logs.
+pub(crate) trait Load: Clone + Send + Sync + 'static {
+    /// Items in the request (spans, log records).
+    fn items(&self) -> usize;
+    /// The sink's count of delivered items of this kind.
+    fn delivered(sink: &Sink) -> &AtomicU64;
+    /// Sends the request; whether it was accepted.
+    fn send(channel: &Channel, request: Self) -> impl Future<Output = bool> + Send;
+}
+
+impl Load for ExportTraceServiceRequest {
+    fn items(&self) -> usize {
+        self.resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .map(|s| s.spans.len())
+            .sum()
+    }
+
+    fn delivered(sink: &Sink) -> &AtomicU64 {
+        &sink.spans
+    }
+
+    async fn send(channel: &Channel, request: Self) -> bool {
+        let mut client = TraceServiceClient::new(channel.clone());
+        client.export(request).await.is_ok()
+    }
+}
+
+impl Load for ExportLogsServiceRequest {
+    fn items(&self) -> usize {
+        self.resource_logs
+            .iter()
+            .flat_map(|r| &r.scope_logs)
+            .map(|s| s.log_records.len())
+            .sum()
+    }
+
+    fn delivered(sink: &Sink) -> &AtomicU64 {
+        &sink.logs
+    }
+
+    async fn send(channel: &Channel, request: Self) -> bool {
+        let mut client = LogsServiceClient::new(channel.clone());
+        client.export(request).await.is_ok()
+    }
+}
+
+/// Sends `requests` round-robin for `duration` at `rate` items/s (0 = as fast as possible)
 /// from `concurrency` clients to `target`, then waits (bounded) for the sink to catch up.
-pub(crate) async fn drive(
+pub(crate) async fn drive<R: Load>(
     target: &Target,
     sink: &Sink,
-    requests: Arc<Vec<ExportTraceServiceRequest>>,
+    requests: Arc<Vec<R>>,
     duration: Duration,
     rate: u64,
     concurrency: usize,
 ) -> Result<Outcome> {
     let pid = target.child.id();
-    let spans_per_request: usize = requests[0]
-        .resource_spans
-        .iter()
-        .flat_map(|r| &r.scope_spans)
-        .map(|s| s.spans.len())
-        .sum();
+    let spans_per_request: usize = requests[0].items();
     let channel = Channel::from_shared(target.url.clone())?.connect().await?;
     let acked = Arc::new(AtomicU64::new(0));
-    let before_sink = sink.spans.load(Ordering::Relaxed);
+    let before_sink = R::delivered(sink).load(Ordering::Relaxed);
     let (cpu0, _) = usage(pid)?;
     let start = Instant::now();
     let per_task_interval = (rate > 0).then(|| {
@@ -148,7 +292,7 @@ pub(crate) async fn drive(
     });
     let mut tasks = Vec::new();
     for t in 0..concurrency {
-        let mut client = TraceServiceClient::new(channel.clone());
+        let channel = channel.clone();
         let acked = acked.clone();
         let requests = requests.clone();
         tasks.push(tokio::spawn(async move {
@@ -159,11 +303,7 @@ pub(crate) async fn drive(
                     tokio::time::sleep_until(next.into()).await;
                     next += interval;
                 }
-                if client
-                    .export(requests[i % requests.len()].clone())
-                    .await
-                    .is_ok()
-                {
+                if R::send(&channel, requests[i % requests.len()].clone()).await {
                     acked.fetch_add(spans_per_request as u64, Ordering::Relaxed);
                 } else {
                     tokio::time::sleep(Duration::from_millis(10)).await;
@@ -178,13 +318,14 @@ pub(crate) async fn drive(
     let wall = start.elapsed();
     let acked = acked.load(Ordering::Relaxed);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while sink.spans.load(Ordering::Relaxed) - before_sink < acked && Instant::now() < deadline {
+    let delivered = || R::delivered(sink).load(Ordering::Relaxed) - before_sink;
+    while delivered() < acked && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let (cpu1, peak_rss) = usage(pid)?;
     Ok(Outcome {
         acked_spans: acked,
-        delivered_spans: sink.spans.load(Ordering::Relaxed) - before_sink,
+        delivered_spans: delivered(),
         wall,
         cpu: cpu1 - cpu0,
         peak_rss,
@@ -288,8 +429,13 @@ pub(crate) async fn start_baseline(sink: SocketAddr) -> Result<Target> {
 
 /// The table header every OTLP-load scenario prints.
 pub(crate) fn print_header() {
+    print_header_for("spans");
+}
+
+/// The table header, with the items named (`spans`, `log records`).
+pub(crate) fn print_header_for(items: &str) {
     println!(
-        "| process | load | spans/s delivered | CPU s | spans per CPU-second | peak RSS MiB | lost |"
+        "| process | load | {items}/s delivered | CPU s | {items} per CPU-second | peak RSS MiB | lost |"
     );
     println!("|---|---|---|---|---|---|---|");
 }

@@ -7,11 +7,19 @@
 //! Scenarios: `traces` (default): OTLP/gRPC traces through `otlp -> batch -> otlp` against a
 //! minimal tonic forwarder. `hostmetrics`: CPU per full scrape against prometheus-node-exporter,
 //! and the RSS the receiver adds. `redaction`: traces through `otlp -> redaction -> batch ->
-//! otlp` against the same pipeline without it. `sightline-bench baseline LISTEN FORWARD` is that forwarder.
+//! otlp` against the same pipeline without it. `sli`: traces fanned out to `sli` and `otlp`
+//! with 1,000 series against the same pipeline without `sli`. `filelog`: a million
+//! seed-style JSON lines read from a file through `filelog -> batch -> otlp` (parser none and
+//! json) against `wc -l` and a read-and-split child (`sightline-bench split-lines FILE`).
+//! `request_id`: logs through `otlp -> request_id -> batch -> otlp` with 100,000 live request
+//! IDs against the same pipeline without it, and memory per entry with a million entries. `sightline-bench baseline LISTEN FORWARD` is that forwarder.
 
+mod filelog;
 mod harness;
 mod hostmetrics;
 mod redaction;
+mod request_id;
+mod sli;
 mod traces;
 
 use std::net::SocketAddr;
@@ -32,6 +40,9 @@ fn main() -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    if args.get(1).map(String::as_str) == Some("split-lines") {
+        return filelog::split_lines(args.get(2).context("split-lines FILE")?);
+    }
     if args.get(1).map(String::as_str) == Some("baseline") {
         let listen: SocketAddr = args.get(2).context("baseline LISTEN FORWARD")?.parse()?;
         let forward = args.get(3).context("baseline LISTEN FORWARD")?.clone();
@@ -63,7 +74,10 @@ fn main() -> Result<()> {
         match scenario.as_str() {
             "traces" => traces::run(&o.sightline, o.duration, o.rate, o.concurrency).await,
             "hostmetrics" => hostmetrics::run().await,
+            "filelog" => filelog::run(&o.sightline).await,
             "redaction" => redaction::run(&o.sightline, o.duration, o.rate, o.concurrency).await,
+            "request_id" => request_id::run(&o.sightline, o.duration, o.rate, o.concurrency).await,
+            "sli" => sli::run(&o.sightline, o.duration, o.rate, o.concurrency).await,
             other => bail!("unknown scenario {other}"),
         }
     })

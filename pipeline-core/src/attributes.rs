@@ -40,6 +40,20 @@ pub fn to_text(value: &Value) -> Option<Cow<'_, str>> {
     }
 }
 
+/// A scalar value as text (see [`to_text`]), or the first element of an array value as
+/// text: the semantic conventions record captured HTTP headers
+/// (`http.request.header.x-request-id`) as string arrays.
+pub fn to_text_or_first(value: &Value) -> Option<Cow<'_, str>> {
+    match value {
+        Value::ArrayValue(a) => a
+            .values
+            .first()
+            .and_then(|v| inner(Some(v)))
+            .and_then(to_text),
+        other => to_text(other),
+    }
+}
+
 /// A value as a number: integers, finite doubles, and strings holding either.
 pub fn to_f64(value: &Value) -> Option<f64> {
     let n = match value {
@@ -74,6 +88,59 @@ pub fn string(key: &str, value: impl Into<String>) -> KeyValue {
         key: key.into(),
         value: Some(AnyValue {
             value: Some(Value::StringValue(value.into())),
+        }),
+        ..Default::default()
+    }
+}
+
+/// Feeds an attribute list into `hasher`, keys and values in order (doubles by their bits),
+/// so that equal lists hash equally: for grouping records by resource or attribute set.
+pub fn hash_attributes<H: std::hash::Hasher>(attributes: &[KeyValue], hasher: &mut H) {
+    use std::hash::Hash;
+    attributes.len().hash(hasher);
+    for kv in attributes {
+        kv.key.hash(hasher);
+        hash_value(inner(kv.value.as_ref()), hasher);
+    }
+}
+
+/// Feeds one value into `hasher` (see [`hash_attributes`]).
+pub fn hash_value<H: std::hash::Hasher>(value: Option<&Value>, hasher: &mut H) {
+    use std::hash::Hash;
+    match value {
+        None => 0u8.hash(hasher),
+        Some(Value::StringValue(s)) => (1u8, s).hash(hasher),
+        Some(Value::BoolValue(b)) => (2u8, b).hash(hasher),
+        Some(Value::IntValue(i)) => (3u8, i).hash(hasher),
+        Some(Value::DoubleValue(d)) => (4u8, d.to_bits()).hash(hasher),
+        Some(Value::BytesValue(b)) => (5u8, b).hash(hasher),
+        Some(Value::ArrayValue(a)) => {
+            (6u8, a.values.len()).hash(hasher);
+            for v in &a.values {
+                hash_value(inner(Some(v)), hasher);
+            }
+        }
+        Some(Value::KvlistValue(l)) => {
+            7u8.hash(hasher);
+            hash_attributes(&l.values, hasher);
+        }
+        Some(Value::StringValueStrindex(i)) => (8u8, i).hash(hasher),
+    }
+}
+
+/// A string-array attribute with one element, the semantic conventions' shape for a
+/// captured HTTP header.
+pub fn string_array(key: &str, value: impl Into<String>) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue {
+            value: Some(Value::ArrayValue(
+                crate::proto::tonic::common::v1::ArrayValue {
+                    values: vec![AnyValue {
+                        value: Some(Value::StringValue(value.into())),
+                    }],
+                },
+            )),
         }),
         ..Default::default()
     }
@@ -114,5 +181,35 @@ mod tests {
             find_in_map(&map, "type").and_then(to_text).as_deref(),
             Some("ValueError")
         );
+        let header = [string_array("http.request.header.x-request-id", "abc")];
+        assert_eq!(
+            find(&header, "http.request.header.x-request-id")
+                .and_then(to_text_or_first)
+                .as_deref(),
+            Some("abc")
+        );
+        assert_eq!(
+            to_text_or_first(&Value::StringValue("x".into())).as_deref(),
+            Some("x")
+        );
+        assert_eq!(
+            to_text_or_first(&Value::ArrayValue(Default::default())),
+            None
+        );
+    }
+
+    #[test]
+    fn equal_attribute_lists_hash_equally() {
+        use std::hash::{BuildHasher, Hasher, RandomState};
+        let state = RandomState::new();
+        let hash = |attrs: &[KeyValue]| {
+            let mut h = state.build_hasher();
+            hash_attributes(attrs, &mut h);
+            h.finish()
+        };
+        let a = vec![string("service.name", "api"), string("host.name", "n1")];
+        let b = vec![string("service.name", "api"), string("host.name", "n2")];
+        assert_eq!(hash(&a), hash(&a.clone()));
+        assert_ne!(hash(&a), hash(&b));
     }
 }

@@ -77,13 +77,28 @@ pub trait Consumer: Send + Sync {
 
     /// Takes a batch. `Ok` means accepted; an error hands the batch's fate back to the caller.
     async fn consume(&self, batch: Batch) -> Result<(), ConsumeError>;
+
+    /// Whether this consumer only reads batches and takes them by reference through
+    /// [`Consumer::consume_ref`] (a connector that derives metrics from spans). A [`Fanout`]
+    /// then lends it the batch instead of cloning it.
+    fn reads_by_ref(&self) -> bool {
+        false
+    }
+
+    /// Takes a batch it only reads. The default clones it into [`Consumer::consume`];
+    /// consumers that say [`Consumer::reads_by_ref`] implement it without the copy.
+    async fn consume_ref(&self, batch: &Batch) -> Result<(), ConsumeError> {
+        self.consume(batch.clone()).await
+    }
 }
 
 /// A consumer shared between owners.
 pub type SharedConsumer = Arc<dyn Consumer>;
 
-/// Sends each batch to several consumers: clones for all but the last, which gets the
-/// original. The first error is returned after every branch was tried.
+/// Sends each batch to several consumers: branches that [read by
+/// reference](Consumer::reads_by_ref) are lent the batch, the others get clones except the
+/// last of them, which gets the original. The first error is returned after every branch was
+/// tried.
 pub struct Fanout {
     branches: Vec<SharedConsumer>,
 }
@@ -98,17 +113,39 @@ impl Fanout {
 #[async_trait]
 impl Consumer for Fanout {
     async fn consume(&self, batch: Batch) -> Result<(), ConsumeError> {
-        let Some((last, rest)) = self.branches.split_last() else {
-            return Ok(());
-        };
+        // Asked per batch: a branch may be a switch whose target changes.
+        let last_owner = self.branches.iter().rposition(|b| !b.reads_by_ref());
         let mut first_error = None;
-        for branch in rest {
-            if let Err(e) = branch.consume(batch.clone()).await {
+        for (i, branch) in self.branches.iter().enumerate() {
+            let result = if branch.reads_by_ref() {
+                branch.consume_ref(&batch).await
+            } else if Some(i) != last_owner {
+                branch.consume(batch.clone()).await
+            } else {
+                continue;
+            };
+            if let Err(e) = result {
                 first_error.get_or_insert(e);
             }
         }
-        if let Err(e) = last.consume(batch).await {
+        if let Some(last) = last_owner.and_then(|i| self.branches.get(i))
+            && let Err(e) = last.consume(batch).await
+        {
             first_error.get_or_insert(e);
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    fn reads_by_ref(&self) -> bool {
+        self.branches.iter().all(|b| b.reads_by_ref())
+    }
+
+    async fn consume_ref(&self, batch: &Batch) -> Result<(), ConsumeError> {
+        let mut first_error = None;
+        for branch in &self.branches {
+            if let Err(e) = branch.consume_ref(batch).await {
+                first_error.get_or_insert(e);
+            }
         }
         first_error.map_or(Ok(()), Err)
     }
@@ -139,5 +176,73 @@ impl Consumer for SwitchConsumer {
     async fn consume(&self, batch: Batch) -> Result<(), ConsumeError> {
         let target = self.target.load_full();
         target.consume(batch).await
+    }
+
+    fn reads_by_ref(&self) -> bool {
+        self.target.load().reads_by_ref()
+    }
+
+    async fn consume_ref(&self, batch: &Batch) -> Result<(), ConsumeError> {
+        let target = self.target.load_full();
+        target.consume_ref(batch).await
+    }
+}
+
+#[cfg(test)]
+mod fanout_tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::testing::{CollectingConsumer, span_batch};
+
+    /// Records whether it was lent or given each batch.
+    #[derive(Default)]
+    struct Reader {
+        lent: Mutex<Vec<usize>>,
+    }
+
+    #[async_trait]
+    impl Consumer for Reader {
+        async fn consume(&self, _batch: Batch) -> Result<(), ConsumeError> {
+            panic!("a by-reference reader must be lent the batch");
+        }
+        fn reads_by_ref(&self) -> bool {
+            true
+        }
+        async fn consume_ref(&self, batch: &Batch) -> Result<(), ConsumeError> {
+            self.lent.lock().unwrap().push(batch.item_count());
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn readers_are_lent_the_batch_and_owners_get_it() {
+        let reader = Arc::new(Reader::default());
+        let (a, b) = (CollectingConsumer::new(), CollectingConsumer::new());
+        // The reader comes last, so the original goes to the last owner before it.
+        let fanout = Fanout::new(vec![
+            a.clone() as SharedConsumer,
+            b.clone() as SharedConsumer,
+            reader.clone() as SharedConsumer,
+        ]);
+        assert!(!fanout.reads_by_ref());
+        let batch = span_batch(3);
+        fanout.consume(batch.clone()).await.unwrap();
+        assert_eq!(*reader.lent.lock().unwrap(), vec![3]);
+        assert_eq!(a.batches(), vec![batch.clone()]);
+        assert_eq!(b.batches(), vec![batch.clone()]);
+
+        // Only readers: nobody needs the batch itself.
+        let readers = Fanout::new(vec![reader.clone() as SharedConsumer]);
+        assert!(readers.reads_by_ref());
+        readers.consume(batch.clone()).await.unwrap();
+        let switch = SwitchConsumer::new(Arc::new(readers));
+        assert!(switch.reads_by_ref());
+        switch.consume_ref(&batch).await.unwrap();
+        assert_eq!(*reader.lent.lock().unwrap(), vec![3, 3, 3]);
+
+        // The default `consume_ref` hands a copy to an owner.
+        a.consume_ref(&batch).await.unwrap();
+        assert_eq!(a.batches().len(), 2);
     }
 }

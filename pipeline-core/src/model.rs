@@ -224,6 +224,16 @@ fn metric_points(data: Option<&Data>) -> usize {
     }
 }
 
+/// Whether `id` is a valid trace ID: 16 bytes, not all zero (W3C Trace Context).
+pub fn is_valid_trace_id(id: &[u8]) -> bool {
+    id.len() == 16 && id.iter().any(|b| *b != 0)
+}
+
+/// Whether `id` is a valid span ID: 8 bytes, not all zero (W3C Trace Context).
+pub fn is_valid_span_id(id: &[u8]) -> bool {
+    id.len() == 8 && id.iter().any(|b| *b != 0)
+}
+
 /// A unit of work in the graph: one signal's payload and the context that travels with it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Batch {
@@ -315,5 +325,21 @@ impl std::fmt::Debug for AckToken {
 impl PartialEq for AckToken {
     fn eq(&self, other: &Self) -> bool {
         Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+#[cfg(test)]
+mod id_tests {
+    use super::*;
+
+    #[test]
+    fn trace_and_span_id_validity() {
+        assert!(is_valid_trace_id(&[1; 16]));
+        assert!(!is_valid_trace_id(&[0; 16]));
+        assert!(!is_valid_trace_id(&[1; 8]));
+        assert!(!is_valid_trace_id(&[]));
+        assert!(is_valid_span_id(&[1; 8]));
+        assert!(!is_valid_span_id(&[0; 8]));
+        assert!(!is_valid_span_id(&[1; 16]));
     }
 }

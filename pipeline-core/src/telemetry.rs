@@ -387,13 +387,36 @@ impl Consumer for Instrumented {
     }
 
     async fn consume(&self, batch: Batch) -> Result<(), ConsumeError> {
+        let (signal, items) = self.before(&batch);
+        let result = self.inner.consume(batch).await;
+        self.after(signal, items, &result);
+        result
+    }
+
+    fn reads_by_ref(&self) -> bool {
+        self.inner.reads_by_ref()
+    }
+
+    async fn consume_ref(&self, batch: &Batch) -> Result<(), ConsumeError> {
+        let (signal, items) = self.before(batch);
+        let result = self.inner.consume_ref(batch).await;
+        self.after(signal, items, &result);
+        result
+    }
+}
+
+impl Instrumented {
+    fn before(&self, batch: &Batch) -> (Signal, usize) {
         let signal = batch.signal();
         let items = batch.item_count();
         if let Some(d) = &self.downstream {
             d.received(signal, items);
         }
-        let result = self.inner.consume(batch).await;
-        match &result {
+        (signal, items)
+    }
+
+    fn after(&self, signal: Signal, items: usize, result: &Result<(), ConsumeError>) {
+        match result {
             Ok(()) => {
                 if let Some(u) = &self.upstream {
                     u.sent(signal, items);
@@ -405,7 +428,6 @@ impl Consumer for Instrumented {
                 }
             }
         }
-        result
     }
 }
 

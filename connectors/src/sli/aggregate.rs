@@ -457,7 +457,7 @@ impl Aggregator {
                     let group = groups.entry(s.meta.service.clone()).or_default();
                     for (q, v) in qs.iter().zip(values) {
                         let mut attributes = s.meta.attributes.clone();
-                        attributes.push(string("quantile", &q.to_string()));
+                        attributes.push(string("quantile", q.to_string()));
                         group.quantiles.push(NumberDataPoint {
                             attributes,
                             time_unix_nano: wall,

@@ -341,7 +341,7 @@ impl QuantilesConfig {
 }
 
 /// `logs`: request-completion records.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogsConfig {
     /// Which records are requests.
@@ -349,15 +349,6 @@ pub struct LogsConfig {
     pub r#match: LogMatch,
     /// Where a request's fields are.
     pub fields: LogFields,
-}
-
-impl Default for LogsConfig {
-    fn default() -> Self {
-        LogsConfig {
-            r#match: LogMatch::default(),
-            fields: LogFields::default(),
-        }
-    }
 }
 
 /// `logs.match`: a record is a request when `field` equals `equals` (or, without `equals`,

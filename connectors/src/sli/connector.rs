@@ -189,6 +189,16 @@ async fn run_flusher(inner: Arc<Inner>) {
 #[async_trait]
 impl Consumer for SliConnector {
     async fn consume(&self, batch: Batch) -> Result<(), ConsumeError> {
+        self.consume_ref(&batch).await
+    }
+
+    /// The connector only reads spans and log records, so a fan-out lends it the batch
+    /// instead of copying it for it.
+    fn reads_by_ref(&self) -> bool {
+        true
+    }
+
+    async fn consume_ref(&self, batch: &Batch) -> Result<(), ConsumeError> {
         let inner = &self.inner;
         if inner.closed.load(Ordering::Acquire) {
             return Err(ConsumeError::ShuttingDown);

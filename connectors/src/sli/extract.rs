@@ -4,6 +4,7 @@
 use std::borrow::Cow;
 
 use pipeline_core::attributes::{find, find_in_map, inner, to_f64, to_i64, to_text};
+use pipeline_core::model::{is_valid_span_id, is_valid_trace_id};
 use pipeline_core::proto::tonic::common::v1::{KeyValue, any_value::Value};
 use pipeline_core::proto::tonic::logs::v1::{LogRecord, ResourceLogs};
 use pipeline_core::proto::tonic::trace::v1::{ResourceSpans, Span, status::StatusCode};
@@ -42,10 +43,7 @@ pub(crate) struct TraceRef<'a> {
 
 impl<'a> TraceRef<'a> {
     fn new(trace_id: &'a [u8], span_id: &'a [u8], time_unix_nano: u64) -> Option<Self> {
-        let valid = trace_id.len() == 16
-            && span_id.len() == 8
-            && trace_id.iter().any(|b| *b != 0)
-            && span_id.iter().any(|b| *b != 0);
+        let valid = is_valid_trace_id(trace_id) && is_valid_span_id(span_id);
         valid.then_some(TraceRef {
             trace_id,
             span_id,

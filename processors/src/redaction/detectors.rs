@@ -1,8 +1,11 @@
-//! The built-in detectors: each is a regex that finds candidates, a byte-level gate (a
-//! condition every match needs, checked in the single prefilter pass over a value) and,
-//! where a regex alone cannot tell, a check on the candidate (Luhn, octet ranges, an IPv6
-//! parse, boundaries). Keeping the regexes free of `\b` and look-around lets them run on the
-//! fast DFA engines; the checks look at the bytes around a match instead.
+//! The built-in detectors and the prefilter that keeps them cheap.
+//!
+//! Each detector has a *gate*: a condition every match needs, read off [`Stats`] (byte-class
+//! counts from one pass over the value) and, when those counts pass, a short exact look
+//! (a run of 13 digits, the word `bearer`, ...). Only a value that gets through a gate meets
+//! the detector's finder: a regex (free of `\b` and look-around, so it runs on the DFA
+//! engines) followed by a check where a regex alone cannot tell (Luhn, octet ranges, an IPv6
+//! parse, boundaries), or for `url_query` a small parser.
 
 use std::net::Ipv6Addr;
 use std::ops::Range;
@@ -11,116 +14,173 @@ use super::config::Detector;
 
 /// A built-in detector, ready to compile.
 pub(crate) struct Builtin {
-    /// The candidate regex; a `redact` group limits what is replaced.
-    pub(crate) pattern: String,
-    /// What must hold of the value's bytes for any match to exist.
-    pub(crate) gate: Gate,
-    /// The check each candidate must pass.
+    /// How candidates are found.
+    pub(crate) finder: BuiltinFinder,
+    /// The check each candidate must pass, and which part of it is replaced.
     pub(crate) check: Check,
 }
 
-/// Counts of byte classes over one value, from one pass ([`Stats::of`]).
+/// How a built-in finds candidates.
+pub(crate) enum BuiltinFinder {
+    /// A regex; each match goes through the detector's [`Check`].
+    Regex(String),
+    /// The `url_query` parser, with the parameter names.
+    UrlQuery(Vec<String>),
+}
+
+// Byte classes counted by `Stats::of`: eight 8-bit counters in each of two u64s, so a byte
+// costs two table loads and two adds.
+const DIGIT: usize = 0;
+const DOT: usize = 1;
+const COLON: usize = 2;
+const UPPER: usize = 3;
+const AT: usize = 4;
+const SLASH: usize = 5;
+const EQUALS: usize = 6;
+const QUERY_SEP: usize = 7;
+const SPACE: usize = 8;
+const LETTER_B: usize = 9;
+const LETTER_J: usize = 10;
+const LETTER_A: usize = 11;
+
+const fn classes(b: u8) -> [bool; 16] {
+    let mut c = [false; 16];
+    c[DIGIT] = b.is_ascii_digit();
+    c[DOT] = b == b'.';
+    c[COLON] = b == b':';
+    c[UPPER] = b.is_ascii_uppercase();
+    c[AT] = b == b'@';
+    c[SLASH] = b == b'/';
+    c[EQUALS] = b == b'=';
+    c[QUERY_SEP] = b == b'?' || b == b'&';
+    c[SPACE] = b == b' ' || b == b'\t';
+    c[LETTER_B] = b == b'b' || b == b'B';
+    c[LETTER_J] = b == b'J';
+    c[LETTER_A] = b == b'A';
+    c
+}
+
+const fn counter_table(half: usize) -> [u64; 256] {
+    let mut t = [0u64; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = classes(b as u8);
+        let mut i = 0;
+        while i < 8 {
+            if c[half * 8 + i] {
+                t[b] += 1 << (8 * i);
+            }
+            i += 1;
+        }
+        b += 1;
+    }
+    t
+}
+
+static LOW: [u64; 256] = counter_table(0);
+static HIGH: [u64; 256] = counter_table(1);
+
+/// Counts of the byte classes the gates look at, over one value.
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct Stats {
     len: usize,
-    digits: u32,
-    dots: u32,
-    colons: u32,
-    upper: u32,
-    present: u16,
+    n: [u32; 16],
 }
-
-const AT: u16 = 1;
-const SLASH: u16 = 1 << 1;
-const EQUALS: u16 = 1 << 2;
-const QUERY_SEP: u16 = 1 << 3;
-const SPACE: u16 = 1 << 4;
-const LETTER_B: u16 = 1 << 5;
-const LETTER_J: u16 = 1 << 6;
-const LETTER_A: u16 = 1 << 7;
-
-static PRESENT: [u16; 256] = {
-    let mut t = [0u16; 256];
-    t[b'@' as usize] = AT;
-    t[b'/' as usize] = SLASH;
-    t[b'=' as usize] = EQUALS;
-    t[b'?' as usize] = QUERY_SEP;
-    t[b'&' as usize] = QUERY_SEP;
-    t[b' ' as usize] = SPACE;
-    t[b'\t' as usize] = SPACE;
-    t[b'b' as usize] = LETTER_B;
-    t[b'B' as usize] = LETTER_B;
-    t[b'J' as usize] = LETTER_J;
-    t[b'A' as usize] = LETTER_A;
-    t
-};
 
 impl Stats {
     /// One pass over `s`.
     pub(crate) fn of(s: &str) -> Stats {
-        let (mut digits, mut dots, mut colons, mut upper, mut present) =
-            (0u32, 0u32, 0u32, 0u32, 0u16);
-        for &b in s.as_bytes() {
-            present |= PRESENT[b as usize];
-            digits += u32::from(b.wrapping_sub(b'0') < 10);
-            dots += u32::from(b == b'.');
-            colons += u32::from(b == b':');
-            upper += u32::from(b.wrapping_sub(b'A') < 26);
+        let mut n = [0u32; 16];
+        // 255 bytes at most per block, so no 8-bit counter overflows.
+        for block in s.as_bytes().chunks(255) {
+            let (mut low, mut high) = (0u64, 0u64);
+            for &b in block {
+                low += LOW[usize::from(b)];
+                high += HIGH[usize::from(b)];
+            }
+            for i in 0..8 {
+                n[i] += ((low >> (8 * i)) & 0xff) as u32;
+                n[8 + i] += ((high >> (8 * i)) & 0xff) as u32;
+            }
         }
-        Stats {
-            len: s.len(),
-            digits,
-            dots,
-            colons,
-            upper,
-            present,
-        }
-    }
-
-    fn has(&self, flags: u16) -> bool {
-        self.present & flags == flags
+        Stats { len: s.len(), n }
     }
 }
 
-/// A necessary condition for a detector to match, on [`Stats`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Gate {
-    Email,
-    CreditCard,
-    Ipv4,
-    Ipv6,
-    Jwt,
-    Auth,
-    AwsKey,
-    UrlCredentials,
-    UrlQuery,
+/// The bit of `d` in a gate mask.
+pub(crate) const fn bit(d: Detector) -> u16 {
+    1 << d as u16
 }
 
-impl Gate {
-    /// Whether a match is possible at all.
-    pub(crate) fn open(self, s: &Stats) -> bool {
-        match self {
-            Gate::Email => s.has(AT) && s.dots >= 1 && s.len >= 6,
-            Gate::CreditCard => s.digits >= 13,
-            Gate::Ipv4 => s.dots >= 3 && s.digits >= 4,
-            Gate::Ipv6 => s.colons >= 2,
-            Gate::Jwt => s.dots >= 2 && s.has(LETTER_J) && s.len >= 10,
-            Gate::Auth => s.has(SPACE | LETTER_B) && s.len >= 7,
-            Gate::AwsKey => s.has(LETTER_A) && s.upper >= 4 && s.upper + s.digits >= 20,
-            Gate::UrlCredentials => s.has(AT | SLASH) && s.colons >= 2,
-            Gate::UrlQuery => s.has(EQUALS | QUERY_SEP),
-        }
+/// Which of the `enabled` detectors (a mask of [`bit`]s) can match `text` at all: the
+/// prefilter. Counts from one pass ([`Stats`]) decide most; a detector still open after
+/// them gets one exact look (a run of 13 digits for a card, the word `bearer` or `basic`
+/// for a credential) before its finder runs.
+pub(crate) fn open_gates(text: &str, enabled: u16) -> u16 {
+    use Detector::*;
+    let s = Stats::of(text);
+    let n = &s.n;
+    let gate = |d: Detector, open: bool| if open { bit(d) } else { 0 };
+    let mut open = (gate(Email, n[AT] >= 1 && n[DOT] >= 1 && s.len >= 6)
+        | gate(CreditCard, n[DIGIT] >= 13)
+        | gate(Ipv4, n[DOT] >= 3 && n[DIGIT] >= 4)
+        | gate(Ipv6, n[COLON] >= 2)
+        | gate(Jwt, n[DOT] >= 2 && n[LETTER_J] >= 2 && s.len >= 10)
+        | gate(BearerToken, n[SPACE] >= 1 && n[LETTER_B] >= 1)
+        | gate(
+            AwsAccessKey,
+            n[LETTER_A] >= 1 && n[UPPER] >= 4 && n[UPPER] + n[DIGIT] >= 20,
+        )
+        | gate(UrlCredentials, n[AT] >= 1 && n[SLASH] >= 2 && n[COLON] >= 2)
+        | gate(UrlQuery, n[EQUALS] >= 1 && n[QUERY_SEP] >= 1))
+        & enabled;
+    let b = text.as_bytes();
+    if open & bit(CreditCard) != 0 && longest_card_run(b) < 13 {
+        open &= !bit(CreditCard);
     }
+    if open & bit(BearerToken) != 0 && !has_auth_scheme(b) {
+        open &= !bit(BearerToken);
+    }
+    // The AWS key and JWT regexes start with literals (`AKIA`, `eyJ`, ...), which the regex
+    // engine looks for with SIMD before anything else: no exact look is cheaper.
+    open
 }
 
-/// What a candidate match must pass before it is replaced.
+/// The most digits in one run of digit groups joined by single spaces or dashes (a card
+/// needs 13). Branch-free: digits and letters alternate unpredictably in IDs and tokens.
+fn longest_card_run(b: &[u8]) -> u32 {
+    let (mut run, mut best, mut after_digit) = (0u32, 0u32, 0u32);
+    for &c in b {
+        let digit = u32::from(c.is_ascii_digit());
+        let sep = u32::from(c == b' ' || c == b'-');
+        // A digit extends the run; one separator right after a digit keeps it; else reset.
+        run = (run + digit) * (digit | (sep & after_digit));
+        after_digit = digit;
+        best = best.max(run);
+    }
+    best
+}
+
+/// Whether `bearer` or `basic` (any case) is followed by a space or tab somewhere.
+fn has_auth_scheme(b: &[u8]) -> bool {
+    b.iter().enumerate().any(|(i, c)| {
+        (*c | 0x20) == b'b'
+            && [&b"bearer"[..], b"basic"].iter().any(|w| {
+                b.get(i..i + w.len())
+                    .is_some_and(|s| s.eq_ignore_ascii_case(w))
+                    && matches!(b.get(i + w.len()), Some(b' ' | b'\t'))
+            })
+    })
+}
+
+/// What a candidate must pass before it is replaced, and which part of it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Check {
     /// Any match counts.
     None,
     /// Not glued to an ASCII letter or digit on either side.
     Isolated,
-    /// Not preceded by an ASCII letter or digit (`xbearer` is no scheme).
+    /// Not preceded by an ASCII letter or digit.
     LeftIsolated,
     /// Digit groups holding a Luhn-valid card number.
     CreditCard,
@@ -128,8 +188,11 @@ pub(crate) enum Check {
     Ipv4,
     /// Parses as an IPv6 address and stands alone.
     Ipv6,
-    /// `Bearer <token>`, or `Basic <base64 of user:password>`.
+    /// `Bearer <token>`, or `Basic <base64 of user:password>`: the credentials are replaced,
+    /// the scheme word kept.
     Auth,
+    /// `://user:password@`: the `user:password` part is replaced.
+    UrlUserinfo,
 }
 
 fn is_alnum(b: Option<&u8>) -> bool {
@@ -141,8 +204,8 @@ fn is_digit(b: Option<&u8>) -> bool {
 }
 
 impl Check {
-    /// Pushes the parts of `whole` (a regex match of `hay`) to replace; `target` is the
-    /// `redact` group's range, or `whole` when there is none.
+    /// Pushes the parts of `whole` (a match in `hay`) to replace; `target` is the part a
+    /// user pattern's `redact` group selected, or `whole`.
     pub(crate) fn accept(
         self,
         hay: &str,
@@ -153,10 +216,10 @@ impl Check {
         let b = hay.as_bytes();
         let before = whole.start.checked_sub(1).and_then(|i| b.get(i));
         let after = b.get(whole.end);
-        let ok = match self {
-            Check::None => true,
-            Check::Isolated => !is_alnum(before) && !is_alnum(after),
-            Check::LeftIsolated => !is_alnum(before),
+        let target = match self {
+            Check::None => target,
+            Check::Isolated if !is_alnum(before) && !is_alnum(after) => target,
+            Check::LeftIsolated if !is_alnum(before) => target,
             Check::CreditCard => {
                 credit_cards(b, whole, out);
                 return;
@@ -166,30 +229,51 @@ impl Check {
                 let dotted_before =
                     before == Some(&b'.') && whole.start >= 2 && is_digit(b.get(whole.start - 2));
                 let dotted_after = after == Some(&b'.') && is_digit(b.get(whole.end + 1));
-                !is_alnum(before)
-                    && !is_alnum(after)
-                    && !dotted_before
-                    && !dotted_after
-                    && hay[whole.clone()].split('.').all(octet)
+                if is_alnum(before)
+                    || is_alnum(after)
+                    || dotted_before
+                    || dotted_after
+                    || !hay[whole.clone()].split('.').all(octet)
+                {
+                    return;
+                }
+                target
             }
             Check::Ipv6 => {
                 let text = &hay[whole.clone()];
                 let addr = text.split_once('%').map_or(text, |(a, _)| a);
-                !is_alnum(before)
-                    && before != Some(&b':')
-                    && !is_alnum(after)
-                    && addr.parse::<Ipv6Addr>().is_ok()
+                if is_alnum(before)
+                    || before == Some(&b':')
+                    || is_alnum(after)
+                    || addr.parse::<Ipv6Addr>().is_err()
+                {
+                    return;
+                }
+                target
             }
             Check::Auth => {
-                let basic = b
-                    .get(whole.start)
-                    .is_some_and(|c| c.eq_ignore_ascii_case(&b'b'))
-                    && b.get(whole.start + 1)
-                        .is_some_and(|c| c.eq_ignore_ascii_case(&b'a'));
-                !is_alnum(before) && (!basic || base64_has_colon(&b[target.clone()]))
+                if is_alnum(before) {
+                    return;
+                }
+                // The scheme word, then spaces or tabs, then the credentials.
+                let mut start = whole.start;
+                while start < whole.end && b[start].is_ascii_alphabetic() {
+                    start += 1;
+                }
+                let basic = start - whole.start == 5;
+                while start < whole.end && matches!(b[start], b' ' | b'\t') {
+                    start += 1;
+                }
+                if basic && !base64_has_colon(&b[start..whole.end]) {
+                    return;
+                }
+                start..whole.end
             }
+            // `://` and `@` around the credentials.
+            Check::UrlUserinfo => whole.start + 3..whole.end - 1,
+            Check::Isolated | Check::LeftIsolated => return,
         };
-        if ok && !target.is_empty() {
+        if !target.is_empty() {
             out.push(target);
         }
     }
@@ -199,8 +283,8 @@ fn octet(s: &str) -> bool {
     !s.is_empty() && s.len() <= 3 && s.parse::<u16>().is_ok_and(|n| n <= 255)
 }
 
-/// Whether standard base64 `text` decodes to something holding a ':' (HTTP Basic
-/// credentials are base64 of `user:password`).
+/// Whether standard or URL-safe base64 `text` decodes to something holding a ':' (HTTP
+/// Basic credentials are base64 of `user:password`).
 fn base64_has_colon(text: &[u8]) -> bool {
     let mut acc = 0u32;
     let mut bits = 0u32;
@@ -229,7 +313,7 @@ fn base64_has_colon(text: &[u8]) -> bool {
 
 /// Finds card numbers in a run of digit groups (`whole`, separated by single spaces or
 /// dashes): the longest stretch of whole groups with 13 to 19 digits that starts with 2-6
-/// and passes Luhn, then again after it. A run glued to more digits is not a card.
+/// and passes Luhn, then again after it. Digits glued to the run are not part of a card.
 fn credit_cards(b: &[u8], whole: Range<usize>, out: &mut Vec<Range<usize>>) {
     let mut groups: Vec<Range<usize>> = Vec::new();
     let mut i = whole.start;
@@ -241,14 +325,14 @@ fn credit_cards(b: &[u8], whole: Range<usize>, out: &mut Vec<Range<usize>>) {
         groups.push(start..i);
         i += 1; // the separator
     }
-    if whole.start > 0 && b[whole.start - 1].is_ascii_digit() {
+    if whole.start > 0 && b[whole.start - 1].is_ascii_digit() && !groups.is_empty() {
         groups.remove(0);
     }
     if b.get(whole.end).is_some_and(u8::is_ascii_digit) {
         groups.pop();
     }
     let mut first = 0;
-    'outer: while first < groups.len() {
+    while first < groups.len() {
         let mut best = None;
         let mut digits = 0;
         for (last, g) in groups.iter().enumerate().skip(first) {
@@ -260,12 +344,13 @@ fn credit_cards(b: &[u8], whole: Range<usize>, out: &mut Vec<Range<usize>>) {
                 best = Some(last);
             }
         }
-        if let Some(last) = best {
-            out.push(groups[first].start..groups[last].end);
-            first = last + 1;
-            continue 'outer;
+        match best {
+            Some(last) => {
+                out.push(groups[first].start..groups[last].end);
+                first = last + 1;
+            }
+            None => first += 1,
         }
-        first += 1;
     }
 }
 
@@ -279,7 +364,7 @@ fn card_number(b: &[u8], groups: &[Range<usize>]) -> bool {
         .enumerate()
         .map(|(i, d)| {
             let d = u32::from(d - b'0');
-            // Double every second digit from the right.
+            // Double every second digit counting from the check digit on the right.
             if (n - i) % 2 == 0 {
                 let x = d * 2;
                 if x > 9 { x - 9 } else { x }
@@ -291,56 +376,87 @@ fn card_number(b: &[u8], groups: &[Range<usize>]) -> bool {
     sum % 10 == 0
 }
 
-/// The regex, gate and check of `detector`; `url_query_params` feeds `url_query`.
+/// Finds the values of the named query parameters: after `?` or `&`, a name equal to one of
+/// `names` (ASCII case-insensitive), `=`, then the value up to `&`, `#`, whitespace, a quote
+/// or an angle bracket.
+pub(crate) fn url_query_values(hay: &str, names: &[String], out: &mut Vec<Range<usize>>) {
+    let b = hay.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if !matches!(b[i], b'?' | b'&') {
+            i += 1;
+            continue;
+        }
+        let name_start = i + 1;
+        let mut j = name_start;
+        while j < b.len() && !matches!(b[j], b'=' | b'&' | b'?' | b'#') && !b[j].is_ascii_whitespace()
+        {
+            j += 1;
+        }
+        if j >= b.len() || b[j] != b'=' {
+            i = j;
+            continue;
+        }
+        let name = &b[name_start..j];
+        let value_start = j + 1;
+        let mut k = value_start;
+        while k < b.len()
+            && !matches!(b[k], b'&' | b'#' | b'"' | b'\'' | b'<' | b'>')
+            && !b[k].is_ascii_whitespace()
+        {
+            k += 1;
+        }
+        if k > value_start && names.iter().any(|n| n.as_bytes().eq_ignore_ascii_case(name)) {
+            out.push(value_start..k);
+        }
+        i = k;
+    }
+}
+
+/// The finder, gate and check of `detector`; `url_query_params` feeds `url_query`.
 pub(crate) fn builtin(detector: Detector, url_query_params: &[String]) -> Builtin {
-    let (pattern, gate, check) = match detector {
+    let regex = |p: &str| BuiltinFinder::Regex(p.to_string());
+    let (finder, check) = match detector {
         Detector::Email => (
             // Letters of any script in the local part and domain; the top-level domain must
             // be letters, so `user@localhost` and `a@10.0.0.1` are not addresses.
-            r"[\w.%+\-]+@[\w\-]+(?:\.[\w\-]+)*\.\p{L}{2,}".to_string(),
-            Gate::Email,
+            regex(r"[\w.%+\-]+@[\w\-]+(?:\.[\w\-]+)*\.\p{L}{2,}"),
             Check::None,
         ),
-        Detector::CreditCard => (r"[0-9](?:[ \-]?[0-9]){12,}".to_string(), Gate::CreditCard, Check::CreditCard),
-        Detector::Ipv4 => (r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}".to_string(), Gate::Ipv4, Check::Ipv4),
+        Detector::CreditCard => (
+            regex(r"[0-9](?:[ \-]?[0-9]){12,}"),
+            Check::CreditCard,
+        ),
+        Detector::Ipv4 => (
+            regex(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}"),
+            Check::Ipv4,
+        ),
         Detector::Ipv6 => (
-            r"[0-9A-Fa-f:]*:[0-9A-Fa-f]*:[0-9A-Fa-f:.]*(?:%[0-9A-Za-z]+)?".to_string(),
-            Gate::Ipv6,
+            regex(r"[0-9A-Fa-f:]*:[0-9A-Fa-f]*:[0-9A-Fa-f:.]*(?:%[0-9A-Za-z]+)?"),
             Check::Ipv6,
         ),
         Detector::Jwt => (
-            r"eyJ[A-Za-z0-9_\-]{2,}\.eyJ[A-Za-z0-9_\-]{2,}\.[A-Za-z0-9_\-]*".to_string(),
-            Gate::Jwt,
+            regex(r"eyJ[A-Za-z0-9_\-]{2,}\.eyJ[A-Za-z0-9_\-]{2,}\.[A-Za-z0-9_\-]*"),
             Check::LeftIsolated,
         ),
         Detector::BearerToken => (
-            r"(?i:bearer|basic)[ \t]+(?P<redact>[A-Za-z0-9\-._~+/]+=*)".to_string(),
-            Gate::Auth,
+            regex(r"(?i:bearer|basic)[ \t]+[A-Za-z0-9\-._~+/]+=*"),
             Check::Auth,
         ),
         Detector::AwsAccessKey => (
-            r"(?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AIPA|ANPA|ANVA|AROA|APKA|ASCA)[A-Z0-9]{16}"
-                .to_string(),
-            Gate::AwsKey,
+            regex(
+                r"(?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AIPA|ANPA|ANVA|AROA|APKA|ASCA)[A-Z0-9]{16}",
+            ),
             Check::Isolated,
         ),
         Detector::UrlCredentials => (
-            r"://(?P<redact>[^\s/?#@:]*:[^\s/?#@]*)@".to_string(),
-            Gate::UrlCredentials,
+            regex(r"://[^\s/?#@:]*:[^\s/?#@]*@"),
+            Check::UrlUserinfo,
+        ),
+        Detector::UrlQuery => (
+            BuiltinFinder::UrlQuery(url_query_params.to_vec()),
             Check::None,
         ),
-        Detector::UrlQuery => {
-            let names: Vec<String> = url_query_params.iter().map(|p| regex::escape(p)).collect();
-            (
-                format!(r#"[?&](?i:{})=(?P<redact>[^&#\s"'<>]+)"#, names.join("|")),
-                Gate::UrlQuery,
-                Check::None,
-            )
-        }
     };
-    Builtin {
-        pattern,
-        gate,
-        check,
-    }
+    Builtin { finder, check }
 }

@@ -52,7 +52,7 @@ impl RedactionProcessor {
             Payload::Metrics(rm) => metrics(&mut pass, rm),
             _ => {}
         }
-        pass.counts
+        std::mem::take(&mut pass.counts)
     }
 }
 

@@ -1,15 +1,18 @@
 //! The compiled rules and how they apply to attribute lists, values and log bodies.
 //!
 //! A value is never scanned rule by rule. One prefilter decides which rules can match: a
-//! single pass over the value's bytes opens the gates of the built-in detectors that could
-//! match at all (an email needs `@` and a dot, a card 13 digits, ...), and one `RegexSet`
-//! holds every user pattern. Only the rules that pass run their own regex, in a fixed
-//! order: `blocked_values` in config order, then the detectors (`Detector::ALL` order).
-//! A value no rule can match costs one byte pass and, with user patterns, one DFA pass.
+//! single pass over the value's bytes counts the byte classes the built-in detectors need
+//! (an email needs `@` and a dot, a card a run of 13 digits, ...; see `detectors.rs`), and
+//! one `RegexSet` holds every user pattern. Only the rules that pass run their own finder,
+//! in a fixed order: `blocked_values` in config order, then the detectors
+//! (`Detector::ALL` order). A value no rule can match costs one byte pass and, with user
+//! patterns, one DFA pass. Key decisions (ignored, allowed, blocked) are cached per key,
+//! since attribute keys repeat from record to record.
 
 use std::borrow::Cow;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ops::Range;
+use std::sync::Mutex;
 
 use pipeline_core::FieldError;
 use pipeline_core::attributes::to_text;
@@ -18,7 +21,7 @@ use regex::{Regex, RegexSet, RegexSetBuilder};
 use ring::hmac;
 
 use super::config::{ALLOWED_KEYS_RULE, Action, Detector, PatternRule, RedactionConfig, Summary};
-use super::detectors::{Check, Gate, Stats, builtin};
+use super::detectors::{BuiltinFinder, Check, bit, builtin, open_gates, url_query_values};
 
 /// What replaces a masked value or match.
 pub const MASK: &str = "****";
@@ -48,18 +51,39 @@ struct KeyRule {
 enum Selector {
     /// A user pattern: its index in the user `RegexSet`.
     User(usize),
-    /// A built-in detector: its gate.
-    Gate(Gate),
+    /// A built-in detector: its bit in the open-gates mask.
+    Gate(u16),
+}
+
+enum Finder {
+    /// A regex, with the index of its `redact` capture group if it has one.
+    Regex { regex: Regex, group: Option<usize> },
+    /// The `url_query` parser with its parameter names.
+    UrlQuery(Vec<String>),
 }
 
 struct ValueRule {
     rule: usize,
-    regex: Regex,
+    finder: Finder,
     action: Action,
     check: Check,
-    /// The index of the `redact` capture group, if the pattern has one.
-    group: Option<usize>,
     selector: Selector,
+}
+
+/// Most keys a cache remembers; past that, new keys are decided afresh each time.
+const KEY_CACHE_LIMIT: usize = 4096;
+
+/// Attribute positions remembered by [`KeyCache::recent`].
+const RECENT_POSITIONS: usize = 64;
+
+/// Decisions by key: one map for attribute keys, one for keys inside maps. In front of the
+/// map, the key last seen at each attribute position: records of one kind tend to list the
+/// same keys in the same order, so most lookups are one string comparison.
+#[derive(Default)]
+struct KeyCache {
+    recent: Vec<(String, KeyDecision)>,
+    attribute: HashMap<Box<str>, KeyDecision>,
+    nested: HashMap<Box<str>, KeyDecision>,
 }
 
 /// The rules of one `redaction` processor, compiled.
@@ -71,8 +95,13 @@ pub(crate) struct Redactor {
     key_set: Option<RegexSet>,
     value_rules: Vec<ValueRule>,
     user_set: Option<RegexSet>,
-    any_detector: bool,
+    /// The detectors switched on, as a gate mask.
+    detectors: u16,
     allowed_values: Option<RegexSet>,
+    /// Every key gets [`KeyDecision::Values`]: no key rule, allow-list or ignore-list.
+    keys_trivial: bool,
+    /// Key caches not in use by a pass (one per concurrent pass at most).
+    key_caches: Mutex<Vec<KeyCache>>,
     hmac: Option<hmac::Key>,
     hash_length: usize,
     summary: Summary,
@@ -151,8 +180,10 @@ impl Redactor {
             let name = r.name.clone().unwrap_or(path);
             value_rules.push(ValueRule {
                 rule: add_rule(name, action_of(r)),
-                group: redact_group(&regex),
-                regex,
+                finder: Finder::Regex {
+                    group: redact_group(&regex),
+                    regex,
+                },
                 action: action_of(r),
                 check: Check::None,
                 selector: Selector::User(i),
@@ -165,23 +196,28 @@ impl Redactor {
             .collect();
         let user_set = set(&user_patterns, "blocked_values")?;
 
-        let mut any_detector = false;
+        let mut detectors = 0u16;
         for d in Detector::ALL {
             let Some((i, on)) = c.detectors.iter().enumerate().find(|(_, r)| r.name == d) else {
                 continue;
             };
             let b = builtin(d, &c.url_query_params);
-            let regex = compile(&b.pattern, &format!("detectors[{i}]"))?;
+            let finder = match b.finder {
+                BuiltinFinder::Regex(p) => Finder::Regex {
+                    regex: compile(&p, &format!("detectors[{i}]"))?,
+                    group: None,
+                },
+                BuiltinFinder::UrlQuery(names) => Finder::UrlQuery(names),
+            };
             let action = on.action.unwrap_or(c.action);
             value_rules.push(ValueRule {
                 rule: add_rule(d.as_str().to_string(), action),
-                group: redact_group(&regex),
-                regex,
+                finder,
                 action,
                 check: b.check,
-                selector: Selector::Gate(b.gate),
+                selector: Selector::Gate(bit(d)),
             });
-            any_detector = true;
+            detectors |= bit(d);
         }
 
         for (i, p) in c.allowed_values.iter().enumerate() {
@@ -190,6 +226,7 @@ impl Redactor {
         let allowed: Vec<&str> = c.allowed_values.iter().map(String::as_str).collect();
         let allowed_values = set(&allowed, "allowed_values")?;
 
+        let keys_trivial = c.allow_all_keys && c.ignored_keys.is_empty() && key_set.is_none();
         Ok(Redactor {
             allow_all_keys: c.allow_all_keys,
             allowed_keys: c.allowed_keys.iter().cloned().collect(),
@@ -198,8 +235,10 @@ impl Redactor {
             key_set,
             value_rules,
             user_set,
-            any_detector,
+            detectors,
             allowed_values,
+            keys_trivial,
+            key_caches: Mutex::new(Vec::new()),
             hmac: c
                 .hash_key
                 .as_ref()
@@ -218,11 +257,18 @@ impl Redactor {
 
     /// A fresh pass for one batch.
     pub(crate) fn pass(&self) -> Pass<'_> {
+        let cache = self
+            .key_caches
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop()
+            .unwrap_or_default();
         Pass {
             r: self,
             counts: vec![0; self.rules.len()],
-            masked: Vec::new(),
-            removed: Vec::new(),
+            cache,
+            masked: KeyList::default(),
+            removed: KeyList::default(),
             masked_n: 0,
             removed_n: 0,
         }
@@ -274,14 +320,13 @@ impl Redactor {
         if self.value_rules.is_empty() {
             return StrOutcome::Keep;
         }
-        let stats = if self.any_detector {
-            Stats::of(s)
+        let open = if self.detectors != 0 {
+            open_gates(s, self.detectors)
         } else {
-            Stats::default()
+            0
         };
-        let gate_open = |r: &ValueRule| matches!(r.selector, Selector::Gate(g) if g.open(&stats));
         let user_hit = self.user_set.as_ref().is_some_and(|set| set.is_match(s));
-        if !user_hit && !self.value_rules.iter().any(gate_open) {
+        if open == 0 && !user_hit {
             return StrOutcome::Keep;
         }
         if self.allowed_values.as_ref().is_some_and(|a| a.is_match(s)) {
@@ -296,7 +341,7 @@ impl Redactor {
         for rule in &self.value_rules {
             let selected = match rule.selector {
                 Selector::User(i) => user_matches.as_ref().is_some_and(|m| m.matched(i)),
-                Selector::Gate(g) => g.open(&stats),
+                Selector::Gate(bit) => open & bit != 0,
             };
             if !selected {
                 continue;
@@ -350,19 +395,23 @@ fn redact_group(regex: &Regex) -> Option<usize> {
 impl ValueRule {
     /// Pushes the ranges of `hay` this rule replaces.
     fn find(&self, hay: &str, out: &mut Vec<Range<usize>>) {
-        match self.group {
-            Some(g) => {
-                for caps in self.regex.captures_iter(hay) {
+        match &self.finder {
+            Finder::Regex {
+                regex,
+                group: Some(g),
+            } => {
+                for caps in regex.captures_iter(hay) {
                     let Some(whole) = caps.get(0) else { continue };
-                    let target = caps.get(g).map_or(whole.range(), |m| m.range());
+                    let target = caps.get(*g).map_or(whole.range(), |m| m.range());
                     self.check.accept(hay, whole.range(), target, out);
                 }
             }
-            None => {
-                for m in self.regex.find_iter(hay) {
+            Finder::Regex { regex, group: None } => {
+                for m in regex.find_iter(hay) {
                     self.check.accept(hay, m.range(), m.range(), out);
                 }
             }
+            Finder::UrlQuery(names) => url_query_values(hay, names, out),
         }
     }
 }
@@ -378,6 +427,7 @@ pub(crate) enum StrOutcome {
     Remove,
 }
 
+#[derive(Debug, Clone, Copy)]
 enum KeyDecision {
     /// `ignored_keys`: not touched at all.
     Ignore,
@@ -418,12 +468,6 @@ impl Path<'_> {
             }
         }
     }
-
-    fn to_text(self) -> String {
-        let mut s = String::new();
-        self.render(&mut s);
-        s
-    }
 }
 
 /// Applies the rules across one batch: counts what each rule did, and tallies what changed
@@ -432,25 +476,117 @@ pub(crate) struct Pass<'r> {
     r: &'r Redactor,
     /// Redactions per rule, indexed like [`Redactor::rules`].
     pub(crate) counts: Vec<u64>,
-    masked: Vec<String>,
-    removed: Vec<String>,
+    cache: KeyCache,
+    masked: KeyList,
+    removed: KeyList,
     masked_n: i64,
     removed_n: i64,
+}
+
+impl Drop for Pass<'_> {
+    fn drop(&mut self) {
+        let cache = std::mem::take(&mut self.cache);
+        self.r
+            .key_caches
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(cache);
+    }
+}
+
+/// The keys of one record's changes, reusing its strings from record to record.
+#[derive(Default)]
+struct KeyList {
+    items: Vec<String>,
+    len: usize,
+}
+
+impl KeyList {
+    fn push(&mut self, path: Path<'_>) {
+        if self.len == self.items.len() {
+            self.items.push(String::new());
+        }
+        let slot = &mut self.items[self.len];
+        slot.clear();
+        path.render(slot);
+        self.len += 1;
+    }
+
+    /// Sorted, without repeats, comma-separated; then empty.
+    fn take_joined(&mut self) -> String {
+        let keys = &mut self.items[..self.len];
+        keys.sort_unstable();
+        let mut out = String::new();
+        let mut previous: Option<&str> = None;
+        for k in keys.iter() {
+            if previous == Some(k.as_str()) {
+                continue;
+            }
+            if previous.is_some() {
+                out.push(',');
+            }
+            out.push_str(k);
+            previous = Some(k);
+        }
+        self.len = 0;
+        out
+    }
 }
 
 impl Pass<'_> {
     fn masked(&mut self, path: Path<'_>) {
         self.masked_n += 1;
         if self.r.summary != Summary::Silent {
-            self.masked.push(path.to_text());
+            self.masked.push(path);
         }
     }
 
     fn removed(&mut self, path: Path<'_>) {
         self.removed_n += 1;
         if self.r.summary == Summary::Debug {
-            self.removed.push(path.to_text());
+            self.removed.push(path);
         }
+    }
+
+    /// [`Redactor::key_decision`], remembered per key; `position` is the entry's index in
+    /// its attribute list.
+    fn key_decision(&mut self, key: &str, attribute: bool, position: usize) -> KeyDecision {
+        if self.r.keys_trivial {
+            return KeyDecision::Values;
+        }
+        let recent = attribute && position < RECENT_POSITIONS;
+        if recent
+            && let Some((k, d)) = self.cache.recent.get(position)
+            && k == key
+        {
+            return *d;
+        }
+        let map = if attribute {
+            &mut self.cache.attribute
+        } else {
+            &mut self.cache.nested
+        };
+        let d = match map.get(key) {
+            Some(d) => *d,
+            None => {
+                let d = self.r.key_decision(key, attribute);
+                if map.len() < KEY_CACHE_LIMIT {
+                    map.insert(key.into(), d);
+                }
+                d
+            }
+        };
+        if recent {
+            let slots = &mut self.cache.recent;
+            if slots.len() <= position {
+                slots.resize_with(position + 1, || (String::new(), KeyDecision::Values));
+            }
+            let slot = &mut slots[position];
+            slot.0.clear();
+            slot.0.push_str(key);
+            slot.1 = d;
+        }
+        d
     }
 
     /// Applies the key and value rules to an attribute list; `at` is where the list sits
@@ -460,9 +596,11 @@ impl Pass<'_> {
     }
 
     fn entries(&mut self, entries: &mut Vec<KeyValue>, at: Path<'_>, attribute: bool) {
+        let mut position = 0;
         entries.retain_mut(|kv| {
             let path = Path::Key(&at, &kv.key);
-            match self.r.key_decision(&kv.key, attribute) {
+            position += 1;
+            match self.key_decision(&kv.key, attribute, position - 1) {
                 KeyDecision::Ignore => true,
                 KeyDecision::Whole(rule, Action::Remove) => {
                     self.counts[rule] += 1;
@@ -561,7 +699,7 @@ impl Pass<'_> {
             upsert(
                 attrs,
                 MASKED_KEYS,
-                Value::StringValue(joined(&mut self.masked)),
+                Value::StringValue(self.masked.take_joined()),
             );
         }
         if self.r.summary == Summary::Debug && self.removed_n > 0 {
@@ -569,20 +707,14 @@ impl Pass<'_> {
             upsert(
                 attrs,
                 REMOVED_KEYS,
-                Value::StringValue(joined(&mut self.removed)),
+                Value::StringValue(self.removed.take_joined()),
             );
         }
-        self.masked.clear();
-        self.removed.clear();
+        self.masked.len = 0;
+        self.removed.len = 0;
         self.masked_n = 0;
         self.removed_n = 0;
     }
-}
-
-fn joined(keys: &mut Vec<String>) -> String {
-    keys.sort_unstable();
-    keys.dedup();
-    keys.join(",")
 }
 
 fn upsert(attrs: &mut Vec<KeyValue>, key: &str, value: Value) {

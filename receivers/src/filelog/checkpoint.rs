@@ -102,6 +102,15 @@ struct Emit {
     updates: Vec<(u64, u64)>,
     confirmed: bool,
     ack: Ack,
+    /// Records it carries, until their memory is released downstream.
+    records: usize,
+}
+
+impl Emit {
+    /// Its records are no longer held anywhere: count them out of the unreleased total.
+    fn release(&mut self, unreleased: &mut usize) {
+        *unreleased -= std::mem::take(&mut self.records);
+    }
 }
 
 #[derive(Default)]
@@ -111,6 +120,8 @@ struct State {
     next_seq: u64,
     dirty: bool,
     closing: bool,
+    /// Records handed over whose tokens were not yet released.
+    unreleased: usize,
 }
 
 impl State {
@@ -140,6 +151,7 @@ pub(crate) struct Checkpoints {
     dir: PathBuf,
     state: Mutex<State>,
     wake: Notify,
+    released: Notify,
     write_lock: Mutex<()>,
     errors: prometheus::IntCounterVec,
     id_label: String,
@@ -177,6 +189,7 @@ impl Checkpoints {
             dir,
             state: Mutex::new(State::default()),
             wake: Notify::new(),
+            released: Notify::new(),
             write_lock: Mutex::new(()),
             errors,
             id_label,
@@ -254,15 +267,21 @@ impl Checkpoints {
 
     /// Registers an emit that brings each `(file id, offset)` to that offset, before it is
     /// handed to the pipeline. The token goes with the batch.
-    pub(crate) fn register(self: &Arc<Self>, updates: Vec<(u64, u64)>) -> (u64, AckToken) {
+    pub(crate) fn register(
+        self: &Arc<Self>,
+        updates: Vec<(u64, u64)>,
+        records: usize,
+    ) -> (u64, AckToken) {
         let mut s = self.lock();
         let seq = s.next_seq;
         s.next_seq += 1;
+        s.unreleased += records;
         s.inflight.push_back(Emit {
             seq,
             updates,
             confirmed: false,
             ack: Ack::Waiting,
+            records,
         });
         drop(s);
         let me = Arc::clone(self);
@@ -281,16 +300,41 @@ impl Checkpoints {
     /// `consume` failed for emit `seq`: the data will be handed over again.
     pub(crate) fn discard(&self, seq: u64) {
         let mut s = self.lock();
-        s.inflight.retain(|e| e.seq != seq);
+        if let Some(i) = s.inflight.iter().position(|e| e.seq == seq)
+            && let Some(mut e) = s.inflight.remove(i)
+        {
+            e.release(&mut s.unreleased);
+        }
+        self.released.notify_waiters();
         self.after_change(s);
+    }
+
+    /// Records handed over and still held downstream.
+    pub(crate) fn unreleased(&self) -> usize {
+        self.lock().unreleased
+    }
+
+    /// Waits until fewer than `limit` records are held downstream.
+    pub(crate) async fn wait_below(&self, limit: usize) {
+        loop {
+            let released = self.released.notified();
+            tokio::pin!(released);
+            released.as_mut().enable();
+            if self.unreleased() < limit {
+                return;
+            }
+            released.await;
+        }
     }
 
     /// Emit `seq`'s data was permanently refused: nothing more will come of it.
     pub(crate) fn settle(&self, seq: u64) {
         let mut s = self.lock();
-        if let Some(e) = s.inflight.iter_mut().find(|e| e.seq == seq) {
+        let st = &mut *s;
+        if let Some(e) = st.inflight.iter_mut().find(|e| e.seq == seq) {
             e.confirmed = true;
             e.ack = Ack::Done;
+            e.release(&mut st.unreleased);
         }
         self.after_change(s);
     }
@@ -298,9 +342,12 @@ impl Checkpoints {
     fn acked(&self, seq: u64, ok: bool) {
         let mut s = self.lock();
         let closing = s.closing;
-        if let Some(e) = s.inflight.iter_mut().find(|e| e.seq == seq) {
+        let st = &mut *s;
+        if let Some(e) = st.inflight.iter_mut().find(|e| e.seq == seq) {
             e.ack = if ok || !closing { Ack::Done } else { Ack::Held };
+            e.release(&mut st.unreleased);
         }
+        self.released.notify_waiters();
         if !ok && closing {
             tracing::warn!(
                 receiver = %self.id_label,
@@ -324,17 +371,6 @@ impl Checkpoints {
             drop(s);
             self.wake.notify_one();
         }
-    }
-
-    /// Emits handed over and not yet settled.
-    pub(crate) fn inflight(&self) -> usize {
-        self.lock().inflight.len()
-    }
-
-    /// The committed offset of file `id`.
-    #[cfg(test)]
-    pub(crate) fn committed(&self, id: u64) -> Option<u64> {
-        self.lock().identities.get(&id).map(|i| i.committed)
     }
 
     /// Writes the current state if it changed.

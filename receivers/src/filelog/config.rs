@@ -44,6 +44,10 @@ pub struct FileLogConfig {
     /// How long a last line without its newline (or a pending multiline record) waits
     /// before it is emitted anyway.
     pub force_flush_period: HumanDuration,
+    /// Most records handed to the pipeline and not yet released by it (delivered or
+    /// dropped); past it the receiver waits. Bounds memory whatever the exporters' queues
+    /// hold; keep it at least the batch processor's `send_batch_size`.
+    pub max_in_flight_records: usize,
     /// Directory of the checkpoint file (default `<service.data_dir>/filelog/<id>`).
     pub storage: Option<PathBuf>,
     /// Records that span several lines.
@@ -65,6 +69,7 @@ impl Default for FileLogConfig {
             fingerprint_size: ByteSize(1024),
             max_log_size: ByteSize(1024 * 1024),
             force_flush_period: HumanDuration::from_millis(500),
+            max_in_flight_records: 16384,
             storage: None,
             multiline: None,
             parser: ParserConfig::default(),
@@ -253,6 +258,9 @@ impl FileLogConfig {
                 "force_flush_period",
                 "must be greater than 0",
             ));
+        }
+        if self.max_in_flight_records == 0 {
+            return Err(FieldError::new("max_in_flight_records", "must be at least 1"));
         }
         if let Some(s) = &self.storage
             && s.as_os_str().is_empty()

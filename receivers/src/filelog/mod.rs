@@ -146,6 +146,7 @@ impl ReceiverFactory for Factory {
         let checkpoints = Arc::new(Checkpoints::new(storage.clone(), errors, id.clone()));
         Ok(Arc::new(FileLogReceiver {
             inner: Arc::new(Inner {
+                max_in_flight: config.max_in_flight_records,
                 id,
                 settings: Arc::new(settings),
                 metrics: Arc::new(metrics),
@@ -161,6 +162,7 @@ impl ReceiverFactory for Factory {
 
 struct Inner {
     id: String,
+    max_in_flight: usize,
     settings: Arc<Settings>,
     metrics: Arc<Metrics>,
     next: SharedConsumer,
@@ -267,8 +269,11 @@ async fn blocking<R: Send + 'static>(
 
 async fn run(inner: Arc<Inner>, mut tailer: Tailer, stop: CancellationToken) {
     loop {
-        if stop.is_cancelled() {
-            return;
+        // Memory stays bounded whatever the pipeline buffers: wait for releases.
+        tokio::select! {
+            biased;
+            () = stop.cancelled() => return,
+            () = inner.checkpoints.wait_below(inner.max_in_flight) => {}
         }
         let stepped = blocking(tailer, |t| match t.step() {
             StepOutcome::Ready => Ok(t.build()),
@@ -307,7 +312,9 @@ async fn deliver(
     let mut backoff = Duration::from_millis(20);
     loop {
         let items = batch.item_count();
-        let (seq, token) = inner.checkpoints.register(tailer.staged_updates());
+        let (seq, token) = inner
+            .checkpoints
+            .register(tailer.staged_updates(), items);
         batch.ctx.acks.push(token);
         let result = tokio::select! {
             biased;

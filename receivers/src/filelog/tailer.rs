@@ -33,9 +33,9 @@ use super::parser::RecordBuilder;
 /// Bytes read from a file at a time.
 const CHUNK: usize = 256 * 1024;
 /// A hand-off closes at this many records...
-const EMIT_RECORDS: usize = 2048;
+const EMIT_RECORDS: usize = 1024;
 /// ...or this many bytes of text.
-const EMIT_BYTES: usize = 2 * 1024 * 1024;
+const EMIT_BYTES: usize = 1024 * 1024;
 /// A file that left the globs is closed once read to its end and unseen for this many polls.
 const CLOSE_AFTER_POLLS: u32 = 2;
 /// A closed file's identity is forgotten (and dropped from the checkpoint) after this many
@@ -112,11 +112,6 @@ impl Settings {
             multiline,
             builder: RecordBuilder::new(&c.parser)?,
         })
-    }
-
-    /// How often the globs are expanded.
-    pub(crate) fn poll_interval(&self) -> Duration {
-        self.poll_interval
     }
 }
 
@@ -556,19 +551,9 @@ impl Tailer {
         }
     }
 
-    /// Whether more data is waiting to be read right now.
-    pub(crate) fn has_more(&self) -> bool {
-        self.files.iter().any(|t| t.dirty)
-    }
-
     /// The (file, offset) pairs the staged records bring the checkpoint to.
     pub(crate) fn staged_updates(&self) -> Vec<(u64, u64)> {
         self.staging.updates.clone()
-    }
-
-    /// Records staged.
-    pub(crate) fn staged_records(&self) -> usize {
-        self.staging.entries.len()
     }
 
     /// The staged records were handed over.
@@ -860,16 +845,16 @@ impl Tailer {
             match by_inode.get(&key) {
                 Some(&i) if !self.files[i].seen => {
                     if self.check_known(i, &p, meta.len()) {
-                        unknown.push((p, meta.len()));
+                        unknown.push((p, meta.len(), true));
                     }
                 }
                 Some(_) => {}
-                None => unknown.push((p, meta.len())),
+                None => unknown.push((p, meta.len(), false)),
             }
         }
-        for (p, size) in unknown {
+        for (p, size, fresh) in unknown {
             if size > 0 {
-                self.discover(&p, size, first);
+                self.discover(&p, size, first, fresh);
             }
         }
         let mut forget = Vec::new();
@@ -952,7 +937,7 @@ impl Tailer {
     }
 
     /// A path with an inode not followed: continue a known file or start a new one.
-    fn discover(&mut self, path: &Path, size: u64, first: bool) {
+    fn discover(&mut self, path: &Path, size: u64, first: bool, fresh: bool) {
         if !self.make_room() {
             return;
         }
@@ -977,7 +962,15 @@ impl Tailer {
         }
         let gzip = is_gzip(path);
         let inode = Some((meta.dev(), meta.ino()));
-        if let Some(i) = self.match_fingerprint(&fp, gzip, size) {
+        let found = if fresh {
+            FpMatch::New
+        } else {
+            self.match_fingerprint(&fp, gzip, size)
+        };
+        if let FpMatch::Duplicate = found {
+            return;
+        }
+        if let FpMatch::Continue(i) = found {
             let t = &mut self.files[i];
             if let Some(bound) = t.inode
                 && t.source.is_some()
@@ -1039,17 +1032,19 @@ impl Tailer {
         self.set_source(i, Some(source));
     }
 
-    /// The known file not yet seen in this poll whose fingerprint is the longest prefix of
-    /// `fp` (and whose offset fits in the candidate).
-    fn match_fingerprint(&self, fp: &[u8], gzip: bool, size: u64) -> Option<usize> {
+    /// Which known file `fp` continues: the one whose fingerprint is the longest prefix of
+    /// it. A file already followed (seen in this poll) means the candidate is a copy of it
+    /// (copy-truncate before the truncate, or a plain copy): not new, nothing to read. So is
+    /// a candidate shorter than what was read of the file.
+    fn match_fingerprint(&self, fp: &[u8], gzip: bool, size: u64) -> FpMatch {
         let mut by_len: HashMap<usize, Vec<usize>> = HashMap::new();
         for (i, t) in self.files.iter().enumerate() {
-            if !t.seen && t.fp_len <= fp.len() && t.gzip == gzip {
+            if t.fp_len <= fp.len() && t.gzip == gzip {
                 by_len.entry(t.fp_len).or_default().push(i);
             }
         }
         if by_len.is_empty() {
-            return None;
+            return FpMatch::New;
         }
         let mut h = FpHasher::new();
         let mut best = None;
@@ -1057,16 +1052,31 @@ impl Tailer {
             h.byte(*b);
             if let Some(cands) = by_len.get(&(n + 1)) {
                 let v = h.value();
-                if let Some(&i) = cands.iter().find(|&&i| {
-                    let t = &self.files[i];
-                    t.fp_hash == v && (gzip || t.pos <= size)
-                }) {
+                // Prefer a file not followed elsewhere.
+                let mut hits = cands.iter().filter(|&&i| self.files[i].fp_hash == v);
+                if let Some(&i) = hits.clone().find(|&&i| !self.files[i].seen).or(hits.next()) {
                     best = Some(i);
                 }
             }
         }
-        best
+        match best {
+            None => FpMatch::New,
+            Some(i) => {
+                let t = &self.files[i];
+                if t.seen || (!gzip && t.pos > size) {
+                    FpMatch::Duplicate
+                } else {
+                    FpMatch::Continue(i)
+                }
+            }
+        }
     }
+}
+
+enum FpMatch {
+    Continue(usize),
+    Duplicate,
+    New,
 }
 
 fn is_gzip(path: &Path) -> bool {

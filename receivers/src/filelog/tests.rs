@@ -1,1 +1,814 @@
+//! Tests of the `filelog` receiver, in process: a real receiver reading real files into a
+//! recording consumer.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use pipeline_core::proto::tonic::common::v1::any_value::Value as V;
+use pipeline_core::proto::tonic::logs::v1::LogRecord;
+use pipeline_core::telemetry::Telemetry;
+use pipeline_core::testing::check_receiver;
+use pipeline_core::{
+    AckToken, Batch, ComponentId, ComponentKind, ConsumeError, Consumer, PerSignal, Payload,
+};
+use serde_json::{Value, json};
+
 use super::*;
+
+static DIRS: AtomicUsize = AtomicUsize::new(0);
+
+fn scratch(tag: &str) -> PathBuf {
+    let n = DIRS.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!(
+        "sightline-filelog-{}-{tag}-{n}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// One received record with its resource's service name.
+#[derive(Debug, Clone)]
+struct Got {
+    service: Option<String>,
+    record: LogRecord,
+}
+
+impl Got {
+    fn body(&self) -> String {
+        match self.record.body.as_ref().and_then(|b| b.value.as_ref()) {
+            Some(V::StringValue(s)) => s.clone(),
+            other => format!("{other:?}"),
+        }
+    }
+    fn attr(&self, key: &str) -> Option<V> {
+        self.record
+            .attributes
+            .iter()
+            .find(|kv| kv.key == key)
+            .and_then(|kv| kv.value.clone())
+            .and_then(|v| v.value)
+    }
+}
+
+/// Records what it accepts and releases the batch (and its ack tokens) at once, unless told
+/// to refuse or to hold the tokens.
+#[derive(Default)]
+struct Recorder {
+    got: Mutex<Vec<Got>>,
+    refuse: AtomicUsize,
+    refused: AtomicUsize,
+    hold: Mutex<Option<Vec<AckToken>>>,
+}
+
+#[async_trait::async_trait]
+impl Consumer for Recorder {
+    async fn consume(&self, batch: Batch) -> Result<(), ConsumeError> {
+        if self.refuse.load(Ordering::SeqCst) > 0 {
+            self.refuse.fetch_sub(1, Ordering::SeqCst);
+            self.refused.fetch_add(1, Ordering::SeqCst);
+            return Err(ConsumeError::Full);
+        }
+        if let Some(held) = self.hold.lock().unwrap().as_mut() {
+            held.extend(batch.ctx.acks.iter().cloned());
+        }
+        let Payload::Logs(rl) = batch.payload else {
+            panic!("logs expected")
+        };
+        let mut got = self.got.lock().unwrap();
+        for r in rl {
+            let service = r.resource.as_ref().and_then(|res| {
+                res.attributes
+                    .iter()
+                    .find(|kv| kv.key == "service.name")
+                    .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
+                        V::StringValue(s) => Some(s.clone()),
+                        _ => None,
+                    })
+            });
+            for s in r.scope_logs {
+                for record in s.log_records {
+                    got.push(Got {
+                        service: service.clone(),
+                        record,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Recorder {
+    fn got(&self) -> Vec<Got> {
+        self.got.lock().unwrap().clone()
+    }
+    fn bodies(&self) -> Vec<String> {
+        self.got().iter().map(Got::body).collect()
+    }
+    fn count(&self) -> usize {
+        self.got.lock().unwrap().len()
+    }
+    async fn wait_for(&self, n: usize) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.count() < n && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.count()
+    }
+}
+
+struct Rx {
+    rx: Arc<dyn Component>,
+    rec: Arc<Recorder>,
+    telemetry: Telemetry,
+}
+
+impl Rx {
+    async fn start(config: Value) -> Rx {
+        Rx::start_with(config, Arc::new(Recorder::default())).await
+    }
+
+    async fn start_with(config: Value, rec: Arc<Recorder>) -> Rx {
+        let telemetry = Telemetry::new();
+        let mut ctx = CreateContext::for_tests(ComponentKind::Receiver, "filelog/test");
+        ctx.telemetry = telemetry.component(
+            ComponentKind::Receiver,
+            &ComponentId::parse("filelog/test").unwrap(),
+        );
+        let next = PerSignal::from_fn(|s| {
+            (s == Signal::Logs).then(|| rec.clone() as Arc<dyn pipeline_core::Consumer>)
+        });
+        let rx = Factory.create(ctx, &config, next).unwrap();
+        rx.start(&Host::new(std::env::temp_dir())).await.unwrap();
+        Rx { rx, rec, telemetry }
+    }
+
+    async fn stop(&self) {
+        self.rx
+            .shutdown(Instant::now() + Duration::from_secs(5))
+            .await
+            .unwrap();
+    }
+
+    fn metric(&self, name: &str) -> f64 {
+        self.telemetry
+            .render()
+            .lines()
+            .find(|l| l.starts_with(name) && l.contains("filelog/test"))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    }
+}
+
+/// A fast config reading `include` from the beginning, checkpoints in `dir/storage`.
+fn config(dir: &Path, include: &[&str], extra: Value) -> Value {
+    let mut c = json!({
+        "include": include.iter().map(|p| dir.join(p)).collect::<Vec<_>>(),
+        "start_at": "beginning",
+        "poll_interval": "20ms",
+        "force_flush_period": "100ms",
+        "storage": dir.join("storage"),
+    });
+    if let (Value::Object(c), Value::Object(e)) = (&mut c, extra) {
+        c.extend(e);
+    }
+    c
+}
+
+fn append(path: &Path, text: &str) {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+}
+
+fn lines(prefix: &str, range: std::ops::Range<usize>) -> String {
+    range.map(|i| format!("{prefix}-{i:06}\n")).collect()
+}
+
+/// Every body exactly once.
+fn assert_exactly(bodies: &[String], expected: impl IntoIterator<Item = String>) {
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for b in bodies {
+        *counts.entry(b.as_str()).or_default() += 1;
+    }
+    let expected: Vec<String> = expected.into_iter().collect();
+    let missing: Vec<&String> = expected
+        .iter()
+        .filter(|e| !counts.contains_key(e.as_str()))
+        .collect();
+    let dups: Vec<(&&str, &usize)> = counts.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(
+        missing.is_empty(),
+        "{} missing, e.g. {:?}",
+        missing.len(),
+        missing.iter().take(5).collect::<Vec<_>>()
+    );
+    assert!(dups.is_empty(), "duplicates: {:?}", dups.iter().take(5).collect::<Vec<_>>());
+    assert_eq!(bodies.len(), expected.len());
+}
+
+fn names(prefix: &str, range: std::ops::Range<usize>) -> Vec<String> {
+    range.map(|i| format!("{prefix}-{i:06}")).collect()
+}
+
+#[tokio::test]
+async fn conformance() {
+    let dir = scratch("conformance");
+    check_receiver(&Factory, &config(&dir, &["*.log"], json!({}))).await;
+}
+
+#[test]
+fn config_defaults_and_errors() {
+    let c = parse(&json!({"include": ["/var/log/*.log"]})).unwrap();
+    assert_eq!(c.start_at, StartAt::End);
+    assert_eq!(c.poll_interval.get(), Duration::from_millis(200));
+    assert_eq!(c.max_concurrent_files, 1024);
+    assert_eq!(c.fingerprint_size, ByteSize(1024));
+    assert_eq!(c.max_log_size, ByteSize(1 << 20));
+    assert_eq!(c.force_flush_period.get(), Duration::from_millis(500));
+    assert!(c.include_file_name && !c.include_file_path);
+    assert_eq!(c.parser.kind, ParserKind::None);
+    let c = parse(&json!({"include": ["/x"], "fingerprint_size": "2KiB", "max_log_size": "64kb"}))
+        .unwrap();
+    assert_eq!(c.fingerprint_size, ByteSize(2048));
+    assert_eq!(c.max_log_size, ByteSize(64_000));
+
+    let err = |v: Value| Factory.validate(&v).unwrap_err();
+    assert_eq!(err(json!({})).path, "include");
+    assert_eq!(err(json!({"include": ["/a/[x"]})).path, "include[0]");
+    assert_eq!(err(json!({"include": ["/a"], "exclude": ["/b/{x"]})).path, "exclude[0]");
+    let e = err(json!({"include": ["/a"], "start_at": "middle"}));
+    assert_eq!(e.path, "start_at");
+    let e = err(json!({"include": ["/a"], "polll_interval": "1s"}));
+    assert!(e.message.contains("did you mean \"poll_interval\""), "{e}");
+    assert_eq!(err(json!({"include": ["/a"], "poll_interval": "0"})).path, "poll_interval");
+    assert_eq!(err(json!({"include": ["/a"], "fingerprint_size": 4})).path, "fingerprint_size");
+    assert_eq!(err(json!({"include": ["/a"], "max_log_size": "1 parsec"})).path, "max_log_size");
+    assert_eq!(err(json!({"include": ["/a"], "multiline": {}})).path, "multiline");
+    let both = json!({"include": ["/a"], "multiline": {"line_start_pattern": "a", "line_end_pattern": "b"}});
+    assert_eq!(err(both).path, "multiline");
+    let bad = json!({"include": ["/a"], "multiline": {"line_start_pattern": "("}});
+    assert_eq!(err(bad).path, "multiline.line_start_pattern");
+    assert_eq!(err(json!({"include": ["/a"], "parser": {"type": "regex"}})).path, "parser.regex");
+    let e = err(json!({"include": ["/a"], "parser": {"type": "regex", "regex": "(.*)"}}));
+    assert!(e.message.contains("named capture"), "{e}");
+    assert_eq!(
+        err(json!({"include": ["/a"], "parser": {"type": "json", "regex": "(?P<a>.)"}})).path,
+        "parser.regex"
+    );
+    assert_eq!(
+        err(json!({"include": ["/a"], "parser": {"type": "json", "timestamp_layout": "%Q"}})).path,
+        "parser.timestamp_layout"
+    );
+    assert_eq!(err(json!({"include": ["/a"], "parser": {"type": "xml"}})).path, "parser.type");
+    assert_eq!(err(json!({"include": ["/a"], "storage": ""})).path, "storage");
+}
+
+#[test]
+fn severity_numbers() {
+    for (level, n) in [
+        ("DEBUG", 5),
+        ("info", 9),
+        ("Warning", 13),
+        ("WARN", 13),
+        ("ERROR", 17),
+        ("critical", 21),
+        ("FATAL", 21),
+        ("chatty", 0),
+    ] {
+        assert_eq!(parser::severity_number(level), n, "{level}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_from_the_beginning_and_follows_appends() {
+    let dir = scratch("basic");
+    let path = dir.join("app.log");
+    append(&path, &lines("a", 0..100));
+    let rx = Rx::start(config(&dir, &["*.log"], json!({"include_file_path": true}))).await;
+    assert_eq!(rx.rec.wait_for(100).await, 100);
+    append(&path, &lines("a", 100..250));
+    assert_eq!(rx.rec.wait_for(250).await, 250);
+    rx.stop().await;
+    assert_exactly(&rx.rec.bodies(), names("a", 0..250));
+    let g = &rx.rec.got()[0];
+    assert_eq!(g.attr("log.file.name"), Some(V::StringValue("app.log".into())));
+    assert_eq!(
+        g.attr("log.file.path"),
+        Some(V::StringValue(path.to_string_lossy().into()))
+    );
+    assert!(g.record.observed_time_unix_nano > 0);
+    assert!(rx.metric("sightline_filelog_bytes_read_total") >= (250 * 9) as f64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_at_end_skips_what_was_there() {
+    let dir = scratch("end");
+    let path = dir.join("app.log");
+    append(&path, &lines("old", 0..50));
+    let rx = Rx::start(config(&dir, &["*.log"], json!({"start_at": "end"}))).await;
+    // The first poll has happened once the checkpoint names the file.
+    let cp = dir.join("storage/checkpoints.json");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !common_read(&cp).contains("app.log") && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    append(&path, &lines("new", 0..10));
+    assert_eq!(rx.rec.wait_for(10).await, 10);
+    rx.stop().await;
+    assert_exactly(&rx.rec.bodies(), names("new", 0..10));
+}
+
+fn common_read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_resumes_from_the_checkpoint_even_with_start_at_end() {
+    let dir = scratch("restart");
+    let path = dir.join("app.log");
+    append(&path, &lines("a", 0..100));
+    let cfg = config(&dir, &["*.log"], json!({}));
+    let rx = Rx::start(cfg.clone()).await;
+    assert_eq!(rx.rec.wait_for(100).await, 100);
+    rx.stop().await;
+    // Written while stopped: read after the restart, with start_at: end.
+    append(&path, &lines("a", 100..160));
+    let mut cfg = cfg;
+    cfg["start_at"] = json!("end");
+    let rx2 = Rx::start(cfg).await;
+    assert_eq!(rx2.rec.wait_for(60).await, 60);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    rx2.stop().await;
+    assert_exactly(&rx2.rec.bodies(), names("a", 100..160));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_checkpoint_is_reported_and_ignored() {
+    let dir = scratch("corrupt");
+    std::fs::create_dir_all(dir.join("storage")).unwrap();
+    std::fs::write(dir.join("storage/checkpoints.json"), "{not json").unwrap();
+    append(&dir.join("app.log"), &lines("a", 0..5));
+    let rx = Rx::start(config(&dir, &["*.log"], json!({}))).await;
+    assert_eq!(rx.rec.wait_for(5).await, 5);
+    rx.stop().await;
+    assert!(dir.join("storage/checkpoints.json.corrupt").exists());
+    assert!(common_read(&dir.join("storage/checkpoints.json")).contains("\"offset\":"));
+    let errors = rx
+        .telemetry
+        .render()
+        .lines()
+        .any(|l| l.starts_with("sightline_filelog_checkpoint_errors_total") && l.contains("op=\"load\"") && l.ends_with(" 1"));
+    assert!(errors, "{}", rx.telemetry.render());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoint_waits_for_the_acknowledgement() {
+    let dir = scratch("ack");
+    append(&dir.join("app.log"), &lines("a", 0..10));
+    let rec = Arc::new(Recorder::default());
+    *rec.hold.lock().unwrap() = Some(Vec::new());
+    let rx = Rx::start_with(config(&dir, &["*.log"], json!({})), rec.clone()).await;
+    assert_eq!(rx.rec.wait_for(10).await, 10);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let cp = common_read(&dir.join("storage/checkpoints.json"));
+    assert!(cp.contains("\"offset\":0"), "not delivered yet: {cp}");
+    // Delivered: the tokens go.
+    rec.hold.lock().unwrap().take();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let done = format!("\"offset\":{}", 10 * 9);
+    while !common_read(&dir.join("storage/checkpoints.json")).contains(&done)
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(common_read(&dir.join("storage/checkpoints.json")).contains(&done));
+    rx.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_pipeline_pauses_reading_and_loses_nothing() {
+    let dir = scratch("full");
+    let path = dir.join("app.log");
+    append(&path, &lines("a", 0..5000));
+    let rec = Arc::new(Recorder::default());
+    rec.refuse.store(5, Ordering::SeqCst);
+    let rx = Rx::start_with(config(&dir, &["*.log"], json!({})), rec.clone()).await;
+    assert_eq!(rx.rec.wait_for(5000).await, 5000);
+    rx.stop().await;
+    assert_eq!(rec.refused.load(Ordering::SeqCst), 5);
+    assert_exactly(&rx.rec.bodies(), names("a", 0..5000));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_refused_the_reader_stands_still() {
+    let dir = scratch("still");
+    let path = dir.join("app.log");
+    append(&path, &lines("a", 0..100_000));
+    let rec = Arc::new(Recorder::default());
+    rec.refuse.store(usize::MAX, Ordering::SeqCst);
+    let rx = Rx::start_with(config(&dir, &["*.log"], json!({})), rec.clone()).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while rec.refused.load(Ordering::SeqCst) < 3 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let read = rx.metric("sightline_filelog_bytes_read_total");
+    // One staged hand-off's worth (and one read chunk), not the 1.1 MB file.
+    assert!(read > 0.0 && read <= 512.0 * 1024.0, "{read}");
+    rec.refuse.store(0, Ordering::SeqCst);
+    assert_eq!(rx.rec.wait_for(100_000).await, 100_000);
+    rx.stop().await;
+    assert_exactly(&rx.rec.bodies(), names("a", 0..100_000));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partial_last_line_waits_for_force_flush_period() {
+    let dir = scratch("partial");
+    let path = dir.join("app.log");
+    append(&path, "complete\nhalf a li");
+    let rx = Rx::start(config(&dir, &["*.log"], json!({"force_flush_period": "300ms"}))).await;
+    assert_eq!(rx.rec.wait_for(1).await, 1);
+    // The writer finishes the line before the period ends: one record, whole.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    append(&path, "ne\nno newline at all");
+    assert_eq!(rx.rec.wait_for(3).await, 3);
+    rx.stop().await;
+    assert_eq!(rx.rec.bodies(), ["complete", "half a line", "no newline at all"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multiline_python_tracebacks() {
+    let dir = scratch("multiline");
+    let path = dir.join("app.log");
+    let text = "2024-01-15 10:30:00,123 INFO api Request started\n\
+2024-01-15 10:30:00,456 ERROR api Request failed\n\
+Traceback (most recent call last):\n  File \"/app/views.py\", line 42, in get_user\n    user = db.fetch(user_id)\n\
+ValueError: user 42 not found\n\
+2024-01-15 10:30:01,000 INFO api Request completed\n";
+    append(&path, text);
+    let cfg = config(
+        &dir,
+        &["*.log"],
+        json!({
+            "multiline": {"line_start_pattern": r"^\d{4}-\d{2}-\d{2} "},
+            "parser": {
+                "type": "regex",
+                "regex": r"(?s)^(?P<timestamp>\S+ \S+) (?P<level>\w+) (?P<service>\S+) (?P<message>.*)$",
+                "timestamp_layout": "%Y-%m-%d %H:%M:%S,%f"
+            }
+        }),
+    );
+    let rx = Rx::start(cfg).await;
+    // The last record is emitted after force_flush_period (no next start line).
+    assert_eq!(rx.rec.wait_for(3).await, 3);
+    rx.stop().await;
+    let got = rx.rec.got();
+    assert_eq!(got.len(), 3);
+    assert_eq!(got[1].record.severity_number, 17);
+    assert_eq!(got[1].record.severity_text, "ERROR");
+    assert_eq!(got[1].service.as_deref(), Some("api"));
+    assert_eq!(
+        got[1].body(),
+        "Request failed\nTraceback (most recent call last):\n  File \"/app/views.py\", line 42, in get_user\n    user = db.fetch(user_id)\nValueError: user 42 not found"
+    );
+    assert_eq!(got[1].record.time_unix_nano, 1_705_314_600_456_000_000);
+    assert_eq!(got[2].body(), "Request completed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multiline_end_pattern() {
+    let dir = scratch("endpat");
+    append(&dir.join("a.log"), "one\ntwo;\nthree;\nfour\n");
+    let cfg = config(&dir, &["*.log"], json!({"multiline": {"line_end_pattern": ";$"}}));
+    let rx = Rx::start(cfg).await;
+    assert_eq!(rx.rec.wait_for(3).await, 3);
+    rx.stop().await;
+    assert_eq!(rx.rec.bodies(), ["one\ntwo;", "three;", "four"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_utf8_is_replaced_and_counted() {
+    let dir = scratch("utf8");
+    let mut bytes = b"ok line\nbad \xff\xfe bytes\n".to_vec();
+    bytes.extend_from_slice("caf\u{e9}\n".as_bytes());
+    std::fs::write(dir.join("a.log"), bytes).unwrap();
+    let rx = Rx::start(config(&dir, &["*.log"], json!({}))).await;
+    assert_eq!(rx.rec.wait_for(3).await, 3);
+    rx.stop().await;
+    assert_eq!(rx.rec.bodies(), ["ok line", "bad \u{fffd}\u{fffd} bytes", "café"]);
+    assert_eq!(rx.metric("sightline_filelog_invalid_utf8_total"), 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_5_mib_line_is_cut_marked_and_counted() {
+    let dir = scratch("long");
+    let mut text = String::from("before\n");
+    text.push_str(&"x".repeat(5 << 20));
+    text.push_str("\nafter\n");
+    std::fs::write(dir.join("a.log"), text).unwrap();
+    let rx = Rx::start(config(&dir, &["*.log"], json!({}))).await;
+    assert_eq!(rx.rec.wait_for(3).await, 3);
+    rx.stop().await;
+    let got = rx.rec.got();
+    assert_eq!(got[0].body(), "before");
+    assert_eq!(got[1].body().len(), 1 << 20);
+    assert_eq!(got[1].attr("log.record.truncated"), Some(V::BoolValue(true)));
+    assert_eq!(got[2].body(), "after");
+    assert_eq!(got[2].attr("log.record.truncated"), None);
+    assert_eq!(rx.metric("sightline_filelog_records_truncated_total"), 1.0);
+    assert_eq!(rx.metric("sightline_filelog_truncated_bytes_total"), (4 << 20) as f64);
+}
+
+/// Writes `n` lines with a pause every 50, calling `rotate` once half-way.
+fn write_with_rotation(path: &Path, prefix: &str, n: usize, rotate: impl FnOnce(&mut std::fs::File) -> std::fs::File) {
+    let open = || {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap()
+    };
+    let mut f = open();
+    let mut rotate = Some(rotate);
+    for i in 0..n {
+        if i == n / 2
+            && let Some(r) = rotate.take()
+        {
+            f = r(&mut f);
+        }
+        writeln!(f, "{prefix}-{i:06}").unwrap();
+        if i % 50 == 0 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rename_and_create_rotation_while_writing() {
+    let dir = scratch("rename");
+    let path = dir.join("app.log");
+    append(&path, "rename-first line, before start\n");
+    // Only the live name is included: the renamed file is read to its end by handle.
+    let rx = Rx::start(config(&dir, &["app.log"], json!({}))).await;
+    assert_eq!(rx.rec.wait_for(1).await, 1);
+    let p = path.clone();
+    let writer = std::thread::spawn(move || {
+        write_with_rotation(&p, "r", 4000, |_old| {
+            std::fs::rename(&p, p.with_extension("log.1")).unwrap();
+            std::fs::OpenOptions::new().create(true).append(true).open(&p).unwrap()
+        })
+    });
+    writer.join().unwrap();
+    assert_eq!(rx.rec.wait_for(4001).await, 4001);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    rx.stop().await;
+    let mut expected = names("r", 0..4000);
+    expected.push("rename-first line, before start".into());
+    assert_exactly(&rx.rec.bodies(), expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_truncate_rotation_while_writing() {
+    let dir = scratch("copytrunc");
+    let path = dir.join("app.log");
+    let rx = Rx::start(config(&dir, &["app.log*"], json!({}))).await;
+    let p = path.clone();
+    let writer = std::thread::spawn(move || {
+        write_with_rotation(&p, "c", 4000, |f| {
+            f.flush().unwrap();
+            std::fs::copy(&p, p.with_extension("log.1")).unwrap();
+            f.set_len(0).unwrap();
+            std::fs::OpenOptions::new().append(true).open(&p).unwrap()
+        })
+    });
+    writer.join().unwrap();
+    assert_eq!(rx.rec.wait_for(4000).await, 4000);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    rx.stop().await;
+    assert_exactly(&rx.rec.bodies(), names("c", 0..4000));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compressed_rotations_are_skipped_unless_included() {
+    let dir = scratch("gz");
+    let gz = |name: &str, text: &str| {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(text.as_bytes()).unwrap();
+        std::fs::write(dir.join(name), e.finish().unwrap()).unwrap();
+    };
+    gz("app.log.1.gz", &lines("gz", 0..20));
+    append(&dir.join("app.log"), &lines("plain", 0..5));
+    let rx = Rx::start(config(&dir, &["app.log*"], json!({}))).await;
+    assert_eq!(rx.rec.wait_for(5).await, 5);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    rx.stop().await;
+    assert_exactly(&rx.rec.bodies(), names("plain", 0..5));
+
+    // Named explicitly: decompressed and read once.
+    let dir2 = scratch("gz2");
+    std::fs::rename(dir.join("app.log.1.gz"), dir2.join("old.log.gz")).unwrap();
+    let cfg = config(&dir2, &["*.log.gz"], json!({}));
+    let rx = Rx::start(cfg.clone()).await;
+    assert_eq!(rx.rec.wait_for(20).await, 20);
+    rx.stop().await;
+    assert_exactly(&rx.rec.bodies(), names("gz", 0..20));
+    let rx = Rx::start(cfg).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    rx.stop().await;
+    assert_eq!(rx.rec.count(), 0, "read again after restart");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_file_still_open_is_read_to_its_end() {
+    let dir = scratch("deleted");
+    let path = dir.join("app.log");
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path).unwrap();
+    f.write_all(lines("d", 0..10).as_bytes()).unwrap();
+    let rx = Rx::start(config(&dir, &["*.log"], json!({}))).await;
+    assert_eq!(rx.rec.wait_for(10).await, 10);
+    // Deleted, then written through the writer's handle before the next poll.
+    std::fs::remove_file(&path).unwrap();
+    f.write_all(lines("d", 10..3000).as_bytes()).unwrap();
+    drop(f);
+    assert_eq!(rx.rec.wait_for(3000).await, 3000);
+    rx.stop().await;
+    assert_exactly(&rx.rec.bodies(), names("d", 0..3000));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_thousand_files_at_once() {
+    let dir = scratch("many");
+    for f in 0..2000 {
+        append(&dir.join(format!("f{f:04}.log")), &lines(&format!("file{f:04}"), 0..3));
+    }
+    let rx = Rx::start(config(&dir, &["*.log"], json!({"max_concurrent_files": 256}))).await;
+    assert_eq!(rx.rec.wait_for(6000).await, 6000);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(rx.metric("sightline_filelog_files_open") <= 256.0);
+    rx.stop().await;
+    let expected = (0..2000).flat_map(|f| names(&format!("file{f:04}"), 0..3));
+    assert_exactly(&rx.rec.bodies(), expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_glob_matching_nothing_picks_up_a_file_created_later() {
+    let dir = scratch("later");
+    let sub = dir.join("sub");
+    // start_at: end only applies to files found at the first poll.
+    let rx = Rx::start(config(&dir, &["**/*.log"], json!({"start_at": "end"}))).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    std::fs::create_dir_all(&sub).unwrap();
+    append(&sub.join("new.log"), &lines("late", 0..7));
+    append(&dir.join("excluded.txt"), "not included\n");
+    assert_eq!(rx.rec.wait_for(7).await, 7);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    rx.stop().await;
+    assert_exactly(&rx.rec.bodies(), names("late", 0..7));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exclude_wins_over_include() {
+    let dir = scratch("exclude");
+    append(&dir.join("a.log"), "keep\n");
+    append(&dir.join("debug-a.log"), "drop\n");
+    let cfg = config(&dir, &["*.log"], json!({"exclude": [dir.join("debug-*.log")]}));
+    let rx = Rx::start(cfg).await;
+    assert_eq!(rx.rec.wait_for(1).await, 1);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    rx.stop().await;
+    assert_eq!(rx.rec.bodies(), ["keep"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_seed_layout_maps_to_the_record() {
+    let dir = scratch("json");
+    let lines = [
+        r#"{"timestamp": "2024-01-15T10:30:00.123456", "level": "INFO", "service": "api-service", "message": "User login successful", "module": "auth", "function": "login", "line": 42, "user_id": 12345, "ip_address": "192.168.1.1", "session_id": "abc-123", "ok": true, "ratio": 0.5, "ctx": {"a": [1, "b"]}, "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736", "span_id": "00f067aa0ba902b7"}"#,
+        r#"{"timestamp": 1705314600123, "level": "error", "service": "api", "message": "boom", "exception": {"type": "ValueError", "message": "bad id", "traceback": ["Traceback (most recent call last):\n", "  File \"x.py\", line 1, in <module>\n", "ValueError: bad id\n"]}}"#,
+        r#"{"timestamp": "not a time", "level": "WARNING", "message": "odd"}"#,
+        "this is not json",
+    ];
+    append(&dir.join("a.log"), &format!("{}\n", lines.join("\n")));
+    let rx = Rx::start(config(&dir, &["*.log"], json!({"parser": {"type": "json"}}))).await;
+    assert_eq!(rx.rec.wait_for(4).await, 4);
+    rx.stop().await;
+    let got = rx.rec.got();
+    let g = &got[0];
+    assert_eq!(g.service.as_deref(), Some("api-service"));
+    assert_eq!(g.body(), "User login successful");
+    assert_eq!(g.record.severity_text, "INFO");
+    assert_eq!(g.record.severity_number, 9);
+    assert_eq!(g.record.time_unix_nano, 1_705_314_600_123_456_000);
+    assert_eq!(g.record.trace_id, hex("4bf92f3577b34da6a3ce929d0e0e4736"));
+    assert_eq!(g.record.span_id, hex("00f067aa0ba902b7"));
+    assert_eq!(g.attr("line"), Some(V::IntValue(42)));
+    assert_eq!(g.attr("user_id"), Some(V::IntValue(12345)));
+    assert_eq!(g.attr("module"), Some(V::StringValue("auth".into())));
+    assert_eq!(g.attr("ok"), Some(V::BoolValue(true)));
+    assert_eq!(g.attr("ratio"), Some(V::DoubleValue(0.5)));
+    assert!(matches!(g.attr("ctx"), Some(V::KvlistValue(_))));
+    for gone in ["timestamp", "level", "service", "message", "trace_id", "span_id"] {
+        assert_eq!(g.attr(gone), None, "{gone}");
+    }
+    assert_eq!(g.attr("log.file.name"), Some(V::StringValue("a.log".into())));
+    let g = &got[1];
+    assert_eq!(g.service.as_deref(), Some("api"));
+    assert_eq!(g.record.severity_number, 17);
+    assert_eq!(g.record.time_unix_nano, 1_705_314_600_123_000_000);
+    assert_eq!(g.attr("exception.type"), Some(V::StringValue("ValueError".into())));
+    assert_eq!(g.attr("exception.message"), Some(V::StringValue("bad id".into())));
+    assert_eq!(
+        g.attr("exception.stacktrace"),
+        Some(V::StringValue(
+            "Traceback (most recent call last):\n  File \"x.py\", line 1, in <module>\nValueError: bad id\n".into()
+        ))
+    );
+    let g = &got[2];
+    assert_eq!(g.service, None);
+    assert_eq!(g.record.severity_number, 13);
+    assert_eq!(g.record.time_unix_nano, 0);
+    assert_eq!(g.attr("timestamp"), Some(V::StringValue("not a time".into())));
+    let g = &got[3];
+    assert_eq!(g.body(), "this is not json");
+    assert!(matches!(g.attr("log.parse_error"), Some(V::StringValue(_))));
+    assert_eq!(rx.metric("sightline_filelog_parse_errors_total"), 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_field_names_are_configurable() {
+    let dir = scratch("jsonnames");
+    append(
+        &dir.join("a.log"),
+        "{\"ts\": 1705314600, \"severity\": \"warn\", \"msg\": \"hi\", \"app\": \"svc\", \"level\": \"kept\"}\n",
+    );
+    let cfg = config(
+        &dir,
+        &["*.log"],
+        json!({"parser": {"type": "json", "timestamp_field": "ts", "level_field": "severity", "message_field": "msg", "service_field": "app"}}),
+    );
+    let rx = Rx::start(cfg).await;
+    assert_eq!(rx.rec.wait_for(1).await, 1);
+    rx.stop().await;
+    let g = &rx.rec.got()[0];
+    assert_eq!(g.body(), "hi");
+    assert_eq!(g.record.severity_number, 13);
+    assert_eq!(g.record.time_unix_nano, 1_705_314_600_000_000_000);
+    assert_eq!(g.service.as_deref(), Some("svc"));
+    assert_eq!(g.attr("level"), Some(V::StringValue("kept".into())));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regex_parser_maps_captures() {
+    let dir = scratch("regex");
+    append(
+        &dir.join("a.log"),
+        "127.0.0.1 [15/Jan/2024:10:30:00 +0000] WARN GET /api/users 503\nnonsense\n",
+    );
+    let cfg = config(
+        &dir,
+        &["*.log"],
+        json!({"parser": {
+            "type": "regex",
+            "regex": r"^(?P<ip>\S+) \[(?P<timestamp>[^\]]+)\] (?P<level>\w+) (?P<method>\w+) (?P<path>\S+) (?P<status>\d+)$",
+            "timestamp_layout": "%d/%b/%Y:%H:%M:%S %z"
+        }}),
+    );
+    let rx = Rx::start(cfg).await;
+    assert_eq!(rx.rec.wait_for(2).await, 2);
+    rx.stop().await;
+    let got = rx.rec.got();
+    assert_eq!(got[0].record.time_unix_nano, 1_705_314_600_000_000_000);
+    assert_eq!(got[0].record.severity_number, 13);
+    assert_eq!(got[0].attr("path"), Some(V::StringValue("/api/users".into())));
+    assert_eq!(got[0].attr("status"), Some(V::StringValue("503".into())));
+    assert_eq!(got[0].body(), "127.0.0.1 [15/Jan/2024:10:30:00 +0000] WARN GET /api/users 503");
+    assert_eq!(got[1].body(), "nonsense");
+    assert!(got[1].attr("log.parse_error").is_some());
+}
+
+fn hex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+#[test]
+fn storage_defaults_under_the_data_dir() {
+    assert_eq!(
+        default_storage(Path::new("./data"), "filelog/app"),
+        PathBuf::from("./data/filelog/filelog_app")
+    );
+}

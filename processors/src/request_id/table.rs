@@ -1,0 +1,589 @@
+//! The correlation table: request ID -> (trace ID, span ID), and trace ID -> request ID.
+//!
+//! Sized for a million live requests in little memory: entries live in fixed chunks of a
+//! slab (no reallocation copies as it grows), request IDs up to 38 bytes (UUIDs, 32-hex
+//! IDs) are stored inline, and both indexes are `hashbrown::HashTable<u32>`: 4-byte slot
+//! numbers whose keys are compared against the entries themselves, so no key is stored
+//! twice. One intrusive list orders entries by last use: its tail is both the least recently
+//! used (evicted at `max_entries`) and the first to expire (`ttl` counts from last use).
+
+use std::hash::{BuildHasher, RandomState};
+
+use hashbrown::HashTable;
+use tokio::time::Instant;
+
+const NIL: u32 = u32::MAX;
+/// Entries per slab chunk.
+const CHUNK: usize = 4096;
+/// Longest request ID stored inline.
+const INLINE: usize = 38;
+
+/// How much an entry's span says about the request: a later span only replaces the span of
+/// an entry of the same trace when it ranks higher.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[repr(u8)]
+pub(crate) enum Rank {
+    /// Learned from a log record's trace context (whatever span was active).
+    Log = 0,
+    /// A span that is neither the root nor a SERVER span.
+    Span = 1,
+    /// A root span that is not a SERVER span.
+    Root = 2,
+    /// The SERVER span: the request itself.
+    Server = 3,
+}
+
+/// A request's place in its trace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Mapping {
+    /// The trace.
+    pub(crate) trace_id: [u8; 16],
+    /// The span that stands for the request.
+    pub(crate) span_id: [u8; 8],
+    /// The span's W3C trace flags (sampled).
+    pub(crate) flags: u8,
+}
+
+/// What `learn` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Learned {
+    /// A request ID not known before.
+    New,
+    /// A known request ID got another trace or a better span.
+    Changed,
+    /// Nothing new.
+    Same,
+}
+
+/// Entries removed since the counts were last taken.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Removals {
+    /// Least recently used entries evicted at `max_entries`.
+    pub(crate) evicted: u64,
+    /// Entries unused for `ttl`.
+    pub(crate) expired: u64,
+}
+
+enum Rid {
+    Inline { len: u8, bytes: [u8; INLINE] },
+    Heap(Box<str>),
+}
+
+impl Rid {
+    fn new(s: &str) -> Rid {
+        if s.len() <= INLINE {
+            let mut bytes = [0u8; INLINE];
+            bytes[..s.len()].copy_from_slice(s.as_bytes());
+            Rid::Inline {
+                len: s.len() as u8,
+                bytes,
+            }
+        } else {
+            Rid::Heap(s.into())
+        }
+    }
+
+    const EMPTY: Rid = Rid::Inline {
+        len: 0,
+        bytes: [0; INLINE],
+    };
+
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            Rid::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Rid::Heap(s) => s.as_bytes(),
+        }
+    }
+
+    fn heap_bytes(&self) -> usize {
+        match self {
+            Rid::Inline { .. } => 0,
+            Rid::Heap(s) => s.len(),
+        }
+    }
+}
+
+struct Entry {
+    trace_id: [u8; 16],
+    span_id: [u8; 8],
+    rid: Rid,
+    /// Toward the most recently used; on the free list, unused.
+    prev: u32,
+    /// Toward the least recently used; on the free list, the next free slot.
+    next: u32,
+    /// Milliseconds since the table's base instant, wrapping.
+    touched: u32,
+    rank: Rank,
+    flags: u8,
+}
+
+impl Entry {
+    const EMPTY: Entry = Entry {
+        trace_id: [0; 16],
+        span_id: [0; 8],
+        rid: Rid::EMPTY,
+        prev: NIL,
+        next: NIL,
+        touched: 0,
+        rank: Rank::Log,
+        flags: 0,
+    };
+}
+
+fn at(chunks: &[Vec<Entry>], slot: u32) -> &Entry {
+    let s = slot as usize;
+    &chunks[s / CHUNK][s % CHUNK]
+}
+
+fn at_mut(chunks: &mut [Vec<Entry>], slot: u32) -> &mut Entry {
+    let s = slot as usize;
+    &mut chunks[s / CHUNK][s % CHUNK]
+}
+
+/// The table. Not synchronised: the processor keeps it behind its lock.
+pub(crate) struct Table {
+    chunks: Vec<Vec<Entry>>,
+    /// Head of the free-slot list.
+    free: u32,
+    by_rid: HashTable<u32>,
+    by_trace: HashTable<u32>,
+    hasher: RandomState,
+    /// Most recently used.
+    head: u32,
+    /// Least recently used.
+    tail: u32,
+    len: usize,
+    max_entries: usize,
+    ttl_ms: u32,
+    base: Instant,
+    heap_bytes: usize,
+    removals: Removals,
+}
+
+impl Table {
+    /// An empty table holding at most `max_entries`, each for `ttl_ms` after its last use
+    /// (`ttl_ms` at most a day, which the config checks).
+    pub(crate) fn new(max_entries: usize, ttl_ms: u32) -> Table {
+        Table {
+            chunks: Vec::new(),
+            free: NIL,
+            by_rid: HashTable::new(),
+            by_trace: HashTable::new(),
+            hasher: RandomState::new(),
+            head: NIL,
+            tail: NIL,
+            len: 0,
+            max_entries: max_entries.max(1),
+            ttl_ms: ttl_ms.max(1),
+            base: Instant::now(),
+            heap_bytes: 0,
+            removals: Removals::default(),
+        }
+    }
+
+    /// Entries held.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Evictions and expiries since the last call.
+    pub(crate) fn take_removals(&mut self) -> Removals {
+        std::mem::take(&mut self.removals)
+    }
+
+    /// Bytes the table has allocated: slab chunks, both indexes, request IDs too long to
+    /// store inline.
+    pub(crate) fn allocated_bytes(&self) -> usize {
+        self.chunks.len() * CHUNK * std::mem::size_of::<Entry>()
+            + self.by_rid.allocation_size()
+            + self.by_trace.allocation_size()
+            + self.heap_bytes
+    }
+
+    fn now_ms(&self, now: Instant) -> u32 {
+        // Wrapping: ages are differences, and no entry outlives a day.
+        now.saturating_duration_since(self.base).as_millis() as u32
+    }
+
+    fn expired(&self, slot: u32, now_ms: u32) -> bool {
+        now_ms.wrapping_sub(at(&self.chunks, slot).touched) >= self.ttl_ms
+    }
+
+    /// When the least recently used entry expires, if there is one.
+    pub(crate) fn next_expiry(&self) -> Option<Instant> {
+        if self.tail == NIL {
+            return None;
+        }
+        let touched = at(&self.chunks, self.tail).touched;
+        Some(
+            self.base
+                + std::time::Duration::from_millis(u64::from(touched) + u64::from(self.ttl_ms)),
+        )
+    }
+
+    fn find_rid(&self, rid: &str) -> Option<u32> {
+        let hash = self.hasher.hash_one(rid.as_bytes());
+        let chunks = &self.chunks;
+        self.by_rid
+            .find(hash, |&s| at(chunks, s).rid.as_bytes() == rid.as_bytes())
+            .copied()
+    }
+
+    fn find_trace(&self, trace_id: &[u8; 16]) -> Option<u32> {
+        let hash = self.hasher.hash_one(trace_id);
+        let chunks = &self.chunks;
+        self.by_trace
+            .find(hash, |&s| at(chunks, s).trace_id == *trace_id)
+            .copied()
+    }
+
+    fn unlink(&mut self, slot: u32) {
+        let (prev, next) = {
+            let e = at(&self.chunks, slot);
+            (e.prev, e.next)
+        };
+        if prev == NIL {
+            self.head = next;
+        } else {
+            at_mut(&mut self.chunks, prev).next = next;
+        }
+        if next == NIL {
+            self.tail = prev;
+        } else {
+            at_mut(&mut self.chunks, next).prev = prev;
+        }
+    }
+
+    fn push_front(&mut self, slot: u32) {
+        let old = self.head;
+        {
+            let e = at_mut(&mut self.chunks, slot);
+            e.prev = NIL;
+            e.next = old;
+        }
+        if old == NIL {
+            self.tail = slot;
+        } else {
+            at_mut(&mut self.chunks, old).prev = slot;
+        }
+        self.head = slot;
+    }
+
+    fn touch(&mut self, slot: u32, now_ms: u32) {
+        at_mut(&mut self.chunks, slot).touched = now_ms;
+        if self.head != slot {
+            self.unlink(slot);
+            self.push_front(slot);
+        }
+    }
+
+    /// Points the trace index of `slot`'s trace at `slot`.
+    fn index_trace(&mut self, slot: u32) {
+        let chunks = &self.chunks;
+        let trace_id = at(chunks, slot).trace_id;
+        let hash = self.hasher.hash_one(trace_id);
+        match self
+            .by_trace
+            .find_entry(hash, |&s| at(chunks, s).trace_id == trace_id)
+        {
+            Ok(mut found) => *found.get_mut() = slot,
+            Err(_) => {
+                let hasher = &self.hasher;
+                self.by_trace
+                    .insert_unique(hash, slot, |&s| hasher.hash_one(at(chunks, s).trace_id));
+            }
+        }
+    }
+
+    /// Removes the trace index entry of `slot`'s trace if it points at `slot`.
+    fn unindex_trace(&mut self, slot: u32) {
+        let chunks = &self.chunks;
+        let trace_id = at(chunks, slot).trace_id;
+        let hash = self.hasher.hash_one(trace_id);
+        if let Ok(found) = self.by_trace.find_entry(hash, |&s| s == slot) {
+            found.remove();
+        }
+    }
+
+    fn remove(&mut self, slot: u32) {
+        self.unlink(slot);
+        self.unindex_trace(slot);
+        let chunks = &self.chunks;
+        let hash = self.hasher.hash_one(at(chunks, slot).rid.as_bytes());
+        if let Ok(found) = self.by_rid.find_entry(hash, |&s| s == slot) {
+            found.remove();
+        }
+        let free = self.free;
+        let e = at_mut(&mut self.chunks, slot);
+        self.heap_bytes -= e.rid.heap_bytes();
+        e.rid = Rid::EMPTY;
+        e.prev = NIL;
+        e.next = free;
+        self.free = slot;
+        self.len -= 1;
+    }
+
+    fn alloc(&mut self) -> u32 {
+        if self.free != NIL {
+            let slot = self.free;
+            self.free = at(&self.chunks, slot).next;
+            return slot;
+        }
+        if self.chunks.last().is_none_or(|c| c.len() == CHUNK) {
+            self.chunks.push(Vec::with_capacity(CHUNK));
+        }
+        let chunk_index = self.chunks.len() - 1;
+        let last = &mut self.chunks[chunk_index];
+        last.push(Entry::EMPTY);
+        (chunk_index * CHUNK + last.len() - 1) as u32
+    }
+
+    /// Removes entries unused for `ttl`, least recently used first; returns how many.
+    pub(crate) fn expire(&mut self, now: Instant) -> usize {
+        self.expire_some(self.now_ms(now), usize::MAX)
+    }
+
+    fn expire_some(&mut self, now_ms: u32, limit: usize) -> usize {
+        let mut n = 0;
+        while n < limit && self.tail != NIL && self.expired(self.tail, now_ms) {
+            self.remove(self.tail);
+            n += 1;
+        }
+        self.removals.expired += n as u64;
+        n
+    }
+
+    /// The live entry of `rid`, dropping it if it expired.
+    fn live_rid(&mut self, rid: &str, now_ms: u32) -> Option<u32> {
+        let slot = self.find_rid(rid)?;
+        if self.expired(slot, now_ms) {
+            self.remove(slot);
+            self.removals.expired += 1;
+            return None;
+        }
+        Some(slot)
+    }
+
+    /// Where request `rid` is in its trace, if known; counts as a use.
+    pub(crate) fn lookup_rid(&mut self, rid: &str, now: Instant) -> Option<Mapping> {
+        let now_ms = self.now_ms(now);
+        let slot = self.live_rid(rid, now_ms)?;
+        self.touch(slot, now_ms);
+        let e = at(&self.chunks, slot);
+        Some(Mapping {
+            trace_id: e.trace_id,
+            span_id: e.span_id,
+            flags: e.flags,
+        })
+    }
+
+    /// Whether `rid` is known (and live), without counting as a use.
+    pub(crate) fn contains_rid(&self, rid: &str, now: Instant) -> bool {
+        let now_ms = self.now_ms(now);
+        self.find_rid(rid).is_some_and(|s| !self.expired(s, now_ms))
+    }
+
+    /// The request ID last learned for `trace_id`, if known; counts as a use.
+    pub(crate) fn lookup_trace(&mut self, trace_id: &[u8; 16], now: Instant) -> Option<String> {
+        let now_ms = self.now_ms(now);
+        let slot = self.find_trace(trace_id)?;
+        if self.expired(slot, now_ms) {
+            self.remove(slot);
+            self.removals.expired += 1;
+            return None;
+        }
+        self.touch(slot, now_ms);
+        let bytes = at(&self.chunks, slot).rid.as_bytes();
+        // Stored from a &str, so always UTF-8.
+        std::str::from_utf8(bytes).ok().map(str::to_string)
+    }
+
+    /// Records that request `rid` is `mapping` (with `rank`): a new request ID is added
+    /// (evicting the least recently used at `max_entries`); a known one moves to a new trace,
+    /// or to a better-ranked span of the same trace.
+    pub(crate) fn learn(
+        &mut self,
+        rid: &str,
+        mapping: Mapping,
+        rank: Rank,
+        now: Instant,
+    ) -> Learned {
+        let now_ms = self.now_ms(now);
+        // Amortised expiry keeps the table from filling with dead entries between sweeps.
+        self.expire_some(now_ms, 2);
+        if let Some(slot) = self.live_rid(rid, now_ms) {
+            let e = at(&self.chunks, slot);
+            let learned = if e.trace_id != mapping.trace_id {
+                self.unindex_trace(slot);
+                let e = at_mut(&mut self.chunks, slot);
+                e.trace_id = mapping.trace_id;
+                e.span_id = mapping.span_id;
+                e.flags = mapping.flags;
+                e.rank = rank;
+                self.index_trace(slot);
+                Learned::Changed
+            } else if rank > e.rank {
+                let e = at_mut(&mut self.chunks, slot);
+                e.span_id = mapping.span_id;
+                e.flags = mapping.flags;
+                e.rank = rank;
+                Learned::Changed
+            } else {
+                Learned::Same
+            };
+            self.touch(slot, now_ms);
+            return learned;
+        }
+        if self.len >= self.max_entries && self.tail != NIL {
+            self.remove(self.tail);
+            self.removals.evicted += 1;
+        }
+        let slot = self.alloc();
+        let stored = Rid::new(rid);
+        self.heap_bytes += stored.heap_bytes();
+        {
+            let e = at_mut(&mut self.chunks, slot);
+            e.trace_id = mapping.trace_id;
+            e.span_id = mapping.span_id;
+            e.flags = mapping.flags;
+            e.rank = rank;
+            e.rid = stored;
+            e.touched = now_ms;
+        }
+        let chunks = &self.chunks;
+        let hasher = &self.hasher;
+        self.by_rid
+            .insert_unique(hasher.hash_one(rid.as_bytes()), slot, |&s| {
+                hasher.hash_one(at(chunks, s).rid.as_bytes())
+            });
+        self.index_trace(slot);
+        self.push_front(slot);
+        self.len += 1;
+        Learned::New
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn m(n: u8) -> Mapping {
+        Mapping {
+            trace_id: [n; 16],
+            span_id: [n; 8],
+            flags: 1,
+        }
+    }
+
+    #[test]
+    fn entry_is_compact() {
+        assert!(
+            std::mem::size_of::<Entry>() <= 80,
+            "{}",
+            std::mem::size_of::<Entry>()
+        );
+    }
+
+    #[test]
+    fn learns_and_looks_up_both_ways() {
+        let now = Instant::now();
+        let mut t = Table::new(10, 60_000);
+        assert_eq!(t.learn("a", m(1), Rank::Server, now), Learned::New);
+        assert_eq!(t.lookup_rid("a", now), Some(m(1)));
+        assert_eq!(t.lookup_trace(&[1; 16], now).as_deref(), Some("a"));
+        assert_eq!(t.lookup_rid("b", now), None);
+        // A long ID goes to the heap and still matches.
+        let long = "x".repeat(100);
+        t.learn(&long, m(2), Rank::Log, now);
+        assert_eq!(t.lookup_rid(&long, now), Some(m(2)));
+        assert_eq!(t.lookup_trace(&[2; 16], now), Some(long));
+        assert_eq!(t.len(), 2);
+    }
+
+    #[test]
+    fn better_rank_replaces_the_span_and_a_new_trace_moves_the_entry() {
+        let now = Instant::now();
+        let mut t = Table::new(10, 60_000);
+        let child = Mapping {
+            span_id: [9; 8],
+            ..m(1)
+        };
+        t.learn("a", child, Rank::Span, now);
+        assert_eq!(t.learn("a", m(1), Rank::Server, now), Learned::Changed);
+        // A later INTERNAL child does not take it back.
+        assert_eq!(t.learn("a", child, Rank::Span, now), Learned::Same);
+        assert_eq!(t.lookup_rid("a", now), Some(m(1)));
+        // The same request ID in another trace (a retry): the newest wins.
+        assert_eq!(t.learn("a", m(3), Rank::Log, now), Learned::Changed);
+        assert_eq!(t.lookup_rid("a", now), Some(m(3)));
+        assert_eq!(t.lookup_trace(&[1; 16], now), None);
+        assert_eq!(t.lookup_trace(&[3; 16], now).as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn evicts_least_recently_used() {
+        let now = Instant::now();
+        let mut t = Table::new(3, 60_000);
+        t.learn("a", m(1), Rank::Server, now);
+        t.learn("b", m(2), Rank::Server, now);
+        t.learn("c", m(3), Rank::Server, now);
+        assert!(t.lookup_rid("a", now).is_some());
+        t.learn("d", m(4), Rank::Server, now);
+        assert_eq!(t.len(), 3);
+        assert_eq!(t.lookup_rid("b", now), None, "b was least recently used");
+        assert_eq!(t.lookup_trace(&[2; 16], now), None);
+        assert!(t.lookup_rid("a", now).is_some());
+        assert!(t.lookup_rid("d", now).is_some());
+        assert_eq!(t.take_removals().evicted, 1);
+        // Slots are reused: many more learns never grow past the limit.
+        for i in 0..1000u32 {
+            t.learn(&format!("r{i}"), m((i % 200) as u8 + 5), Rank::Log, now);
+        }
+        assert_eq!(t.len(), 3);
+        assert_eq!(t.chunks.iter().map(Vec::len).sum::<usize>(), 3);
+    }
+
+    #[test]
+    fn entries_expire_after_ttl_from_last_use() {
+        let mut t = Table::new(10, 1_000);
+        let t0 = t.base;
+        t.learn("a", m(1), Rank::Server, t0);
+        t.learn("b", m(2), Rank::Server, t0);
+        assert!(t.lookup_rid("a", t0 + Duration::from_millis(900)).is_some());
+        assert_eq!(
+            t.next_expiry(),
+            Some(t0 + Duration::from_millis(1_000)),
+            "b is the tail"
+        );
+        let later = t0 + Duration::from_millis(1_500);
+        assert_eq!(t.expire(later), 1, "b expired, a was used at 900ms");
+        assert!(t.contains_rid("a", later));
+        assert_eq!(t.lookup_rid("a", t0 + Duration::from_millis(2_000)), None);
+        assert_eq!(t.len(), 0);
+        assert_eq!(t.take_removals().expired, 2);
+    }
+
+    #[test]
+    fn a_million_entries_fit_in_under_200_bytes_each() {
+        let now = Instant::now();
+        let n = 1_000_000u32;
+        let mut t = Table::new(n as usize, 60_000);
+        for i in 0..n {
+            let rid = format!("{i:08x}-5f1e-4c3e-9a51-5d1b8e0c4f21");
+            let mut trace_id = [7u8; 16];
+            trace_id[..4].copy_from_slice(&i.to_be_bytes());
+            let mapping = Mapping {
+                trace_id,
+                span_id: [1; 8],
+                flags: 1,
+            };
+            t.learn(&rid, mapping, Rank::Server, now);
+        }
+        assert_eq!(t.len(), n as usize);
+        let per_entry = t.allocated_bytes() as f64 / f64::from(n);
+        assert!(per_entry < 200.0, "{per_entry} bytes per entry");
+        assert!(t.contains_rid("000f4239-5f1e-4c3e-9a51-5d1b8e0c4f21", now));
+    }
+}
