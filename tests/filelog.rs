@@ -165,8 +165,13 @@ async fn kill_9_in_the_middle_of_a_large_file_loses_nothing() {
     // One sender, so exactly one batch is in flight at a time.
     let one_sender = "sending_queue: { num_consumers: 1 }";
     let ports = Ports::new();
-    let config =
-        filelog_config_with(ports, &dir, &downstream.url(), "start_at: beginning", one_sender);
+    let config = filelog_config_with(
+        ports,
+        &dir,
+        &downstream.url(),
+        "start_at: beginning",
+        one_sender,
+    );
     let mut sl = Sightline::start(&config, ports).await;
     // Mid-file: some delivered, most not.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -177,7 +182,10 @@ async fn kill_9_in_the_middle_of_a_large_file_loses_nothing() {
     sl.child.wait().unwrap();
     let at_kill = log_count(&downstream.received);
     assert!(at_kill >= N / 5, "only {at_kill} delivered: {}", sl.logs());
-    assert!(at_kill < N, "the whole file was delivered before the kill; make it larger");
+    assert!(
+        at_kill < N,
+        "the whole file was delivered before the kill; make it larger"
+    );
 
     let largest_batch = downstream
         .received
@@ -196,14 +204,21 @@ async fn kill_9_in_the_middle_of_a_large_file_loses_nothing() {
         .unwrap_or(0);
     // The restart resumes at the checkpoint.
     let ports = Ports::new();
-    let config =
-        filelog_config_with(ports, &dir, &downstream.url(), "start_at: beginning", one_sender);
+    let config = filelog_config_with(
+        ports,
+        &dir,
+        &downstream.url(),
+        "start_at: beginning",
+        one_sender,
+    );
     let sl = Sightline::start(&config, ports).await;
     wait_for_bodies(&downstream, N).await;
     // Settle: nothing more arrives.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let counts = body_counts(&downstream.received);
-    let missing = (0..N).filter(|i| !counts.contains_key(&line_text(*i))).count();
+    let missing = (0..N)
+        .filter(|i| !counts.contains_key(&line_text(*i)))
+        .count();
     let duplicates: usize = counts.values().map(|n| n - 1).sum();
     eprintln!(
         "kill -9 with {at_kill} of {N} lines delivered (largest batch {largest_batch}); duplicates after restart: {duplicates}"
@@ -233,17 +248,28 @@ async fn restart_with_start_at_end_resumes_from_the_checkpoint() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     write_lines(&path, 100..300);
-    assert!(downstream.wait_until(|r| log_count(r) >= 200).await, "{}", sl.logs());
+    assert!(
+        downstream.wait_until(|r| log_count(r) >= 200).await,
+        "{}",
+        sl.logs()
+    );
     assert!(sl.terminate().await.success());
     write_lines(&path, 300..450); // written while stopped
     let ports = Ports::new();
     let config = filelog_config(ports, &dir, &downstream.url(), "start_at: end");
     let sl = Sightline::start(&config, ports).await;
-    assert!(downstream.wait_until(|r| log_count(r) >= 350).await, "{}", sl.logs());
+    assert!(
+        downstream.wait_until(|r| log_count(r) >= 350).await,
+        "{}",
+        sl.logs()
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     let counts = body_counts(&downstream.received);
     assert_eq!(counts.len(), 350, "{}", sl.logs());
-    assert!(counts.values().all(|n| *n == 1), "duplicates after a clean restart");
+    assert!(
+        counts.values().all(|n| *n == 1),
+        "duplicates after a clean restart"
+    );
     assert!((100..450).all(|i| counts.contains_key(&line_text(i))));
 }
 
@@ -275,7 +301,11 @@ async fn flask_structured_logs_become_records() {
         "start_at: beginning\n    parser: { type: json }",
     );
     let sl = Sightline::start(&config, ports).await;
-    assert!(downstream.wait_until(|r| log_count(r) >= 4).await, "{}", sl.logs());
+    assert!(
+        downstream.wait_until(|r| log_count(r) >= 4).await,
+        "{}",
+        sl.logs()
+    );
     let mut got = records(&downstream.received);
     got.sort_by_key(|(_, r)| r.time_unix_nano);
     assert_eq!(got.len(), 4);
@@ -287,10 +317,16 @@ async fn flask_structured_logs_become_records() {
     assert_eq!(r.time_unix_nano, 1_705_314_600_123_456_000);
     assert_eq!(hex(&r.trace_id), "4bf92f3577b34da6a3ce929d0e0e4736");
     assert_eq!(hex(&r.span_id), "00f067aa0ba902b7");
-    assert_eq!(attr(r, "function"), Some(V::StringValue("before_request".into())));
+    assert_eq!(
+        attr(r, "function"),
+        Some(V::StringValue("before_request".into()))
+    );
     assert_eq!(attr(r, "line"), Some(V::IntValue(164)));
     assert_eq!(attr(r, "ip"), Some(V::StringValue("10.1.2.3".into())));
-    assert_eq!(attr(r, "log.file.name"), Some(V::StringValue("api.log".into())));
+    assert_eq!(
+        attr(r, "log.file.name"),
+        Some(V::StringValue("api.log".into()))
+    );
 
     let (_, r) = &got[1];
     assert_eq!(body(r), "Request completed");
@@ -298,14 +334,22 @@ async fn flask_structured_logs_become_records() {
     assert_eq!(attr(r, "duration_seconds"), Some(V::DoubleValue(0.045)));
     assert_eq!(
         attr(r, "request_id"),
-        Some(V::StringValue("5f0c6a8e-8a7e-4c1b-9d0e-2b7f3c9a1d42".into()))
+        Some(V::StringValue(
+            "5f0c6a8e-8a7e-4c1b-9d0e-2b7f3c9a1d42".into()
+        ))
     );
 
     let (_, r) = &got[2];
     assert_eq!((r.severity_number, r.severity_text.as_str()), (17, "ERROR"));
     assert!(r.trace_id.is_empty());
-    assert_eq!(attr(r, "exception.type"), Some(V::StringValue("KeyError".into())));
-    assert_eq!(attr(r, "exception.message"), Some(V::StringValue("'42'".into())));
+    assert_eq!(
+        attr(r, "exception.type"),
+        Some(V::StringValue("KeyError".into()))
+    );
+    assert_eq!(
+        attr(r, "exception.message"),
+        Some(V::StringValue("'42'".into()))
+    );
     assert_eq!(
         attr(r, "exception.stacktrace"),
         Some(V::StringValue(

@@ -285,7 +285,7 @@ async fn flask_logs_get_the_trace_of_their_request_before_or_after_the_spans() {
     traces.export(flask_spans(&b)).await.unwrap();
     assert!(
         downstream
-            .wait_until(|r| r.span_ids().contains(&b.server_span.to_vec()))
+            .wait_until(|r| r.span_ids().contains(b.server_span.as_slice()))
             .await
     );
     append(&log_file, &flask_lines(&b));

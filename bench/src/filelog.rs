@@ -3,7 +3,8 @@
 //! once with `parser: none` and once with `parser: {type: json}`. The process's CPU time
 //! and peak RSS are read when the sink has counted every line. Baselines in the same run:
 //! `wc -l` on the file, and reading and splitting it into lines in a child process
-//! (`sightline-bench split-lines FILE`).
+//! (`sightline-bench split-lines FILE`). `FILELOG_EXTRA` is appended inside the receiver's
+//! config map, for trying settings (`FILELOG_EXTRA=', max_in_flight_records: 16384'`).
 
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -38,7 +39,7 @@ fn generate(path: &Path) -> Result<u64> {
             ("Request completed", "after_request", 177)
         };
         let text = format!(
-            "{{\"timestamp\": \"2024-01-15T10:{:02}:{:02}.{:06}\", \"level\": \"{level}\", \"service\": \"checkout-api\", \"message\": \"{message}\", \"module\": \"app\", \"function\": \"{function}\", \"line\": {line}, \"request_id\": \"{:08x}-7c1e-4b2a-9f3d-{:012x}\", \"method\": \"GET\", \"path\": \"{path}\", \"status_code\": {}, \"duration_seconds\": 0.{:06}, \"ip\": \"10.42.{}.{}\"}}\n",
+            "{{\"timestamp\": \"2024-01-15T10:{:02}:{:02}.{:06}\", \"level\": \"{level}\", \"service\": \"api\", \"message\": \"{message}\", \"module\": \"app\", \"function\": \"{function}\", \"line\": {line}, \"request_id\": \"{:08x}-7c1e-4b2a-9f3d-{:012x}\", \"method\": \"GET\", \"path\": \"{path}\", \"status_code\": {}, \"duration_seconds\": 0.{:06}, \"ip\": \"10.42.{}.{}\"}}\n",
             (i / 60_000) % 60,
             (i / 1000) % 60,
             i % 1_000_000,
@@ -183,7 +184,14 @@ pub(crate) async fn run(sightline: &str) -> Result<()> {
     let _ = wc_cpu(&file)?;
     let start = Instant::now();
     let cpu = wc_cpu(&file)?;
-    row("baseline: `wc -l`", bytes, start.elapsed().as_secs_f64(), cpu, None, "-");
+    row(
+        "baseline: `wc -l`",
+        bytes,
+        start.elapsed().as_secs_f64(),
+        cpu,
+        None,
+        "-",
+    );
     let start = Instant::now();
     let out = Command::new(std::env::current_exe()?)
         .arg("split-lines")
@@ -204,12 +212,24 @@ pub(crate) async fn run(sightline: &str) -> Result<()> {
         "-",
     );
     for (parser, compression) in [("none", "none"), ("json", "none"), ("json", "gzip")] {
-        let (wall, cpu, rss, delivered) =
-            run_sightline(sightline, &sink, sink_addr, &file, &dir, parser, compression).await?;
+        let (wall, cpu, rss, delivered) = run_sightline(
+            sightline,
+            &sink,
+            sink_addr,
+            &file,
+            &dir,
+            parser,
+            compression,
+        )
+        .await?;
         let name = format!(
             "sightline `filelog -> batch -> otlp`, parser {parser}, compression {compression}"
         );
-        let lost = format!("{} / {}", LINES.saturating_sub(delivered), delivered.saturating_sub(LINES));
+        let lost = format!(
+            "{} / {}",
+            LINES.saturating_sub(delivered),
+            delivered.saturating_sub(LINES)
+        );
         row(&name, bytes, wall, cpu, Some(rss), &lost);
     }
     let _ = std::fs::remove_dir_all(&dir);

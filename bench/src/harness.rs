@@ -188,8 +188,13 @@ pub(crate) async fn scrape(port: u16) -> Result<String> {
 /// The value of the sample whose name and labels are `series` (as written in the text
 /// format, e.g. `x_total{component_id="a"}`), if present.
 pub(crate) fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+    text.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
 }
 
 /// CPU seconds (user + system) and peak RSS in bytes of a process.
@@ -442,9 +447,15 @@ pub(crate) fn print_header_for(items: &str) {
 
 /// One table row.
 pub(crate) fn print_row(target: &Target, load: &str, o: &Outcome) {
+    print_named_row(&target.name, load, o);
+}
+
+/// One table row for a process that is gone (a scenario that repeats runs and reports
+/// the median one).
+pub(crate) fn print_named_row(name: &str, load: &str, o: &Outcome) {
     println!(
         "| {} | {} | {:.0} | {:.2} | {:.0} | {:.1} | {} |",
-        target.name,
+        name,
         load,
         o.delivered_spans as f64 / o.wall.as_secs_f64(),
         o.cpu,

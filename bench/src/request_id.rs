@@ -25,8 +25,8 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, spa
 use tonic::transport::Channel;
 
 use crate::harness::{
-    Load, Sink, Target, config, drive, free_port, print_header_for, print_row, rss, sample,
-    scrape, serve_sink, start_sightline,
+    Load, Sink, Target, config, drive, free_port, print_header_for, print_row, rss, sample, scrape,
+    serve_sink, start_sightline,
 };
 use crate::traces::{kv, sv};
 
@@ -196,7 +196,10 @@ fn pipeline_config(processor: Option<&str>, metrics_port: u16) -> String {
             format!("processors: {{ batch: {{}}, request_id: {{ {p} }} }}\n{exporter}"),
             "request_id, batch",
         ),
-        None => (format!("processors: {{ batch: {{}} }}\n{exporter}"), "batch"),
+        None => (
+            format!("processors: {{ batch: {{}} }}\n{exporter}"),
+            "batch",
+        ),
     };
     config(
         &components,

@@ -135,6 +135,11 @@ pub struct Sightline {
 impl Sightline {
     /// Starts the binary on `config` and waits until `/health/ready` answers 200.
     pub async fn start(config: &str, ports: Ports) -> Sightline {
+        Sightline::start_with_env(config, ports, &[]).await
+    }
+
+    /// Like [`Sightline::start`], with extra environment variables for the process.
+    pub async fn start_with_env(config: &str, ports: Ports, env: &[(&str, &str)]) -> Sightline {
         let dir = temp_dir("run");
         let path = dir.join("config.yaml");
         std::fs::write(&path, config).expect("write config");
@@ -142,6 +147,7 @@ impl Sightline {
         let child = Command::new(bin())
             .arg("--config")
             .arg(&path)
+            .envs(env.iter().copied())
             .current_dir(&dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

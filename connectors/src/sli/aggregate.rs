@@ -20,7 +20,7 @@ use tokio::time::Instant;
 
 use super::config::{SliConfig, Temporality};
 use super::extract::Request;
-use super::quantiles::Window;
+use super::quantiles::{Scratch, Window};
 
 /// `http.requests`: a monotonic sum, written `http_requests_total` by a Prometheus exporter.
 pub const REQUESTS: &str = "http.requests";
@@ -95,7 +95,7 @@ struct HistogramSeries {
 /// A family of series of one metric with its bound.
 #[derive(Debug)]
 struct Family<S> {
-    series: HashMap<Box<[u8]>, S>,
+    series: HashMap<Box<[u8]>, S, foldhash::fast::RandomState>,
     overflow: Option<S>,
     max: usize,
 }
@@ -103,7 +103,7 @@ struct Family<S> {
 impl<S> Family<S> {
     fn new(max: usize) -> Self {
         Family {
-            series: HashMap::new(),
+            series: HashMap::default(),
             overflow: None,
             max,
         }
@@ -191,7 +191,10 @@ pub(crate) struct Aggregator {
     requests: Family<CounterSeries>,
     errors: Family<CounterSeries>,
     durations: Family<HistogramSeries>,
+    /// Where a request's series key is built, reused.
     key: Vec<u8>,
+    /// Where windows are merged at flush time, reused.
+    scratch: Scratch,
 }
 
 fn push_text(key: &mut Vec<u8>, value: Option<&str>) {
@@ -273,6 +276,7 @@ impl Aggregator {
             errors: Family::new(config.max_series),
             durations: Family::new(config.max_series),
             key: Vec::with_capacity(128),
+            scratch: Scratch::default(),
         }
     }
 
@@ -359,19 +363,27 @@ impl Aggregator {
         }
 
         // Requests: plus status_code.
-        let code_text = r.status_code.map(|c| c.to_string());
         key.truncate(base);
-        push_text(key, code_text.as_deref());
+        match r.status_code {
+            Some(c) => {
+                key.push(1);
+                key.extend_from_slice(&c.to_le_bytes());
+            }
+            None => key.push(0),
+        }
         let bump = |s: &mut CounterSeries| {
             s.meta.last_seen = now;
             s.value += 1;
         };
-        let extra = code_text.as_deref().map(|c| ("status_code", c));
         overflowed[Kind::Requests as usize] = requests.update(
             key,
-            || CounterSeries {
-                meta: series_meta(dims, r, extra, now, wall),
-                value: 0,
+            || {
+                let code = r.status_code.map(|c| c.to_string());
+                let extra = code.as_deref().map(|c| ("status_code", c));
+                CounterSeries {
+                    meta: series_meta(dims, r, extra, now, wall),
+                    value: 0,
+                }
             },
             || CounterSeries {
                 meta: overflow_meta(now, wall),
@@ -453,7 +465,7 @@ impl Aggregator {
         let quantiles = self.quantiles.as_ref().map(|(_, _, q)| q.as_slice());
         for s in self.durations.sorted_mut() {
             if let (Some(w), Some(qs)) = (s.window.as_mut(), quantiles) {
-                if let Some(values) = w.quantiles(qs) {
+                if let Some(values) = w.quantiles(qs, &mut self.scratch) {
                     let group = groups.entry(s.meta.service.clone()).or_default();
                     for (q, v) in qs.iter().zip(values) {
                         let mut attributes = s.meta.attributes.clone();

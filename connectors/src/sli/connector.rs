@@ -204,40 +204,40 @@ impl Consumer for SliConnector {
             return Err(ConsumeError::ShuttingDown);
         }
         let mut invalid = Invalid::default();
-        let mut requests = Vec::new();
-        let signal_index = match &batch.payload {
-            Payload::Traces(rs) => {
-                extract::spans(&inner.config, &inner.kinds, rs, &mut invalid, &mut requests);
-                0
-            }
-            Payload::Logs(rl) => {
-                extract::logs(&inner.config, rl, &mut invalid, &mut requests);
-                1
-            }
-            other => {
-                return Err(ConsumeError::permanent(format!(
-                    "the sli connector takes traces and logs, not {}",
-                    other.signal()
-                )));
+        let mut derived = 0u64;
+        let mut overflowed = [0u64; 3];
+        let (now, wall) = (Instant::now(), now_unix_nanos());
+        let signal_index = {
+            // Requests go straight into the series: no list of them is built, so a large
+            // batch costs no large allocation.
+            let mut state = inner.state();
+            let mut record = |r: extract::Request<'_>| {
+                derived += 1;
+                for (n, o) in overflowed.iter_mut().zip(state.record(&r, now, wall)) {
+                    *n += u64::from(o);
+                }
+            };
+            match &batch.payload {
+                Payload::Traces(rs) => {
+                    extract::spans(&inner.config, &inner.kinds, rs, &mut invalid, &mut record);
+                    0
+                }
+                Payload::Logs(rl) => {
+                    extract::logs(&inner.config, rl, &mut invalid, &mut record);
+                    1
+                }
+                other => {
+                    return Err(ConsumeError::permanent(format!(
+                        "the sli connector takes traces and logs, not {}",
+                        other.signal()
+                    )));
+                }
             }
         };
         let m = &inner.metrics;
         m.invalid[signal_index][0].inc_by(invalid.status_code as u64);
         m.invalid[signal_index][1].inc_by(invalid.duration as u64);
-        if requests.is_empty() {
-            return Ok(());
-        }
-        m.derived[signal_index].inc_by(requests.len() as u64);
-        let (now, wall) = (Instant::now(), now_unix_nanos());
-        let mut overflowed = [0u64; 3];
-        {
-            let mut state = inner.state();
-            for r in &requests {
-                for (n, o) in overflowed.iter_mut().zip(state.record(r, now, wall)) {
-                    *n += u64::from(o);
-                }
-            }
-        }
+        m.derived[signal_index].inc_by(derived);
         for (counter, n) in m.overflow.iter().zip(overflowed) {
             if n > 0 {
                 counter.inc_by(n);

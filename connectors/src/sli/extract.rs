@@ -118,13 +118,13 @@ fn span_exception_type(span: &Span) -> Option<Cow<'_, str>> {
         })
 }
 
-/// Requests from the spans of the configured kinds, in order.
+/// Hands `emit` the requests among the spans (those of the configured kinds), in order.
 pub(crate) fn spans<'a>(
     config: &SliConfig,
     kinds: &[i32],
     resource_spans: &'a [ResourceSpans],
     invalid: &mut Invalid,
-    out: &mut Vec<Request<'a>>,
+    mut emit: impl FnMut(Request<'a>),
 ) {
     for rs in resource_spans {
         let resource: &[KeyValue] = rs
@@ -137,7 +137,7 @@ pub(crate) fn spans<'a>(
             if !kinds.contains(&span.kind) {
                 continue;
             }
-            out.push(span_request(config, &service, resource, span, invalid));
+            emit(span_request(config, &service, resource, span, invalid));
         }
     }
 }
@@ -202,12 +202,12 @@ fn field<'a>(f: &FieldRef, record: &'a LogRecord, resource: &'a [KeyValue]) -> O
     }
 }
 
-/// Requests from the log records that match `logs.match`, in order.
+/// Hands `emit` the requests among the log records (those `logs.match` selects), in order.
 pub(crate) fn logs<'a>(
     config: &SliConfig,
     resource_logs: &'a [ResourceLogs],
     invalid: &mut Invalid,
-    out: &mut Vec<Request<'a>>,
+    mut emit: impl FnMut(Request<'a>),
 ) {
     let m = &config.logs.r#match;
     for rl in resource_logs {
@@ -225,7 +225,7 @@ pub(crate) fn logs<'a>(
             {
                 continue;
             }
-            out.push(log_request(config, resource, record, invalid));
+            emit(log_request(config, resource, record, invalid));
         }
     }
 }

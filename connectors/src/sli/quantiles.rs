@@ -10,6 +10,10 @@ use std::collections::VecDeque;
 
 use hdrhistogram::Histogram;
 
+/// A histogram reused to merge each series' window at flush time.
+#[derive(Debug, Default)]
+pub(crate) struct Scratch(Option<Histogram<u32>>);
+
 /// The sliding window of one series.
 #[derive(Debug, Clone)]
 pub(crate) struct Window {
@@ -52,13 +56,23 @@ impl Window {
     }
 
     /// The quantiles (each in (0, 1]) in seconds over the whole window, or `None` when the
-    /// window saw nothing.
-    pub(crate) fn quantiles(&self, qs: &[f64]) -> Option<Vec<f64>> {
-        let mut filled = self.slots.iter().flatten().filter(|h| !h.is_empty());
-        let first = filled.next()?;
-        let mut merged = first.clone();
+    /// window saw nothing. `scratch` is where the slots are merged; one per aggregator, so
+    /// flushing many series allocates nothing once it has grown.
+    pub(crate) fn quantiles(&self, qs: &[f64], scratch: &mut Scratch) -> Option<Vec<f64>> {
+        let mut filled = self
+            .slots
+            .iter()
+            .flatten()
+            .filter(|h| !h.is_empty())
+            .peekable();
+        filled.peek()?;
+        if scratch.0.is_none() {
+            scratch.0 = Histogram::new(self.significant_digits).ok();
+        }
+        let merged = scratch.0.as_mut()?;
+        merged.reset();
         for h in filled {
-            // Both histograms auto-resize, so adding cannot fail on range.
+            // Auto-resizing histograms of equal precision: adding cannot fail on range.
             let _ = merged.add(h);
         }
         Some(
@@ -84,12 +98,13 @@ mod tests {
     #[test]
     fn exact_percentiles_over_the_window() {
         let mut w = Window::new(2, 3);
-        assert_eq!(w.quantiles(&[0.5]), None);
+        let mut scratch = Scratch::default();
+        assert_eq!(w.quantiles(&[0.5], &mut scratch), None);
         // 1..=100 ms: p50 is 50 ms, p95 95 ms, p99 99 ms.
         for ms in 1..=100 {
             w.record(ms as f64 / 1000.0);
         }
-        let q = w.quantiles(&[0.5, 0.95, 0.99, 1.0]).unwrap();
+        let q = w.quantiles(&[0.5, 0.95, 0.99, 1.0], &mut scratch).unwrap();
         for (got, want) in q.iter().zip([0.050, 0.095, 0.099, 0.100]) {
             assert!((got - want).abs() <= want * 1e-3, "{got} vs {want}");
         }
@@ -98,14 +113,18 @@ mod tests {
         for _ in 0..100 {
             w.record(2.0);
         }
-        let q = w.quantiles(&[0.5, 0.51]).unwrap();
+        let q = w.quantiles(&[0.5, 0.51], &mut scratch).unwrap();
         assert!((q[0] - 0.100).abs() < 1e-3, "{q:?}");
         assert!((q[1] - 2.0).abs() < 2e-3, "{q:?}");
         // Two rotations later the fast interval has left the window.
         w.rotate();
-        let q = w.quantiles(&[0.5]).unwrap();
+        let q = w.quantiles(&[0.5], &mut scratch).unwrap();
         assert!((q[0] - 2.0).abs() < 2e-3, "{q:?}");
         w.rotate();
-        assert_eq!(w.quantiles(&[0.5]), None, "everything left the window");
+        assert_eq!(
+            w.quantiles(&[0.5], &mut scratch),
+            None,
+            "everything left the window"
+        );
     }
 }

@@ -1046,8 +1046,8 @@ fn requests_of(config: &SliConfig, batch: &Batch) -> Vec<extract::Request<'stati
     let mut invalid = Invalid::default();
     let kinds: Vec<i32> = config.span_kinds.iter().map(|k| k.proto_value()).collect();
     match &batch.payload {
-        Payload::Traces(rs) => extract::spans(config, &kinds, rs, &mut invalid, &mut out),
-        Payload::Logs(rl) => extract::logs(config, rl, &mut invalid, &mut out),
+        Payload::Traces(rs) => extract::spans(config, &kinds, rs, &mut invalid, |r| out.push(r)),
+        Payload::Logs(rl) => extract::logs(config, rl, &mut invalid, |r| out.push(r)),
         _ => unreachable!(),
     }
     out.into_iter()
@@ -1461,80 +1461,4 @@ async fn a_fanout_lends_the_batch_instead_of_copying_it() {
     assert_eq!(otlp.batches(), vec![batch], "the exporter got the original");
     let rm = h.flush().await;
     assert_eq!(sums(&rm, REQUESTS).values().sum::<i64>(), 11);
-}
-
-#[test]
-#[ignore]
-fn tmp_flush_cost() {
-    let config = test_config(json!({}));
-    let mut agg = Aggregator::new(&config);
-    let t0 = Instant::now();
-    let mut batches = Vec::new();
-    for i in 0..1000u64 {
-        let route = format!("/api/v1/resource{}/{{id}}", i % 250);
-        let code = if i < 500 { 200 } else { 503 };
-        batches.push(traces(
-            "svc",
-            vec![span(
-                i,
-                span::SpanKind::Server,
-                "x",
-                10,
-                http(
-                    if (i / 250) % 2 == 0 { "GET" } else { "POST" },
-                    Some(&route),
-                    &route,
-                    code,
-                ),
-            )],
-        ));
-    }
-    let reqs: Vec<_> = batches
-        .iter()
-        .flat_map(|b| requests_of(&config, b))
-        .collect();
-    let start = std::time::Instant::now();
-    for _ in 0..100 {
-        for r in &reqs {
-            agg.record(r, t0, T0);
-        }
-    }
-    eprintln!("record: {:?} per request", start.elapsed() / 100_000);
-    let start = std::time::Instant::now();
-    for _ in 0..10 {
-        let f = agg.flush(t0, T0);
-        std::hint::black_box(f);
-    }
-    eprintln!("flush: {:?}", start.elapsed() / 10);
-    let batch = &batches[0];
-    let start = std::time::Instant::now();
-    let mut n = 0;
-    for _ in 0..100000 {
-        n += requests_of(&config, batch).len();
-    }
-    eprintln!("extract: {:?} per span {n}", start.elapsed() / 100000);
-}
-
-#[test]
-#[ignore]
-fn tmp_rss() {
-    let config = test_config(json!({}));
-    let rss = || pipeline_core::time::process_usage().unwrap().resident_bytes as f64 / 1048576.0;
-    let r0 = rss();
-    let mut agg = Aggregator::new(&config);
-    let t0 = Instant::now();
-    let mut batches = Vec::new();
-    for i in 0..1000u64 {
-        let route = format!("/api/v1/resource{}/{{id}}", i % 250);
-        let code = if i < 500 { 200 } else { 503 };
-        batches.push(traces("svc", vec![span(i, span::SpanKind::Server, "x", 10, http(if (i/250)%2==0 {"GET"} else {"POST"}, Some(&route), &route, code))]));
-    }
-    let r1 = rss();
-    let reqs: Vec<_> = batches.iter().flat_map(|b| requests_of(&config, b)).collect();
-    for r in &reqs { agg.record(r, t0, T0); }
-    let r2 = rss();
-    let f = agg.flush(t0, T0);
-    let r3 = rss();
-    eprintln!("batches {:.1} MiB, series {:.1} MiB, flush {:.1} MiB", r1 - r0, r2 - r1, r3 - r2);
-    drop(f);
 }

@@ -26,6 +26,10 @@ pub(crate) enum BuiltinFinder {
     Regex(String),
     /// The `url_query` parser, with the parameter names.
     UrlQuery(Vec<String>),
+    /// The email scanner ([`emails`]).
+    Email,
+    /// The IPv4 scanner ([`ipv4s`]).
+    Ipv4,
 }
 
 // Byte classes counted by `Stats::of`: eight 8-bit counters in each of two u64s, so a byte
@@ -113,15 +117,15 @@ pub(crate) const fn bit(d: Detector) -> u16 {
 }
 
 /// Which of the `enabled` detectors (a mask of [`bit`]s) can match `text` at all: the
-/// prefilter. Counts from one pass ([`Stats`]) decide most; a detector still open after
-/// them gets one exact look (a run of 13 digits for a card, the word `bearer` or `basic`
-/// for a credential) before its finder runs.
+/// prefilter, from the counts of one pass ([`Stats`]). A detector still open gets one exact
+/// look ([`exact_gate`]: a run of 13 digits for a card, the word `bearer` or `basic` for a
+/// credential) right before its finder runs.
 pub(crate) fn open_gates(text: &str, enabled: u16) -> u16 {
     use Detector::*;
     let s = Stats::of(text);
     let n = &s.n;
     let gate = |d: Detector, open: bool| if open { bit(d) } else { 0 };
-    let mut open = (gate(Email, n[AT] >= 1 && n[DOT] >= 1 && s.len >= 6)
+    (gate(Email, n[AT] >= 1 && n[DOT] >= 1 && s.len >= 6)
         | gate(CreditCard, n[DIGIT] >= 13)
         | gate(Ipv4, n[DOT] >= 3 && n[DIGIT] >= 4)
         | gate(Ipv6, n[COLON] >= 2)
@@ -133,17 +137,19 @@ pub(crate) fn open_gates(text: &str, enabled: u16) -> u16 {
         )
         | gate(UrlCredentials, n[AT] >= 1 && n[SLASH] >= 2 && n[COLON] >= 2)
         | gate(UrlQuery, n[EQUALS] >= 1 && n[QUERY_SEP] >= 1))
-        & enabled;
-    let b = text.as_bytes();
-    if open & bit(CreditCard) != 0 && longest_card_run(b) < 13 {
-        open &= !bit(CreditCard);
+        & enabled
+}
+
+/// The exact look of a detector whose gate is open, on the text as earlier rules left it
+/// (a token masked by `bearer_token` no longer costs `credit_card` a scan). The AWS key and
+/// JWT regexes start with literals (`AKIA`, `eyJ`, ...) that the regex engine looks for
+/// with SIMD first, so they need none.
+pub(crate) fn exact_gate(d: Detector, text: &str) -> bool {
+    match d {
+        Detector::CreditCard => longest_card_run(text.as_bytes()) >= 13,
+        Detector::BearerToken => has_auth_scheme(text.as_bytes()),
+        _ => true,
     }
-    if open & bit(BearerToken) != 0 && !has_auth_scheme(b) {
-        open &= !bit(BearerToken);
-    }
-    // The AWS key and JWT regexes start with literals (`AKIA`, `eyJ`, ...), which the regex
-    // engine looks for with SIMD before anything else: no exact look is cheaper.
-    open
 }
 
 /// The most digits in one run of digit groups joined by single spaces or dashes (a card
@@ -184,8 +190,6 @@ pub(crate) enum Check {
     LeftIsolated,
     /// Digit groups holding a Luhn-valid card number.
     CreditCard,
-    /// Octets up to 255, not part of a longer dotted number.
-    Ipv4,
     /// Parses as an IPv6 address and stands alone.
     Ipv6,
     /// `Bearer <token>`, or `Basic <base64 of user:password>`: the credentials are replaced,
@@ -212,6 +216,7 @@ impl Check {
         whole: Range<usize>,
         target: Range<usize>,
         out: &mut Vec<Range<usize>>,
+        groups: &mut Vec<Range<usize>>,
     ) {
         let b = hay.as_bytes();
         let before = whole.start.checked_sub(1).and_then(|i| b.get(i));
@@ -221,23 +226,8 @@ impl Check {
             Check::Isolated if !is_alnum(before) && !is_alnum(after) => target,
             Check::LeftIsolated if !is_alnum(before) => target,
             Check::CreditCard => {
-                credit_cards(b, whole, out);
+                credit_cards(b, whole, out, groups);
                 return;
-            }
-            Check::Ipv4 => {
-                // `1.2.3.4.5` and `v1.2.3.4` are versions, not addresses.
-                let dotted_before =
-                    before == Some(&b'.') && whole.start >= 2 && is_digit(b.get(whole.start - 2));
-                let dotted_after = after == Some(&b'.') && is_digit(b.get(whole.end + 1));
-                if is_alnum(before)
-                    || is_alnum(after)
-                    || dotted_before
-                    || dotted_after
-                    || !hay[whole.clone()].split('.').all(octet)
-                {
-                    return;
-                }
-                target
             }
             Check::Ipv6 => {
                 let text = &hay[whole.clone()];
@@ -279,8 +269,129 @@ impl Check {
     }
 }
 
-fn octet(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 3 && s.parse::<u16>().is_ok_and(|n| n <= 255)
+/// IPv4 addresses: four groups of 1 to 3 digits joined by dots, each at most 255, not glued
+/// to letters or digits and not part of a longer dotted number (`1.2.3.4.5` and `v1.2.3.4`
+/// are versions).
+pub(crate) fn ipv4s(hay: &str, out: &mut Vec<Range<usize>>) {
+    let b = hay.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if !b[i].is_ascii_digit() {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        let before = start.checked_sub(1).and_then(|j| b.get(j));
+        let dotted_before = before == Some(&b'.') && start >= 2 && is_digit(b.get(start - 2));
+        let mut end = start;
+        let mut ok = !is_alnum(before) && !dotted_before;
+        for octet in 0..4 {
+            if octet > 0 {
+                if b.get(end) != Some(&b'.') {
+                    ok = false;
+                    break;
+                }
+                end += 1;
+            }
+            let digits_start = end;
+            let mut value = 0u32;
+            while end < b.len() && b[end].is_ascii_digit() && end - digits_start < 4 {
+                value = value * 10 + u32::from(b[end] - b'0');
+                end += 1;
+            }
+            let len = end - digits_start;
+            if len == 0 || len > 3 || value > 255 {
+                ok = false;
+                break;
+            }
+        }
+        let after = b.get(end);
+        let dotted_after = after == Some(&b'.') && is_digit(b.get(end + 1));
+        if ok && !is_alnum(after) && !dotted_after {
+            out.push(start..end);
+            i = end;
+        } else {
+            // Skip the rest of this number: an address never starts inside one.
+            i = start;
+            while i < b.len() && b[i].is_ascii_digit() {
+                i += 1;
+            }
+        }
+    }
+}
+
+/// The char starting at byte `i`, if `i` is a char boundary inside `hay`.
+fn char_at(hay: &str, i: usize) -> Option<char> {
+    hay.get(i..).and_then(|s| s.chars().next())
+}
+
+/// The char ending at byte `i`.
+fn char_before(hay: &str, i: usize) -> Option<char> {
+    hay.get(..i).and_then(|s| s.chars().next_back())
+}
+
+/// A letter or digit of any script, or a combining accent (a decomposed `é`).
+fn is_word(c: char) -> bool {
+    c.is_alphanumeric() || c == '_' || ('\u{300}'..='\u{36f}').contains(&c)
+}
+
+/// Email addresses: a local part of letters and digits of any script and `._%+-`, `@`, a
+/// domain of such labels joined by dots, ending in a top-level domain of at least two
+/// letters. `user@localhost` and `root@10.0.0.1` have none, so they are kept.
+pub(crate) fn emails(hay: &str, out: &mut Vec<Range<usize>>) {
+    let b = hay.as_bytes();
+    let mut floor = 0;
+    let mut from = 0;
+    while let Some(at) = b[from..].iter().position(|&c| c == b'@').map(|p| p + from) {
+        from = at + 1;
+        let mut start = at;
+        while start > floor {
+            match char_before(hay, start) {
+                Some(c) if is_word(c) || matches!(c, '.' | '%' | '+' | '-') => {
+                    start -= c.len_utf8();
+                }
+                _ => break,
+            }
+        }
+        if start == at {
+            continue;
+        }
+        let mut end = None;
+        let mut j = at + 1;
+        loop {
+            let label = j;
+            let mut letters = 0;
+            let mut only_letters = true;
+            while let Some(c) = char_at(hay, j) {
+                if !(is_word(c) || c == '-') {
+                    break;
+                }
+                if only_letters && c.is_alphabetic() {
+                    letters = j + c.len_utf8();
+                } else {
+                    only_letters = false;
+                }
+                j += c.len_utf8();
+            }
+            if j == label {
+                break;
+            }
+            // A label after a dot whose first two or more chars are letters can end the
+            // address (the last such label does).
+            if label > at + 1 && letters > 0 && hay[label..letters].chars().nth(1).is_some() {
+                end = Some(letters);
+            }
+            if b.get(j) != Some(&b'.') {
+                break;
+            }
+            j += 1;
+        }
+        if let Some(end) = end {
+            out.push(start..end);
+            floor = end;
+            from = end;
+        }
+    }
 }
 
 /// Whether standard or URL-safe base64 `text` decodes to something holding a ':' (HTTP
@@ -314,8 +425,13 @@ fn base64_has_colon(text: &[u8]) -> bool {
 /// Finds card numbers in a run of digit groups (`whole`, separated by single spaces or
 /// dashes): the longest stretch of whole groups with 13 to 19 digits that starts with 2-6
 /// and passes Luhn, then again after it. Digits glued to the run are not part of a card.
-fn credit_cards(b: &[u8], whole: Range<usize>, out: &mut Vec<Range<usize>>) {
-    let mut groups: Vec<Range<usize>> = Vec::new();
+fn credit_cards(
+    b: &[u8],
+    whole: Range<usize>,
+    out: &mut Vec<Range<usize>>,
+    groups: &mut Vec<Range<usize>>,
+) {
+    groups.clear();
     let mut i = whole.start;
     while i < whole.end {
         let start = i;
@@ -417,20 +533,12 @@ pub(crate) fn url_query_values(hay: &str, names: &[String], out: &mut Vec<Range<
 pub(crate) fn builtin(detector: Detector, url_query_params: &[String]) -> Builtin {
     let regex = |p: &str| BuiltinFinder::Regex(p.to_string());
     let (finder, check) = match detector {
-        Detector::Email => (
-            // Letters of any script in the local part and domain; the top-level domain must
-            // be letters, so `user@localhost` and `a@10.0.0.1` are not addresses.
-            regex(r"[\w.%+\-]+@[\w\-]+(?:\.[\w\-]+)*\.\p{L}{2,}"),
-            Check::None,
-        ),
+        Detector::Email => (BuiltinFinder::Email, Check::None),
         Detector::CreditCard => (
             regex(r"[0-9](?:[ \-]?[0-9]){12,}"),
             Check::CreditCard,
         ),
-        Detector::Ipv4 => (
-            regex(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}"),
-            Check::Ipv4,
-        ),
+        Detector::Ipv4 => (BuiltinFinder::Ipv4, Check::None),
         Detector::Ipv6 => (
             regex(r"[0-9A-Fa-f:]*:[0-9A-Fa-f]*:[0-9A-Fa-f:.]*(?:%[0-9A-Za-z]+)?"),
             Check::Ipv6,

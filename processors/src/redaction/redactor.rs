@@ -9,7 +9,6 @@
 //! patterns, one DFA pass. Key decisions (ignored, allowed, blocked) are cached per key,
 //! since attribute keys repeat from record to record.
 
-use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 use std::sync::Mutex;
@@ -21,7 +20,9 @@ use regex::{Regex, RegexSet, RegexSetBuilder};
 use ring::hmac;
 
 use super::config::{ALLOWED_KEYS_RULE, Action, Detector, PatternRule, RedactionConfig, Summary};
-use super::detectors::{BuiltinFinder, Check, bit, builtin, open_gates, url_query_values};
+use super::detectors::{
+    BuiltinFinder, Check, bit, builtin, emails, exact_gate, ipv4s, open_gates, url_query_values,
+};
 
 /// What replaces a masked value or match.
 pub const MASK: &str = "****";
@@ -51,8 +52,8 @@ struct KeyRule {
 enum Selector {
     /// A user pattern: its index in the user `RegexSet`.
     User(usize),
-    /// A built-in detector: its bit in the open-gates mask.
-    Gate(u16),
+    /// A built-in detector, with its bit in the open-gates mask.
+    Gate(Detector, u16),
 }
 
 enum Finder {
@@ -60,6 +61,10 @@ enum Finder {
     Regex { regex: Regex, group: Option<usize> },
     /// The `url_query` parser with its parameter names.
     UrlQuery(Vec<String>),
+    /// The email scanner.
+    Email,
+    /// The IPv4 scanner.
+    Ipv4,
 }
 
 struct ValueRule {
@@ -101,7 +106,7 @@ pub(crate) struct Redactor {
     /// Every key gets [`KeyDecision::Values`]: no key rule, allow-list or ignore-list.
     keys_trivial: bool,
     /// Key caches not in use by a pass (one per concurrent pass at most).
-    key_caches: Mutex<Vec<KeyCache>>,
+    key_caches: Mutex<Vec<(KeyCache, Scratch)>>,
     hmac: Option<hmac::Key>,
     hash_length: usize,
     summary: Summary,
@@ -208,6 +213,8 @@ impl Redactor {
                     group: None,
                 },
                 BuiltinFinder::UrlQuery(names) => Finder::UrlQuery(names),
+                BuiltinFinder::Email => Finder::Email,
+                BuiltinFinder::Ipv4 => Finder::Ipv4,
             };
             let action = on.action.unwrap_or(c.action);
             value_rules.push(ValueRule {
@@ -215,7 +222,7 @@ impl Redactor {
                 finder,
                 action,
                 check: b.check,
-                selector: Selector::Gate(bit(d)),
+                selector: Selector::Gate(d, bit(d)),
             });
             detectors |= bit(d);
         }
@@ -257,7 +264,7 @@ impl Redactor {
 
     /// A fresh pass for one batch.
     pub(crate) fn pass(&self) -> Pass<'_> {
-        let cache = self
+        let (cache, scratch) = self
             .key_caches
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -267,6 +274,7 @@ impl Redactor {
             r: self,
             counts: vec![0; self.rules.len()],
             cache,
+            scratch,
             masked: KeyList::default(),
             removed: KeyList::default(),
             masked_n: 0,
@@ -292,33 +300,56 @@ impl Redactor {
         KeyDecision::Values
     }
 
-    /// The pseudonym of `data`: a hex prefix of its HMAC-SHA256.
-    fn hash(&self, data: &[u8]) -> String {
+    /// Appends the pseudonym of `data` to `out`: a hex prefix of its HMAC-SHA256.
+    fn push_hash(&self, data: &[u8], out: &mut String) {
         const HEX: &[u8; 16] = b"0123456789abcdef";
         let Some(key) = &self.hmac else {
             // validate() requires a key for every hashing rule.
-            return MASK.to_string();
+            out.push_str(MASK);
+            return;
         };
         let tag = hmac::sign(key, data);
-        tag.as_ref()
-            .iter()
-            .flat_map(|b| [HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]])
-            .take(self.hash_length)
-            .map(char::from)
-            .collect()
+        out.extend(
+            tag.as_ref()
+                .iter()
+                .flat_map(|b| [HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]])
+                .take(self.hash_length)
+                .map(char::from),
+        );
     }
 
-    fn replacement(&self, action: Action, matched: &str) -> Cow<'static, str> {
-        match action {
-            Action::Hash => Cow::Owned(self.hash(matched.as_bytes())),
-            _ => Cow::Borrowed(MASK),
+    /// Appends the pseudonym of `matched` to `out`, from `memo` when it was computed lately.
+    fn push_pseudonym(
+        &self,
+        matched: &str,
+        out: &mut String,
+        memo: &mut HashMap<Box<str>, Box<str>>,
+    ) {
+        if let Some(p) = memo.get(matched) {
+            out.push_str(p);
+            return;
         }
+        let start = out.len();
+        self.push_hash(matched.as_bytes(), out);
+        if memo.len() >= HASH_CACHE_LIMIT {
+            memo.clear();
+        }
+        memo.insert(matched.into(), out[start..].into());
     }
 
-    /// Applies the value rules to `s`, adding what each did to `counts`.
-    pub(crate) fn redact_str(&self, s: &str, counts: &mut [u64]) -> StrOutcome {
+    /// The pseudonym of `data`.
+    fn hash(&self, data: &[u8]) -> String {
+        let mut out = String::with_capacity(self.hash_length);
+        self.push_hash(data, &mut out);
+        out
+    }
+
+    /// Applies the value rules to `s`, adding what each did to `counts`. A changed value is
+    /// left in one of `scratch`'s buffers, which live as long as the pass: redacting a value
+    /// allocates nothing.
+    fn redact_into(&self, s: &str, scratch: &mut Scratch, counts: &mut [u64]) -> Redacted {
         if self.value_rules.is_empty() {
-            return StrOutcome::Keep;
+            return Redacted::Keep;
         }
         let open = if self.detectors != 0 {
             open_gates(s, self.detectors)
@@ -327,48 +358,78 @@ impl Redactor {
         };
         let user_hit = self.user_set.as_ref().is_some_and(|set| set.is_match(s));
         if open == 0 && !user_hit {
-            return StrOutcome::Keep;
+            return Redacted::Keep;
         }
         if self.allowed_values.as_ref().is_some_and(|a| a.is_match(s)) {
-            return StrOutcome::Keep;
+            return Redacted::Keep;
         }
         let user_matches = match (&self.user_set, user_hit) {
             (Some(set), true) => Some(set.matches(s)),
             _ => None,
         };
-        let mut current: Cow<'_, str> = Cow::Borrowed(s);
-        let mut ranges: Vec<Range<usize>> = Vec::new();
+        let Scratch {
+            ranges,
+            groups,
+            bufs,
+            pseudonyms,
+        } = scratch;
+        // Which buffer holds the current text; `None` while it is still `s`.
+        let mut current: Option<usize> = None;
         for rule in &self.value_rules {
+            let (text, out) = match current {
+                None => (s, &mut bufs[0]),
+                Some(i) => {
+                    let [a, b] = bufs;
+                    if i == 0 { (a.as_str(), b) } else { (b.as_str(), a) }
+                }
+            };
             let selected = match rule.selector {
                 Selector::User(i) => user_matches.as_ref().is_some_and(|m| m.matched(i)),
-                Selector::Gate(bit) => open & bit != 0,
+                Selector::Gate(d, bit) => open & bit != 0 && exact_gate(d, text),
             };
             if !selected {
                 continue;
             }
             ranges.clear();
-            rule.find(&current, &mut ranges);
+            rule.find(text, ranges, groups);
             if ranges.is_empty() {
                 continue;
             }
             if rule.action == Action::Remove {
                 counts[rule.rule] += 1;
-                return StrOutcome::Remove;
+                return Redacted::Remove;
             }
             counts[rule.rule] += ranges.len() as u64;
-            let mut out = String::with_capacity(current.len() + 16);
+            out.clear();
             let mut last = 0;
-            for r in &ranges {
-                out.push_str(&current[last..r.start]);
-                out.push_str(&self.replacement(rule.action, &current[r.clone()]));
+            for r in ranges.iter() {
+                out.push_str(&text[last..r.start]);
+                match rule.action {
+                    Action::Hash => self.push_pseudonym(&text[r.clone()], out, pseudonyms),
+                    _ => out.push_str(MASK),
+                }
                 last = r.end;
             }
-            out.push_str(&current[last..]);
-            current = Cow::Owned(out);
+            out.push_str(&text[last..]);
+            current = Some(match current {
+                None | Some(1) => 0,
+                Some(_) => 1,
+            });
         }
         match current {
-            Cow::Owned(s) => StrOutcome::Replace(s),
-            Cow::Borrowed(_) => StrOutcome::Keep,
+            Some(i) => Redacted::Changed(i),
+            None => Redacted::Keep,
+        }
+    }
+
+    /// [`Self::redact_into`] with a fresh scratch, returning the new text.
+    #[cfg(test)]
+    pub(crate) fn redact_str(&self, s: &str, counts: &mut [u64]) -> StrOutcome {
+        let mut scratch = Scratch::default();
+        match self.redact_into(s, &mut scratch, counts) {
+            Redacted::Keep => StrOutcome::Keep,
+            Redacted::Changed(i) => StrOutcome::Replace(std::mem::take(&mut scratch.bufs[i])),
+            Redacted::Remove => StrOutcome::Remove,
         }
     }
 
@@ -393,8 +454,8 @@ fn redact_group(regex: &Regex) -> Option<usize> {
 }
 
 impl ValueRule {
-    /// Pushes the ranges of `hay` this rule replaces.
-    fn find(&self, hay: &str, out: &mut Vec<Range<usize>>) {
+    /// Pushes the ranges of `hay` this rule replaces; `groups` is scratch space.
+    fn find(&self, hay: &str, out: &mut Vec<Range<usize>>, groups: &mut Vec<Range<usize>>) {
         match &self.finder {
             Finder::Regex {
                 regex,
@@ -403,20 +464,47 @@ impl ValueRule {
                 for caps in regex.captures_iter(hay) {
                     let Some(whole) = caps.get(0) else { continue };
                     let target = caps.get(*g).map_or(whole.range(), |m| m.range());
-                    self.check.accept(hay, whole.range(), target, out);
+                    self.check.accept(hay, whole.range(), target, out, groups);
                 }
             }
             Finder::Regex { regex, group: None } => {
                 for m in regex.find_iter(hay) {
-                    self.check.accept(hay, m.range(), m.range(), out);
+                    self.check.accept(hay, m.range(), m.range(), out, groups);
                 }
             }
             Finder::UrlQuery(names) => url_query_values(hay, names, out),
+            Finder::Email => emails(hay, out),
+            Finder::Ipv4 => ipv4s(hay, out),
         }
     }
 }
 
+/// Most pseudonyms a [`Scratch`] remembers before it starts over.
+const HASH_CACHE_LIMIT: usize = 4096;
+
+/// Reusable buffers for redacting values, and the pseudonyms computed lately: the same
+/// users, addresses and tokens recur from record to record, and a lookup costs a fraction
+/// of an HMAC.
+#[derive(Default)]
+pub(crate) struct Scratch {
+    ranges: Vec<Range<usize>>,
+    groups: Vec<Range<usize>>,
+    bufs: [String; 2],
+    pseudonyms: HashMap<Box<str>, Box<str>>,
+}
+
+/// What the value rules made of a value, in [`Redactor::redact_into`].
+enum Redacted {
+    /// Nothing matched.
+    Keep,
+    /// The new text is in this scratch buffer.
+    Changed(usize),
+    /// A `remove` rule matched: the holder goes.
+    Remove,
+}
+
 /// What the value rules made of a string.
+#[cfg(test)]
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum StrOutcome {
     /// Nothing matched.
@@ -477,6 +565,7 @@ pub(crate) struct Pass<'r> {
     /// Redactions per rule, indexed like [`Redactor::rules`].
     pub(crate) counts: Vec<u64>,
     cache: KeyCache,
+    scratch: Scratch,
     masked: KeyList,
     removed: KeyList,
     masked_n: i64,
@@ -485,12 +574,15 @@ pub(crate) struct Pass<'r> {
 
 impl Drop for Pass<'_> {
     fn drop(&mut self) {
-        let cache = std::mem::take(&mut self.cache);
+        let reusable = (
+            std::mem::take(&mut self.cache),
+            std::mem::take(&mut self.scratch),
+        );
         self.r
             .key_caches
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push(cache);
+            .push(reusable);
     }
 }
 
@@ -629,11 +721,34 @@ impl Pass<'_> {
     /// Applies the value rules to `v` (and the key rules to maps inside it); false when
     /// the value must go.
     fn value(&mut self, v: &mut AnyValue, path: Path<'_>) -> bool {
-        let outcome = match &mut v.value {
-            Some(Value::StringValue(s)) => self.r.redact_str(s, &mut self.counts),
+        let r = self.r;
+        match &mut v.value {
+            Some(Value::StringValue(s)) => {
+                match r.redact_into(s, &mut self.scratch, &mut self.counts) {
+                    Redacted::Keep => return true,
+                    Redacted::Changed(i) => {
+                        // In place: a masked value is rarely longer than the original.
+                        s.clear();
+                        s.push_str(&self.scratch.bufs[i]);
+                    }
+                    Redacted::Remove => {
+                        self.removed(path);
+                        return false;
+                    }
+                }
+            }
             Some(Value::IntValue(i)) => {
                 let mut buf = itoa_buf();
-                self.r.redact_str(itoa(*i, &mut buf), &mut self.counts)
+                match r.redact_into(itoa(*i, &mut buf), &mut self.scratch, &mut self.counts) {
+                    Redacted::Keep => return true,
+                    Redacted::Changed(i) => {
+                        v.value = Some(Value::StringValue(self.scratch.bufs[i].clone()));
+                    }
+                    Redacted::Remove => {
+                        self.removed(path);
+                        return false;
+                    }
+                }
             }
             Some(Value::ArrayValue(a)) => {
                 let mut i = 0;
@@ -649,19 +764,9 @@ impl Pass<'_> {
                 return true;
             }
             _ => return true,
-        };
-        match outcome {
-            StrOutcome::Keep => true,
-            StrOutcome::Replace(s) => {
-                v.value = Some(Value::StringValue(s));
-                self.masked(path);
-                true
-            }
-            StrOutcome::Remove => {
-                self.removed(path);
-                false
-            }
         }
+        self.masked(path);
+        true
     }
 
     /// Applies the rules to a log body: strings, and strings inside maps and arrays at any
@@ -680,10 +785,19 @@ impl Pass<'_> {
         if !self.r.span_names {
             return;
         }
-        match self.r.redact_str(name, &mut self.counts) {
-            StrOutcome::Keep => return,
-            StrOutcome::Replace(s) => *name = s,
-            StrOutcome::Remove => *name = MASK.to_string(),
+        match self
+            .r
+            .redact_into(name, &mut self.scratch, &mut self.counts)
+        {
+            Redacted::Keep => return,
+            Redacted::Changed(i) => {
+                name.clear();
+                name.push_str(&self.scratch.bufs[i]);
+            }
+            Redacted::Remove => {
+                name.clear();
+                name.push_str(MASK);
+            }
         }
         self.masked(Path::Root("name"));
     }
@@ -694,21 +808,19 @@ impl Pass<'_> {
         if self.masked_n == 0 && self.removed_n == 0 {
             return;
         }
-        if self.r.summary != Summary::Silent && self.masked_n > 0 {
+        let masked = self.r.summary != Summary::Silent && self.masked_n > 0;
+        let removed = self.r.summary == Summary::Debug && self.removed_n > 0;
+        // Exactly the room needed: a doubled list would copy more than it saves.
+        attrs.reserve_exact(2 * usize::from(masked) + 2 * usize::from(removed));
+        if masked {
             upsert(attrs, MASKED_COUNT, Value::IntValue(self.masked_n));
-            upsert(
-                attrs,
-                MASKED_KEYS,
-                Value::StringValue(self.masked.take_joined()),
-            );
+            let keys = self.masked.take_joined();
+            upsert(attrs, MASKED_KEYS, Value::StringValue(keys));
         }
-        if self.r.summary == Summary::Debug && self.removed_n > 0 {
+        if removed {
             upsert(attrs, REMOVED_COUNT, Value::IntValue(self.removed_n));
-            upsert(
-                attrs,
-                REMOVED_KEYS,
-                Value::StringValue(self.removed.take_joined()),
-            );
+            let keys = self.removed.take_joined();
+            upsert(attrs, REMOVED_KEYS, Value::StringValue(keys));
         }
         self.masked.len = 0;
         self.removed.len = 0;

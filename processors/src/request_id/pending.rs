@@ -265,7 +265,7 @@ impl Pending {
     pub(crate) fn take_all(&mut self, r: &mut dyn Resolver, now: Instant) -> Released {
         let mut out = Released::default();
         let mut qids: Vec<u64> = self.queues.keys().copied().collect();
-        // Oldest queue first, so a downstream that is cut off at the deadline loses the newest.
+        // Oldest queue first: records leave in about the order they came.
         qids.sort_by_key(|q| {
             self.queues
                 .get(q)

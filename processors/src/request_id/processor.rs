@@ -504,6 +504,11 @@ impl Shared {
                 // A span may have come while the passing records were sent.
                 released.extend(p.take_ready(&mut r, now));
                 released.extend(p.take_oldest(&mut r, now, self.max_pending));
+                if link.closed.load(Ordering::Acquire) {
+                    // Shut down meanwhile (it gave up waiting for the lane): nobody would
+                    // release these later.
+                    released.extend(p.take_all(&mut r, now));
+                }
             }
             self.sync(st);
             (released, first)

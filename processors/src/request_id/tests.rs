@@ -875,25 +875,3 @@ async fn many_records_of_many_requests_all_come_out_enriched() {
     assert_eq!(p.counter(MATCHED_METRIC, "logs"), u64::from(n));
     p.shutdown().await;
 }
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore]
-async fn scratch_speed() {
-    let p = Pair::with_logs_next(json!({}), CollectingConsumer::new(), Some(Arc::new(pipeline_core::testing::NopConsumer)));
-    p.start().await;
-    let rid = |i: u32| format!("{i:08x}-5f1e-4c3e-9a51-5d1b8e0c4f21");
-    for c in 0..1000u32 {
-        let list = (0..100u32).map(|k| { let i = c * 100 + k; let mut s = span(Some(&rid(i)), 1, 1, SpanKind::Server, None); s.trace_id[..4].copy_from_slice(&i.to_be_bytes()); s }).collect();
-        p.traces.consume(spans(list)).await.unwrap();
-    }
-    let batches: Vec<Batch> = (0..1000u32).map(|c| logs((0..100u32).map(|k| { let mut r = log(Some(&rid((c * 7919 + k * 104729) % 100_000)), "Request completed"); for a in ["module","function","line"] { r.attributes.insert(0, kv(a, "x")); } r.attributes.push(kv("status_code","200")); r }).collect())).collect();
-    let copy = batches.clone();
-    let t = std::time::Instant::now();
-    for b in copy { p.logs.consume(b).await.unwrap(); }
-    let el = t.elapsed();
-    println!("with processor: {:.0} ns per record", el.as_nanos() as f64 / 100_000.0);
-    let t = std::time::Instant::now();
-    for b in batches { pipeline_core::testing::NopConsumer.consume(b).await.unwrap(); }
-    println!("nop (drop only): {:.0} ns per record", t.elapsed().as_nanos() as f64 / 100_000.0);
-    assert_eq!(p.counter(MATCHED_METRIC, "logs"), 100_000);
-}

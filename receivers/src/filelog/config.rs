@@ -69,7 +69,7 @@ impl Default for FileLogConfig {
             fingerprint_size: ByteSize(1024),
             max_log_size: ByteSize(1024 * 1024),
             force_flush_period: HumanDuration::from_millis(500),
-            max_in_flight_records: 16384,
+            max_in_flight_records: 8192,
             storage: None,
             multiline: None,
             parser: ParserConfig::default(),
@@ -239,7 +239,10 @@ impl FileLogConfig {
             return Err(FieldError::new("poll_interval", "must be greater than 0"));
         }
         if self.max_concurrent_files < 2 {
-            return Err(FieldError::new("max_concurrent_files", "must be at least 2"));
+            return Err(FieldError::new(
+                "max_concurrent_files",
+                "must be at least 2",
+            ));
         }
         if !(16..=1024 * 1024).contains(&self.fingerprint_size.0) {
             return Err(FieldError::new(
@@ -260,7 +263,10 @@ impl FileLogConfig {
             ));
         }
         if self.max_in_flight_records == 0 {
-            return Err(FieldError::new("max_in_flight_records", "must be at least 1"));
+            return Err(FieldError::new(
+                "max_in_flight_records",
+                "must be at least 1",
+            ));
         }
         if let Some(s) = &self.storage
             && s.as_os_str().is_empty()

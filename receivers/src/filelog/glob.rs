@@ -11,7 +11,10 @@ enum Token {
     Char(char),
     Any,
     One,
-    Class { negated: bool, ranges: Vec<(char, char)> },
+    Class {
+        negated: bool,
+        ranges: Vec<(char, char)>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -211,7 +214,10 @@ fn token_matches(token: &Token, c: char) -> bool {
 fn compile(pattern: &str) -> Result<Alternative, String> {
     let absolute = pattern.starts_with('/');
     let mut segments = Vec::new();
-    let parts: Vec<&str> = pattern.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
+    let parts: Vec<&str> = pattern
+        .split('/')
+        .filter(|p| !p.is_empty() && *p != ".")
+        .collect();
     if parts.is_empty() {
         return Err(format!("{pattern:?} names no file"));
     }

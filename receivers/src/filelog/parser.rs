@@ -100,7 +100,11 @@ impl RecordBuilder {
                 Kind::Regex(regex::Regex::new(pattern).map_err(|e| e.to_string())?)
             }
         };
-        let layout = c.timestamp_layout.as_deref().map(Layout::parse).transpose()?;
+        let layout = c
+            .timestamp_layout
+            .as_deref()
+            .map(Layout::parse)
+            .transpose()?;
         Ok(RecordBuilder {
             kind,
             layout,

@@ -85,7 +85,11 @@ pub(crate) struct Settings {
 impl Settings {
     /// Compiles a validated config.
     pub(crate) fn new(c: &FileLogConfig) -> Result<Settings, String> {
-        let globs = |v: &[String]| v.iter().map(|p| Glob::new(p)).collect::<Result<Vec<_>, _>>();
+        let globs = |v: &[String]| {
+            v.iter()
+                .map(|p| Glob::new(p))
+                .collect::<Result<Vec<_>, _>>()
+        };
         let multiline = match &c.multiline {
             None => None,
             Some(m) => match (&m.line_start_pattern, &m.line_end_pattern) {
@@ -279,9 +283,7 @@ impl Out<'_> {
             self.metrics.truncated.inc();
             self.metrics.truncated_bytes.inc_by(dropped + cut);
         }
-        let file = self
-            .staging
-            .file_index(self.settings, self.id, self.path);
+        let file = self.staging.file_index(self.settings, self.id, self.path);
         let start = self.staging.arena.len();
         self.staging.arena.extend_from_slice(text);
         self.staging.entries.push(Entry {
@@ -323,10 +325,24 @@ fn on_line(
             if re.is_match(line) && !pending.buf.is_empty() {
                 emit_pending(out, pending, start);
             }
-            append_pending(out.settings.max_log_size, pending, line, truncated, dropped, end);
+            append_pending(
+                out.settings.max_log_size,
+                pending,
+                line,
+                truncated,
+                dropped,
+                end,
+            );
         }
         Some(Multiline::End(re)) => {
-            append_pending(out.settings.max_log_size, pending, line, truncated, dropped, end);
+            append_pending(
+                out.settings.max_log_size,
+                pending,
+                line,
+                truncated,
+                dropped,
+                end,
+            );
             if re.is_match(line) {
                 emit_pending(out, pending, end);
             }
@@ -759,7 +775,9 @@ impl Tailer {
             .files
             .iter()
             .enumerate()
-            .filter(|(_, t)| t.source.is_some() && t.inode.is_some() && !t.dirty && !t.has_buffered())
+            .filter(|(_, t)| {
+                t.source.is_some() && t.inode.is_some() && !t.dirty && !t.has_buffered()
+            })
             .min_by_key(|(_, t)| t.last_used)
             .map(|(i, _)| i);
         match victim {
@@ -988,8 +1006,7 @@ impl Tailer {
                 t.fp_hash = fp_hash(&fp);
             }
             let (id, len, hash, pos) = (t.id, t.fp_len, t.fp_hash, t.pos);
-            self.checkpoints
-                .set_identity(id, len, hash, path, None);
+            self.checkpoints.set_identity(id, len, hash, path, None);
             match open_source(file, gzip, pos) {
                 Ok(src) => self.set_source(i, Some(src)),
                 Err(_) => self.set_source(i, None),

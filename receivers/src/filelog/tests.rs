@@ -15,7 +15,7 @@ use pipeline_core::proto::tonic::logs::v1::LogRecord;
 use pipeline_core::telemetry::Telemetry;
 use pipeline_core::testing::check_receiver;
 use pipeline_core::{
-    AckToken, Batch, ComponentId, ComponentKind, ConsumeError, Consumer, PerSignal, Payload,
+    AckToken, Batch, ComponentId, ComponentKind, ConsumeError, Consumer, Payload, PerSignal,
 };
 use serde_json::{Value, json};
 
@@ -215,7 +215,11 @@ fn assert_exactly(bodies: &[String], expected: impl IntoIterator<Item = String>)
         missing.len(),
         missing.iter().take(5).collect::<Vec<_>>()
     );
-    assert!(dups.is_empty(), "duplicates: {:?}", dups.iter().take(5).collect::<Vec<_>>());
+    assert!(
+        dups.is_empty(),
+        "duplicates: {:?}",
+        dups.iter().take(5).collect::<Vec<_>>()
+    );
     assert_eq!(bodies.len(), expected.len());
 }
 
@@ -235,6 +239,7 @@ fn config_defaults_and_errors() {
     assert_eq!(c.start_at, StartAt::End);
     assert_eq!(c.poll_interval.get(), Duration::from_millis(200));
     assert_eq!(c.max_concurrent_files, 1024);
+    assert_eq!(c.max_in_flight_records, 8192);
     assert_eq!(c.fingerprint_size, ByteSize(1024));
     assert_eq!(c.max_log_size, ByteSize(1 << 20));
     assert_eq!(c.force_flush_period.get(), Duration::from_millis(500));
@@ -248,20 +253,38 @@ fn config_defaults_and_errors() {
     let err = |v: Value| Factory.validate(&v).unwrap_err();
     assert_eq!(err(json!({})).path, "include");
     assert_eq!(err(json!({"include": ["/a/[x"]})).path, "include[0]");
-    assert_eq!(err(json!({"include": ["/a"], "exclude": ["/b/{x"]})).path, "exclude[0]");
+    assert_eq!(
+        err(json!({"include": ["/a"], "exclude": ["/b/{x"]})).path,
+        "exclude[0]"
+    );
     let e = err(json!({"include": ["/a"], "start_at": "middle"}));
     assert_eq!(e.path, "start_at");
     let e = err(json!({"include": ["/a"], "polll_interval": "1s"}));
     assert!(e.message.contains("did you mean \"poll_interval\""), "{e}");
-    assert_eq!(err(json!({"include": ["/a"], "poll_interval": "0"})).path, "poll_interval");
-    assert_eq!(err(json!({"include": ["/a"], "fingerprint_size": 4})).path, "fingerprint_size");
-    assert_eq!(err(json!({"include": ["/a"], "max_log_size": "1 parsec"})).path, "max_log_size");
-    assert_eq!(err(json!({"include": ["/a"], "multiline": {}})).path, "multiline");
+    assert_eq!(
+        err(json!({"include": ["/a"], "poll_interval": "0"})).path,
+        "poll_interval"
+    );
+    assert_eq!(
+        err(json!({"include": ["/a"], "fingerprint_size": 4})).path,
+        "fingerprint_size"
+    );
+    assert_eq!(
+        err(json!({"include": ["/a"], "max_log_size": "1 parsec"})).path,
+        "max_log_size"
+    );
+    assert_eq!(
+        err(json!({"include": ["/a"], "multiline": {}})).path,
+        "multiline"
+    );
     let both = json!({"include": ["/a"], "multiline": {"line_start_pattern": "a", "line_end_pattern": "b"}});
     assert_eq!(err(both).path, "multiline");
     let bad = json!({"include": ["/a"], "multiline": {"line_start_pattern": "("}});
     assert_eq!(err(bad).path, "multiline.line_start_pattern");
-    assert_eq!(err(json!({"include": ["/a"], "parser": {"type": "regex"}})).path, "parser.regex");
+    assert_eq!(
+        err(json!({"include": ["/a"], "parser": {"type": "regex"}})).path,
+        "parser.regex"
+    );
     let e = err(json!({"include": ["/a"], "parser": {"type": "regex", "regex": "(.*)"}}));
     assert!(e.message.contains("named capture"), "{e}");
     assert_eq!(
@@ -272,8 +295,18 @@ fn config_defaults_and_errors() {
         err(json!({"include": ["/a"], "parser": {"type": "json", "timestamp_layout": "%Q"}})).path,
         "parser.timestamp_layout"
     );
-    assert_eq!(err(json!({"include": ["/a"], "parser": {"type": "xml"}})).path, "parser.type");
-    assert_eq!(err(json!({"include": ["/a"], "storage": ""})).path, "storage");
+    assert_eq!(
+        err(json!({"include": ["/a"], "parser": {"type": "xml"}})).path,
+        "parser.type"
+    );
+    assert_eq!(
+        err(json!({"include": ["/a"], "storage": ""})).path,
+        "storage"
+    );
+    assert_eq!(
+        err(json!({"include": ["/a"], "max_in_flight_records": 0})).path,
+        "max_in_flight_records"
+    );
 }
 
 #[test]
@@ -304,7 +337,10 @@ async fn reads_from_the_beginning_and_follows_appends() {
     rx.stop().await;
     assert_exactly(&rx.rec.bodies(), names("a", 0..250));
     let g = &rx.rec.got()[0];
-    assert_eq!(g.attr("log.file.name"), Some(V::StringValue("app.log".into())));
+    assert_eq!(
+        g.attr("log.file.name"),
+        Some(V::StringValue("app.log".into()))
+    );
     assert_eq!(
         g.attr("log.file.path"),
         Some(V::StringValue(path.to_string_lossy().into()))
@@ -366,11 +402,11 @@ async fn corrupt_checkpoint_is_reported_and_ignored() {
     rx.stop().await;
     assert!(dir.join("storage/checkpoints.json.corrupt").exists());
     assert!(common_read(&dir.join("storage/checkpoints.json")).contains("\"offset\":"));
-    let errors = rx
-        .telemetry
-        .render()
-        .lines()
-        .any(|l| l.starts_with("sightline_filelog_checkpoint_errors_total") && l.contains("op=\"load\"") && l.ends_with(" 1"));
+    let errors = rx.telemetry.render().lines().any(|l| {
+        l.starts_with("sightline_filelog_checkpoint_errors_total")
+            && l.contains("op=\"load\"")
+            && l.ends_with(" 1")
+    });
     assert!(errors, "{}", rx.telemetry.render());
 }
 
@@ -438,14 +474,22 @@ async fn partial_last_line_waits_for_force_flush_period() {
     let dir = scratch("partial");
     let path = dir.join("app.log");
     append(&path, "complete\nhalf a li");
-    let rx = Rx::start(config(&dir, &["*.log"], json!({"force_flush_period": "300ms"}))).await;
+    let rx = Rx::start(config(
+        &dir,
+        &["*.log"],
+        json!({"force_flush_period": "300ms"}),
+    ))
+    .await;
     assert_eq!(rx.rec.wait_for(1).await, 1);
     // The writer finishes the line before the period ends: one record, whole.
     tokio::time::sleep(Duration::from_millis(50)).await;
     append(&path, "ne\nno newline at all");
     assert_eq!(rx.rec.wait_for(3).await, 3);
     rx.stop().await;
-    assert_eq!(rx.rec.bodies(), ["complete", "half a line", "no newline at all"]);
+    assert_eq!(
+        rx.rec.bodies(),
+        ["complete", "half a line", "no newline at all"]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -491,7 +535,11 @@ ValueError: user 42 not found\n\
 async fn multiline_end_pattern() {
     let dir = scratch("endpat");
     append(&dir.join("a.log"), "one\ntwo;\nthree;\nfour\n");
-    let cfg = config(&dir, &["*.log"], json!({"multiline": {"line_end_pattern": ";$"}}));
+    let cfg = config(
+        &dir,
+        &["*.log"],
+        json!({"multiline": {"line_end_pattern": ";$"}}),
+    );
     let rx = Rx::start(cfg).await;
     assert_eq!(rx.rec.wait_for(3).await, 3);
     rx.stop().await;
@@ -507,7 +555,10 @@ async fn invalid_utf8_is_replaced_and_counted() {
     let rx = Rx::start(config(&dir, &["*.log"], json!({}))).await;
     assert_eq!(rx.rec.wait_for(3).await, 3);
     rx.stop().await;
-    assert_eq!(rx.rec.bodies(), ["ok line", "bad \u{fffd}\u{fffd} bytes", "café"]);
+    assert_eq!(
+        rx.rec.bodies(),
+        ["ok line", "bad \u{fffd}\u{fffd} bytes", "café"]
+    );
     assert_eq!(rx.metric("sightline_filelog_invalid_utf8_total"), 1.0);
 }
 
@@ -524,15 +575,26 @@ async fn a_5_mib_line_is_cut_marked_and_counted() {
     let got = rx.rec.got();
     assert_eq!(got[0].body(), "before");
     assert_eq!(got[1].body().len(), 1 << 20);
-    assert_eq!(got[1].attr("log.record.truncated"), Some(V::BoolValue(true)));
+    assert_eq!(
+        got[1].attr("log.record.truncated"),
+        Some(V::BoolValue(true))
+    );
     assert_eq!(got[2].body(), "after");
     assert_eq!(got[2].attr("log.record.truncated"), None);
     assert_eq!(rx.metric("sightline_filelog_records_truncated_total"), 1.0);
-    assert_eq!(rx.metric("sightline_filelog_truncated_bytes_total"), (4 << 20) as f64);
+    assert_eq!(
+        rx.metric("sightline_filelog_truncated_bytes_total"),
+        (4 << 20) as f64
+    );
 }
 
 /// Writes `n` lines with a pause every 50, calling `rotate` once half-way.
-fn write_with_rotation(path: &Path, prefix: &str, n: usize, rotate: impl FnOnce(&mut std::fs::File) -> std::fs::File) {
+fn write_with_rotation(
+    path: &Path,
+    prefix: &str,
+    n: usize,
+    rotate: impl FnOnce(&mut std::fs::File) -> std::fs::File,
+) {
     let open = || {
         std::fs::OpenOptions::new()
             .create(true)
@@ -567,7 +629,11 @@ async fn rename_and_create_rotation_while_writing() {
     let writer = std::thread::spawn(move || {
         write_with_rotation(&p, "r", 4000, |_old| {
             std::fs::rename(&p, p.with_extension("log.1")).unwrap();
-            std::fs::OpenOptions::new().create(true).append(true).open(&p).unwrap()
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&p)
+                .unwrap()
         })
     });
     writer.join().unwrap();
@@ -634,7 +700,11 @@ async fn compressed_rotations_are_skipped_unless_included() {
 async fn a_deleted_file_still_open_is_read_to_its_end() {
     let dir = scratch("deleted");
     let path = dir.join("app.log");
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .unwrap();
     f.write_all(lines("d", 0..10).as_bytes()).unwrap();
     let rx = Rx::start(config(&dir, &["*.log"], json!({}))).await;
     assert_eq!(rx.rec.wait_for(10).await, 10);
@@ -651,9 +721,17 @@ async fn a_deleted_file_still_open_is_read_to_its_end() {
 async fn two_thousand_files_at_once() {
     let dir = scratch("many");
     for f in 0..2000 {
-        append(&dir.join(format!("f{f:04}.log")), &lines(&format!("file{f:04}"), 0..3));
+        append(
+            &dir.join(format!("f{f:04}.log")),
+            &lines(&format!("file{f:04}"), 0..3),
+        );
     }
-    let rx = Rx::start(config(&dir, &["*.log"], json!({"max_concurrent_files": 256}))).await;
+    let rx = Rx::start(config(
+        &dir,
+        &["*.log"],
+        json!({"max_concurrent_files": 256}),
+    ))
+    .await;
     assert_eq!(rx.rec.wait_for(6000).await, 6000);
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(rx.metric("sightline_filelog_files_open") <= 256.0);
@@ -683,7 +761,11 @@ async fn exclude_wins_over_include() {
     let dir = scratch("exclude");
     append(&dir.join("a.log"), "keep\n");
     append(&dir.join("debug-a.log"), "drop\n");
-    let cfg = config(&dir, &["*.log"], json!({"exclude": [dir.join("debug-*.log")]}));
+    let cfg = config(
+        &dir,
+        &["*.log"],
+        json!({"exclude": [dir.join("debug-*.log")]}),
+    );
     let rx = Rx::start(cfg).await;
     assert_eq!(rx.rec.wait_for(1).await, 1);
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -701,7 +783,12 @@ async fn json_seed_layout_maps_to_the_record() {
         "this is not json",
     ];
     append(&dir.join("a.log"), &format!("{}\n", lines.join("\n")));
-    let rx = Rx::start(config(&dir, &["*.log"], json!({"parser": {"type": "json"}}))).await;
+    let rx = Rx::start(config(
+        &dir,
+        &["*.log"],
+        json!({"parser": {"type": "json"}}),
+    ))
+    .await;
     assert_eq!(rx.rec.wait_for(4).await, 4);
     rx.stop().await;
     let got = rx.rec.got();
@@ -719,16 +806,32 @@ async fn json_seed_layout_maps_to_the_record() {
     assert_eq!(g.attr("ok"), Some(V::BoolValue(true)));
     assert_eq!(g.attr("ratio"), Some(V::DoubleValue(0.5)));
     assert!(matches!(g.attr("ctx"), Some(V::KvlistValue(_))));
-    for gone in ["timestamp", "level", "service", "message", "trace_id", "span_id"] {
+    for gone in [
+        "timestamp",
+        "level",
+        "service",
+        "message",
+        "trace_id",
+        "span_id",
+    ] {
         assert_eq!(g.attr(gone), None, "{gone}");
     }
-    assert_eq!(g.attr("log.file.name"), Some(V::StringValue("a.log".into())));
+    assert_eq!(
+        g.attr("log.file.name"),
+        Some(V::StringValue("a.log".into()))
+    );
     let g = &got[1];
     assert_eq!(g.service.as_deref(), Some("api"));
     assert_eq!(g.record.severity_number, 17);
     assert_eq!(g.record.time_unix_nano, 1_705_314_600_123_000_000);
-    assert_eq!(g.attr("exception.type"), Some(V::StringValue("ValueError".into())));
-    assert_eq!(g.attr("exception.message"), Some(V::StringValue("bad id".into())));
+    assert_eq!(
+        g.attr("exception.type"),
+        Some(V::StringValue("ValueError".into()))
+    );
+    assert_eq!(
+        g.attr("exception.message"),
+        Some(V::StringValue("bad id".into()))
+    );
     assert_eq!(
         g.attr("exception.stacktrace"),
         Some(V::StringValue(
@@ -739,7 +842,10 @@ async fn json_seed_layout_maps_to_the_record() {
     assert_eq!(g.service, None);
     assert_eq!(g.record.severity_number, 13);
     assert_eq!(g.record.time_unix_nano, 0);
-    assert_eq!(g.attr("timestamp"), Some(V::StringValue("not a time".into())));
+    assert_eq!(
+        g.attr("timestamp"),
+        Some(V::StringValue("not a time".into()))
+    );
     let g = &got[3];
     assert_eq!(g.body(), "this is not json");
     assert!(matches!(g.attr("log.parse_error"), Some(V::StringValue(_))));
@@ -791,9 +897,15 @@ async fn regex_parser_maps_captures() {
     let got = rx.rec.got();
     assert_eq!(got[0].record.time_unix_nano, 1_705_314_600_000_000_000);
     assert_eq!(got[0].record.severity_number, 13);
-    assert_eq!(got[0].attr("path"), Some(V::StringValue("/api/users".into())));
+    assert_eq!(
+        got[0].attr("path"),
+        Some(V::StringValue("/api/users".into()))
+    );
     assert_eq!(got[0].attr("status"), Some(V::StringValue("503".into())));
-    assert_eq!(got[0].body(), "127.0.0.1 [15/Jan/2024:10:30:00 +0000] WARN GET /api/users 503");
+    assert_eq!(
+        got[0].body(),
+        "127.0.0.1 [15/Jan/2024:10:30:00 +0000] WARN GET /api/users 503"
+    );
     assert_eq!(got[1].body(), "nonsense");
     assert!(got[1].attr("log.parse_error").is_some());
 }

@@ -329,7 +329,9 @@ impl Layout {
                     b'z' | b'Z' => p.offset_secs = c.zone()?,
                     b'b' | b'h' => {
                         let rest = c.s.get(c.i..c.i + 3)?.to_ascii_lowercase();
-                        let m = MONTHS.iter().position(|m| m.as_bytes() == rest.as_slice())?;
+                        let m = MONTHS
+                            .iter()
+                            .position(|m| m.as_bytes() == rest.as_slice())?;
                         p.month = m as u32 + 1;
                         c.i += 3;
                         // Full month names: skip the remaining letters.
@@ -392,10 +394,16 @@ mod tests {
     #[test]
     fn iso_8601_variants() {
         assert_eq!(parse_auto("2024-01-15T10:30:00"), Some(T));
-        assert_eq!(parse_auto("2024-01-15T10:30:00.123456"), Some(T + 123_456_000));
+        assert_eq!(
+            parse_auto("2024-01-15T10:30:00.123456"),
+            Some(T + 123_456_000)
+        );
         assert_eq!(parse_auto("2024-01-15T10:30:00Z"), Some(T));
         assert_eq!(parse_auto("2024-01-15T12:30:00+02:00"), Some(T));
-        assert_eq!(parse_auto("2024-01-15T05:30:00.5-0500"), Some(T + 500_000_000));
+        assert_eq!(
+            parse_auto("2024-01-15T05:30:00.5-0500"),
+            Some(T + 500_000_000)
+        );
         assert_eq!(parse_auto("2024-01-15 10:30:00,250"), Some(T + 250_000_000));
         assert_eq!(parse_auto("2024-01-15"), Some(T - 37_800_000_000_000));
         assert_eq!(parse_auto("2024-13-15T10:30:00"), None);
@@ -419,11 +427,18 @@ mod tests {
         let l = Layout::parse("%d/%b/%Y:%H:%M:%S %z").unwrap();
         assert_eq!(l.apply("15/Jan/2024:12:30:00 +0200"), Some(T));
         let l = Layout::parse("%b %e %I:%M:%S %p").unwrap();
-        assert_eq!(l.apply("Jan 15 10:30:00 AM").map(|t| t % 86_400_000_000_000), Some(T % 86_400_000_000_000));
+        assert_eq!(
+            l.apply("Jan 15 10:30:00 AM")
+                .map(|t| t % 86_400_000_000_000),
+            Some(T % 86_400_000_000_000)
+        );
         let l = Layout::parse("%s").unwrap();
         assert_eq!(l.apply("1705314600"), Some(T));
         assert!(Layout::parse("%Q").is_err());
-        assert_eq!(Layout::parse("%F %T").unwrap().apply("2024-01-15 10:30:00"), Some(T));
+        assert_eq!(
+            Layout::parse("%F %T").unwrap().apply("2024-01-15 10:30:00"),
+            Some(T)
+        );
         assert_eq!(Layout::parse("%F").unwrap().apply("2024-01-15x"), None);
     }
 }
