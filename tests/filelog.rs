@@ -35,7 +35,7 @@ receivers:
     storage: "{dir}/storage"
     {receiver_extra}
 processors:
-  batch: {{ timeout: 50ms, send_batch_size: 1000 }}
+  batch: {{ timeout: 50ms }}
 exporters:
   otlp:
     endpoint: "{downstream}"

@@ -148,10 +148,7 @@ fn logs() -> ExportLogsServiceRequest {
             kv(
                 "user",
                 av(Value::KvlistValue(KeyValueList {
-                    values: vec![
-                        skv("id", "ssn-123-45-6789"),
-                        skv("password", "topsecretpw"),
-                    ],
+                    values: vec![skv("id", "ssn-123-45-6789"), skv("password", "topsecretpw")],
                 })),
             ),
             kv(
@@ -317,11 +314,18 @@ async fn no_pii_reaches_the_output_file() {
     .await;
 
     let page = sl.metrics().await;
-    for rule in ["email", "credit_card", "ipv4", "url_query", "blocked_keys[0]"] {
+    for rule in [
+        "email",
+        "credit_card",
+        "ipv4",
+        "url_query",
+        "blocked_keys[0]",
+    ] {
         assert!(
-            page.lines().any(|l| l.starts_with("sightline_redaction_redactions_total")
-                && l.contains(&format!("rule=\"{rule}\""))
-                && !l.ends_with(" 0")),
+            page.lines()
+                .any(|l| l.starts_with("sightline_redaction_redactions_total")
+                    && l.contains(&format!("rule=\"{rule}\""))
+                    && !l.ends_with(" 0")),
             "no redactions counted for {rule}:\n{page}"
         );
     }
@@ -342,8 +346,16 @@ async fn no_pii_reaches_the_output_file() {
             .sum()
     };
     assert_eq!(count("resourceSpans", "scopeSpans", "spans"), 1, "{text}");
-    assert_eq!(count("resourceLogs", "scopeLogs", "logRecords"), 2, "{text}");
-    assert_eq!(count("resourceMetrics", "scopeMetrics", "metrics"), 2, "{text}");
+    assert_eq!(
+        count("resourceLogs", "scopeLogs", "logRecords"),
+        2,
+        "{text}"
+    );
+    assert_eq!(
+        count("resourceMetrics", "scopeMetrics", "metrics"),
+        2,
+        "{text}"
+    );
 
     for pii in PII {
         assert!(!text.contains(pii), "{pii:?} reached the output:\n{text}");
@@ -359,7 +371,10 @@ async fn no_pii_reaches_the_output_file() {
         "https://****@api.example.com/v1?token=****&page=2",
         "login from **** by ****",
     ] {
-        assert!(text.contains(kept), "{kept:?} missing from the output:\n{text}");
+        assert!(
+            text.contains(kept),
+            "{kept:?} missing from the output:\n{text}"
+        );
     }
 }
 

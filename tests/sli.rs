@@ -308,6 +308,47 @@ async fn shutdown_flushes_what_was_derived() {
     assert_eq!(total, 30);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_starts_new_series_with_new_start_times() {
+    let down = Downstream::start().await;
+    let out = temp_dir("sli-restart").join("metrics.jsonl");
+    let start_time = |e: &Exposition| {
+        e.get("http_requests_total")
+            .and_then(|s| s.values().next())
+            .map(|p| (number(&p["startTimeUnixNano"]), number(&p["asInt"])))
+    };
+    let mut runs = Vec::new();
+    for seed in [3, 4] {
+        let ports = Ports::new();
+        let mut sl = Sightline::start(
+            &config(
+                ports,
+                &down.url(),
+                &out,
+                "flush_interval: 1h, series_expiry: 0",
+            ),
+            ports,
+        )
+        .await;
+        TraceServiceClient::connect(sl.grpc_url())
+            .await
+            .unwrap()
+            .export(traces_request(seed, 10))
+            .await
+            .unwrap();
+        assert!(sl.terminate().await.success(), "{}", sl.logs());
+        let last = flushes(&out).pop().expect("a flush at shutdown");
+        runs.push(start_time(&last).expect("http_requests_total in the flush"));
+    }
+    let (first, second) = (runs[0], runs[1]);
+    assert_eq!(first.1, 9, "9 of 10 spans answered 200");
+    assert_eq!(second.1, 9, "the restarted process counts from zero");
+    assert!(
+        second.0 > first.0,
+        "a new start time tells Prometheus the counter was reset: {runs:?}"
+    );
+}
+
 #[test]
 fn validate_reports_bad_sli_config() {
     let dir = temp_dir("sli-validate");

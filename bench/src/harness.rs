@@ -474,3 +474,38 @@ pub(crate) fn config(components: &str, pipelines: &str) -> String {
          service:\n  telemetry: {{ logs: {{ level: warn }}, metrics: {{ endpoint: '127.0.0.1:{{METRICS}}' }} }}\n  health: {{ endpoint: '127.0.0.1:{{HEALTH}}' }}\n  pipelines:\n{pipelines}\n"
     )
 }
+
+/// Items (spans, log records) delivered per CPU-second of the process under test.
+pub(crate) fn items_per_cpu_second(o: &Outcome) -> f64 {
+    o.delivered_spans as f64 / o.cpu.max(1e-9)
+}
+
+/// Runs every `(name, config)` target `rounds` times, interleaved (each target's first run,
+/// then each target's second, ...), a fresh `sightline` process per run, so a burst of load
+/// from elsewhere on this shared machine hits all targets alike. Returns each target's runs
+/// sorted by items per CPU-second: the median is `runs[runs.len() / 2]`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn interleaved_runs<R: Load>(
+    sightline: &str,
+    targets: &[(String, String)],
+    sink: &Sink,
+    sink_addr: SocketAddr,
+    requests: Arc<Vec<R>>,
+    duration: Duration,
+    rate: u64,
+    concurrency: usize,
+    rounds: usize,
+) -> Result<Vec<Vec<Outcome>>> {
+    let mut runs: Vec<Vec<Outcome>> = targets.iter().map(|_| Vec::new()).collect();
+    for _ in 0..rounds {
+        for (i, (name, config)) in targets.iter().enumerate() {
+            let target = start_sightline(sightline, name, config, sink_addr).await?;
+            runs[i]
+                .push(drive(&target, sink, requests.clone(), duration, rate, concurrency).await?);
+        }
+    }
+    for r in &mut runs {
+        r.sort_by(|a, b| items_per_cpu_second(a).total_cmp(&items_per_cpu_second(b)));
+    }
+    Ok(runs)
+}

@@ -1,6 +1,6 @@
 //! The `redaction` scenario: OTLP/gRPC traces through `otlp -> redaction -> batch -> otlp`
-//! with every built-in detector on, against the same pipeline without `redaction`, in the
-//! same run. Spans carry ten attributes, three of them personal data or secrets (an email,
+//! with every built-in detector on (masking, and hashing), against the same pipeline
+//! without `redaction`, in the same run, in interleaved rounds (median reported). Spans carry ten attributes, three of them personal data or secrets (an email,
 //! a client IP, and one of a URL `token`, a bearer JWT or a card number), so a third of the
 //! attribute values are rewritten.
 
@@ -13,7 +13,9 @@ use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span};
 
-use crate::harness::{Sink, config, drive, print_header, print_row, serve_sink, start_sightline};
+use crate::harness::{
+    Sink, config, interleaved_runs, items_per_cpu_second, print_header, print_named_row, serve_sink,
+};
 use crate::traces::{kv, sv};
 
 const SPANS_PER_REQUEST: u64 = 100;
@@ -98,7 +100,12 @@ const REDACTION: &str = "redaction: { allow_all_keys: true, blocked_keys: ['(?i)
     detectors: [email, credit_card, ipv4, ipv6, jwt, bearer_token, aws_access_key, url_credentials, url_query], \
     summary: info, hash_key: bench-key, action: ACTION }";
 
-/// Runs the scenario and prints its table.
+/// Interleaved rounds per load; rows report the median.
+const ROUNDS: usize = 3;
+
+/// Runs the scenario and prints its table: for each load, the three processes run in
+/// `ROUNDS` interleaved rounds (this shared machine's background load moves single runs by
+/// more than the difference measured) and each row is the median round.
 pub(crate) async fn run(
     sightline: &str,
     duration: Duration,
@@ -122,39 +129,53 @@ pub(crate) async fn run(
             "    traces: { receivers: [otlp], processors: [redaction, batch], exporters: [otlp] }",
         )
     };
+    let targets = [
+        ("sightline (otlp -> batch -> otlp)".to_string(), without),
+        (
+            "sightline (otlp -> redaction -> batch -> otlp, mask)".to_string(),
+            with("mask"),
+        ),
+        (
+            "sightline (otlp -> redaction -> batch -> otlp, hash)".to_string(),
+            with("hash"),
+        ),
+    ];
     print_header();
-    for (load, r) in [("max", 0u64), ("rate", rate)] {
-        let targets = [
-            start_sightline(
-                sightline,
-                "sightline (otlp -> batch -> otlp)",
-                &without,
-                sink_addr,
-            )
-            .await?,
-            start_sightline(
-                sightline,
-                "sightline (otlp -> redaction -> batch -> otlp, mask)",
-                &with("mask"),
-                sink_addr,
-            )
-            .await?,
-            start_sightline(
-                sightline,
-                "sightline (otlp -> redaction -> batch -> otlp, hash)",
-                &with("hash"),
-                sink_addr,
-            )
-            .await?,
-        ];
-        for target in targets {
-            let o = drive(&target, &sink, requests.clone(), duration, r, concurrency).await?;
-            let load_text = if r == 0 {
-                format!("{load} ({concurrency} clients)")
-            } else {
-                format!("{r} spans/s")
-            };
-            print_row(&target, &load_text, &o);
+    for r in [0u64, rate] {
+        let load_text = if r == 0 {
+            format!("max ({concurrency} clients)")
+        } else {
+            format!("{r} spans/s")
+        };
+        let runs = interleaved_runs(
+            sightline,
+            &targets,
+            &sink,
+            sink_addr,
+            requests.clone(),
+            duration,
+            r,
+            concurrency,
+            ROUNDS,
+        )
+        .await?;
+        let medians: Vec<f64> = runs
+            .iter()
+            .map(|r| r.get(r.len() / 2).map_or(0.0, items_per_cpu_second))
+            .collect();
+        for (((name, _), runs), median) in targets.iter().zip(&runs).zip(&medians) {
+            if let Some(o) = runs.get(runs.len() / 2) {
+                print_named_row(name, &load_text, o);
+            }
+            let all: Vec<String> = runs
+                .iter()
+                .map(|o| format!("{:.0}", items_per_cpu_second(o)))
+                .collect();
+            eprintln!(
+                "  {name} @ {load_text}: spans per CPU-second per round {}; {:.2}x without redaction",
+                all.join(", "),
+                median / medians[0].max(1e-9)
+            );
         }
     }
     Ok(())

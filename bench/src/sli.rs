@@ -1,10 +1,11 @@
 //! The `sli` scenario: OTLP/gRPC traces through a pipeline that fans out to the `sli`
 //! connector and the `otlp` exporter, with 1,000 distinct series, against the same pipeline
 //! without `sli`, in the same run. Every span is a SERVER span, so every span is a request
-//! the connector has to account for (the worst case for it). The connector flushes every
-//! second (15 times as often as by default) so that flushing is part of what is measured;
-//! with quantiles the window is 4 flush intervals, the default's shape (1m of 15s flushes).
-//! The three processes run in three interleaved rounds per load and each row is the median
+//! the connector has to account for (the worst case for it). The connector runs with its
+//! defaults (15s flushes: run 30s or more so that flushes fall in the measured window), and
+//! flushing every second (15 times the default's flush work) with and without quantiles
+//! (the window 4 flush intervals, the default's shape of 1m of 15s flushes).
+//! The four processes run in three interleaved rounds per load and each row is the median
 //! round, since this shared machine's background load moves single runs by more than the
 //! difference being measured.
 
@@ -17,7 +18,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::{Status, span};
 
 use crate::harness::{
-    Outcome, Sink, config, drive, print_header, print_named_row, serve_sink, start_sightline,
+    Sink, config, interleaved_runs, items_per_cpu_second, print_header, print_named_row, serve_sink,
 };
 use crate::traces::{kv, request, sv};
 
@@ -28,10 +29,6 @@ const ROUTES: u64 = 250;
 const REQUESTS: u64 = 16;
 /// Interleaved rounds per load; rows report the median.
 const ROUNDS: usize = 3;
-
-fn per_cpu_second(o: &Outcome) -> f64 {
-    o.delivered_spans as f64 / o.cpu.max(1e-9)
-}
 
 /// The foundation scenario's request with every span a SERVER span and its method, route
 /// and status code chosen so that the requests cover `SERIES` series.
@@ -99,52 +96,59 @@ pub(crate) async fn run(
     };
     print_header();
     for (load, r) in [("max", 0u64), ("rate", rate)] {
-        let targets = [
+        let targets: Vec<(String, String)> = [
             (
                 "sightline (otlp -> batch -> otlp, without sli)",
                 without.clone(),
             ),
             (
-                "sightline (otlp -> batch -> [sli, otlp], sli -> otlp)",
-                with("flush_interval: 1s"),
+                "sightline (otlp -> batch -> [sli, otlp], sli -> otlp; sli defaults, 15s flushes)",
+                with("flush_interval: 15s"),
             ),
+            ("sightline (same, 1s flushes)", with("flush_interval: 1s")),
             (
-                "sightline (same, sli with quantiles)",
+                "sightline (same, 1s flushes, quantiles over 4s)",
                 with("flush_interval: 1s, quantiles: { enabled: true, window: 4s }"),
             ),
-        ];
-        // Rounds interleave the targets, so a burst of load from elsewhere on the machine
-        // hits them alike; each row is the round with the median spans per CPU-second.
-        let mut outcomes: Vec<Vec<Outcome>> = targets.iter().map(|_| Vec::new()).collect();
-        let mut points = vec![0u64; targets.len()];
-        for _ in 0..ROUNDS {
-            for (i, (name, config)) in targets.iter().enumerate() {
-                let target = start_sightline(sightline, name, config, sink_addr).await?;
-                let points_before = sink.points.load(Ordering::Relaxed);
-                let o = drive(&target, &sink, requests.clone(), duration, r, concurrency).await?;
-                points[i] += sink.points.load(Ordering::Relaxed) - points_before;
-                outcomes[i].push(o);
-            }
-        }
+        ]
+        .into_iter()
+        .map(|(name, config)| (name.to_string(), config))
+        .collect();
+        let points_before = sink.points.load(Ordering::Relaxed);
+        let runs = interleaved_runs(
+            sightline,
+            &targets,
+            &sink,
+            sink_addr,
+            requests.clone(),
+            duration,
+            r,
+            concurrency,
+            ROUNDS,
+        )
+        .await?;
         let load_text = if r == 0 {
             format!("{load} ({concurrency} clients)")
         } else {
             format!("{r} spans/s")
         };
-        for (((name, _), mut runs), points) in targets.iter().zip(outcomes).zip(points) {
-            runs.sort_by(|a, b| per_cpu_second(a).total_cmp(&per_cpu_second(b)));
-            let all: Vec<String> = runs
-                .iter()
-                .map(|o| format!("{:.0}", per_cpu_second(o)))
-                .collect();
+        for ((name, _), runs) in targets.iter().zip(runs) {
             if let Some(median) = runs.get(runs.len() / 2) {
                 print_named_row(name, &load_text, median);
             }
+            let all: Vec<String> = runs
+                .iter()
+                .map(|o| format!("{:.0}", items_per_cpu_second(o)))
+                .collect();
             eprintln!(
-                "  {name} @ {load_text}: spans per CPU-second in each round {}; {points} metric data points reached the sink",
+                "  {name} @ {load_text}: spans per CPU-second in each round {}",
                 all.join(", ")
             );
         }
+        eprintln!(
+            "  @ {load_text}: {} metric data points from the sli processes reached the sink",
+            sink.points.load(Ordering::Relaxed) - points_before
+        );
     }
     Ok(())
 }

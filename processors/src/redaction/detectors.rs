@@ -1,11 +1,12 @@
 //! The built-in detectors and the prefilter that keeps them cheap.
 //!
 //! Each detector has a *gate*: a condition every match needs, read off [`Stats`] (byte-class
-//! counts from one pass over the value) and, when those counts pass, a short exact look
-//! (a run of 13 digits, the word `bearer`, ...). Only a value that gets through a gate meets
-//! the detector's finder: a regex (free of `\b` and look-around, so it runs on the DFA
-//! engines) followed by a check where a regex alone cannot tell (Luhn, octet ranges, an IPv6
-//! parse, boundaries), or for `url_query` a small parser.
+//! counts from one pass over the value). Only a value that gets through a detector's gate
+//! meets its finder. The detectors most telemetry trips (email, card numbers, IPv4,
+//! Authorization credentials, query parameters) have hand-written scanners: one pass, no
+//! regex engine call. The others use a regex free of `\b` and look-around (so it runs on the
+//! DFA engines, with a literal prefilter where it starts with one) followed by a check on the
+//! bytes around the match (boundaries, an IPv6 parse).
 
 use std::net::Ipv6Addr;
 use std::ops::Range;
@@ -30,6 +31,14 @@ pub(crate) enum BuiltinFinder {
     Email,
     /// The IPv4 scanner ([`ipv4s`]).
     Ipv4,
+    /// The card number scanner ([`card_numbers`]).
+    Cards,
+    /// The Authorization credentials scanner ([`auth_credentials`]).
+    Auth,
+    /// The AWS access key ID scanner ([`aws_keys`]).
+    AwsKeys,
+    /// The JSON Web Token scanner ([`jwts`]).
+    Jwts,
 }
 
 // Byte classes counted by `Stats::of`: eight 8-bit counters in each of two u64s, so a byte
@@ -81,8 +90,18 @@ const fn counter_table(half: usize) -> [u64; 256] {
     t
 }
 
-static LOW: [u64; 256] = counter_table(0);
-static HIGH: [u64; 256] = counter_table(1);
+/// Per byte, the increments of both halves' counters, side by side so one 16-byte load
+/// fetches them.
+static COUNTERS: [[u64; 2]; 256] = {
+    let (low, high) = (counter_table(0), counter_table(1));
+    let mut t = [[0u64; 2]; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = [low[b], high[b]];
+        b += 1;
+    }
+    t
+};
 
 /// Counts of the byte classes the gates look at, over one value.
 #[derive(Debug, Default, Clone, Copy)]
@@ -99,8 +118,9 @@ impl Stats {
         for block in s.as_bytes().chunks(255) {
             let (mut low, mut high) = (0u64, 0u64);
             for &b in block {
-                low += LOW[usize::from(b)];
-                high += HIGH[usize::from(b)];
+                let [l, h] = COUNTERS[usize::from(b)];
+                low += l;
+                high += h;
             }
             for i in 0..8 {
                 n[i] += ((low >> (8 * i)) & 0xff) as u32;
@@ -111,15 +131,28 @@ impl Stats {
     }
 }
 
-/// The bit of `d` in a gate mask.
+/// The bit of `d` in a gate mask: its position in [`Detector::ALL`], the order detectors
+/// run in, so a mask's set bits, lowest first, are the detectors to run in order.
 pub(crate) const fn bit(d: Detector) -> u16 {
-    1 << d as u16
+    1 << rank(d)
+}
+
+/// The position of `d` in [`Detector::ALL`].
+pub(crate) const fn rank(d: Detector) -> u32 {
+    let mut i = 0;
+    while i < Detector::ALL.len() {
+        if Detector::ALL[i] as u8 == d as u8 {
+            return i as u32;
+        }
+        i += 1;
+    }
+    0
 }
 
 /// Which of the `enabled` detectors (a mask of [`bit`]s) can match `text` at all: the
-/// prefilter, from the counts of one pass ([`Stats`]). A detector still open gets one exact
-/// look ([`exact_gate`]: a run of 13 digits for a card, the word `bearer` or `basic` for a
-/// credential) right before its finder runs.
+/// prefilter, from the counts of one pass ([`Stats`]). Only the finders of open detectors
+/// run, each on the text as the earlier rules left it (a token masked by `bearer_token`
+/// costs `credit_card` nothing).
 pub(crate) fn open_gates(text: &str, enabled: u16) -> u16 {
     use Detector::*;
     let s = Stats::of(text);
@@ -140,61 +173,13 @@ pub(crate) fn open_gates(text: &str, enabled: u16) -> u16 {
         & enabled
 }
 
-/// The exact look of a detector whose gate is open, on the text as earlier rules left it
-/// (a token masked by `bearer_token` no longer costs `credit_card` a scan). The AWS key and
-/// JWT regexes start with literals (`AKIA`, `eyJ`, ...) that the regex engine looks for
-/// with SIMD first, so they need none.
-pub(crate) fn exact_gate(d: Detector, text: &str) -> bool {
-    match d {
-        Detector::CreditCard => longest_card_run(text.as_bytes()) >= 13,
-        Detector::BearerToken => has_auth_scheme(text.as_bytes()),
-        _ => true,
-    }
-}
-
-/// The most digits in one run of digit groups joined by single spaces or dashes (a card
-/// needs 13). Branch-free: digits and letters alternate unpredictably in IDs and tokens.
-fn longest_card_run(b: &[u8]) -> u32 {
-    let (mut run, mut best, mut after_digit) = (0u32, 0u32, 0u32);
-    for &c in b {
-        let digit = u32::from(c.is_ascii_digit());
-        let sep = u32::from(c == b' ' || c == b'-');
-        // A digit extends the run; one separator right after a digit keeps it; else reset.
-        run = (run + digit) * (digit | (sep & after_digit));
-        after_digit = digit;
-        best = best.max(run);
-    }
-    best
-}
-
-/// Whether `bearer` or `basic` (any case) is followed by a space or tab somewhere.
-fn has_auth_scheme(b: &[u8]) -> bool {
-    b.iter().enumerate().any(|(i, c)| {
-        (*c | 0x20) == b'b'
-            && [&b"bearer"[..], b"basic"].iter().any(|w| {
-                b.get(i..i + w.len())
-                    .is_some_and(|s| s.eq_ignore_ascii_case(w))
-                    && matches!(b.get(i + w.len()), Some(b' ' | b'\t'))
-            })
-    })
-}
-
 /// What a candidate must pass before it is replaced, and which part of it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Check {
     /// Any match counts.
     None,
-    /// Not glued to an ASCII letter or digit on either side.
-    Isolated,
-    /// Not preceded by an ASCII letter or digit.
-    LeftIsolated,
-    /// Digit groups holding a Luhn-valid card number.
-    CreditCard,
     /// Parses as an IPv6 address and stands alone.
     Ipv6,
-    /// `Bearer <token>`, or `Basic <base64 of user:password>`: the credentials are replaced,
-    /// the scheme word kept.
-    Auth,
     /// `://user:password@`: the `user:password` part is replaced.
     UrlUserinfo,
 }
@@ -216,19 +201,12 @@ impl Check {
         whole: Range<usize>,
         target: Range<usize>,
         out: &mut Vec<Range<usize>>,
-        groups: &mut Vec<Range<usize>>,
     ) {
         let b = hay.as_bytes();
         let before = whole.start.checked_sub(1).and_then(|i| b.get(i));
         let after = b.get(whole.end);
         let target = match self {
             Check::None => target,
-            Check::Isolated if !is_alnum(before) && !is_alnum(after) => target,
-            Check::LeftIsolated if !is_alnum(before) => target,
-            Check::CreditCard => {
-                credit_cards(b, whole, out, groups);
-                return;
-            }
             Check::Ipv6 => {
                 let text = &hay[whole.clone()];
                 let addr = text.split_once('%').map_or(text, |(a, _)| a);
@@ -241,27 +219,8 @@ impl Check {
                 }
                 target
             }
-            Check::Auth => {
-                if is_alnum(before) {
-                    return;
-                }
-                // The scheme word, then spaces or tabs, then the credentials.
-                let mut start = whole.start;
-                while start < whole.end && b[start].is_ascii_alphabetic() {
-                    start += 1;
-                }
-                let basic = start - whole.start == 5;
-                while start < whole.end && matches!(b[start], b' ' | b'\t') {
-                    start += 1;
-                }
-                if basic && !base64_has_colon(&b[start..whole.end]) {
-                    return;
-                }
-                start..whole.end
-            }
             // `://` and `@` around the credentials.
             Check::UrlUserinfo => whole.start + 3..whole.end - 1,
-            Check::Isolated | Check::LeftIsolated => return,
         };
         if !target.is_empty() {
             out.push(target);
@@ -489,7 +448,163 @@ fn card_number(b: &[u8], groups: &[Range<usize>]) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
+}
+
+/// Card numbers: each run of digits joined by single spaces or dashes that holds 13 or more
+/// digits goes to [`credit_cards`] (issuer range and Luhn). `groups` is scratch space.
+pub(crate) fn card_numbers(hay: &str, out: &mut Vec<Range<usize>>, groups: &mut Vec<Range<usize>>) {
+    let b = hay.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if !b[i].is_ascii_digit() {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        let mut digits = 0;
+        let mut end;
+        loop {
+            while i < b.len() && b[i].is_ascii_digit() {
+                i += 1;
+                digits += 1;
+            }
+            end = i;
+            // One separator, then more digits, continues the run.
+            if i + 1 < b.len() && matches!(b[i], b' ' | b'-') && b[i + 1].is_ascii_digit() {
+                i += 1;
+            } else {
+                break;
+            }
+        }
+        if digits >= 13 {
+            credit_cards(b, start..end, out, groups);
+        }
+        i = end;
+    }
+}
+
+/// Authorization credentials: after the word `Bearer` or `Basic` (any case, not glued to a
+/// letter or digit before it) and spaces or tabs, the token (`[A-Za-z0-9-._~+/]+` and `=`
+/// padding). A Basic token must decode to `user:password`. The scheme word is kept.
+pub(crate) fn auth_credentials(hay: &str, out: &mut Vec<Range<usize>>) {
+    let b = hay.as_bytes();
+    let token_char =
+        |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~' | b'+' | b'/');
+    let mut i = 0;
+    while i < b.len() {
+        if (b[i] | 0x20) != b'b'
+            || i.checked_sub(1)
+                .is_some_and(|p| b[p].is_ascii_alphanumeric())
+        {
+            i += 1;
+            continue;
+        }
+        let word = [&b"bearer"[..], b"basic"].into_iter().find(|w| {
+            b.get(i..i + w.len())
+                .is_some_and(|s| s.eq_ignore_ascii_case(w))
+        });
+        let Some(word) = word else {
+            i += 1;
+            continue;
+        };
+        let mut j = i + word.len();
+        let spaces = j;
+        while j < b.len() && matches!(b[j], b' ' | b'\t') {
+            j += 1;
+        }
+        let token = j;
+        while j < b.len() && token_char(b[j]) {
+            j += 1;
+        }
+        while j < b.len() && b[j] == b'=' {
+            j += 1;
+        }
+        let valid = j > spaces
+            && token > spaces
+            && j > token
+            && (word.len() == 6 || base64_has_colon(&b[token..j]));
+        if valid {
+            out.push(token..j);
+        }
+        i = j.max(i + 1);
+    }
+}
+
+/// JSON Web Tokens: `eyJ` and 2+ base64url characters (the header), `.`, the same for the
+/// payload, `.`, and the signature (possibly empty), not preceded by an ASCII letter or digit.
+pub(crate) fn jwts(hay: &str, out: &mut Vec<Range<usize>>) {
+    let b = hay.as_bytes();
+    let b64 = |c: u8| c.is_ascii_alphanumeric() || c == b'-' || c == b'_';
+    // The end of a `eyJ...` segment starting at `i` with 2+ characters after `eyJ`.
+    let segment = |i: usize| -> Option<usize> {
+        if b.get(i..i + 3).is_none_or(|s| s != b"eyJ") {
+            return None;
+        }
+        let mut j = i + 3;
+        while j < b.len() && b64(b[j]) {
+            j += 1;
+        }
+        (j >= i + 5).then_some(j)
+    };
+    let mut i = 0;
+    while i + 3 <= b.len() {
+        if b[i] != b'e' || (i > 0 && b[i - 1].is_ascii_alphanumeric()) {
+            i += 1;
+            continue;
+        }
+        let token = segment(i)
+            .filter(|&h| b.get(h) == Some(&b'.'))
+            .and_then(|h| segment(h + 1))
+            .filter(|&p| b.get(p) == Some(&b'.'))
+            .map(|p| {
+                let mut j = p + 1;
+                while j < b.len() && b64(b[j]) {
+                    j += 1;
+                }
+                j
+            });
+        match token {
+            Some(end) => {
+                out.push(i..end);
+                i = end;
+            }
+            None => i += 1,
+        }
+    }
+}
+
+/// The 4-character prefixes of AWS access key IDs (`A3T` plus any capital or digit too).
+const AWS_PREFIXES: [&[u8; 4]; 12] = [
+    b"AKIA", b"ASIA", b"ABIA", b"ACCA", b"AGPA", b"AIDA", b"AIPA", b"ANPA", b"ANVA", b"AROA",
+    b"APKA", b"ASCA",
+];
+
+/// AWS access key IDs: a known prefix and 16 more capitals or digits, 20 in all, not glued
+/// to an ASCII letter or digit on either side.
+pub(crate) fn aws_keys(hay: &str, out: &mut Vec<Range<usize>>) {
+    let b = hay.as_bytes();
+    let key_char = |c: &u8| c.is_ascii_uppercase() || c.is_ascii_digit();
+    let mut i = 0;
+    while i + 20 <= b.len() {
+        if b[i] != b'A' || (i > 0 && b[i - 1].is_ascii_alphanumeric()) {
+            i += 1;
+            continue;
+        }
+        let prefix = &b[i..i + 4];
+        let known = AWS_PREFIXES.iter().any(|p| prefix == &p[..])
+            || (prefix.starts_with(b"A3T") && key_char(&prefix[3]));
+        let end = i + 20;
+        if known
+            && b[i + 4..end].iter().all(key_char)
+            && !b.get(end).is_some_and(u8::is_ascii_alphanumeric)
+        {
+            out.push(i..end);
+            i = end;
+        } else {
+            i += 1;
+        }
+    }
 }
 
 /// Finds the values of the named query parameters: after `?` or `&`, a name equal to one of
@@ -505,7 +620,9 @@ pub(crate) fn url_query_values(hay: &str, names: &[String], out: &mut Vec<Range<
         }
         let name_start = i + 1;
         let mut j = name_start;
-        while j < b.len() && !matches!(b[j], b'=' | b'&' | b'?' | b'#') && !b[j].is_ascii_whitespace()
+        while j < b.len()
+            && !matches!(b[j], b'=' | b'&' | b'?' | b'#')
+            && !b[j].is_ascii_whitespace()
         {
             j += 1;
         }
@@ -522,7 +639,11 @@ pub(crate) fn url_query_values(hay: &str, names: &[String], out: &mut Vec<Range<
         {
             k += 1;
         }
-        if k > value_start && names.iter().any(|n| n.as_bytes().eq_ignore_ascii_case(name)) {
+        if k > value_start
+            && names
+                .iter()
+                .any(|n| n.as_bytes().eq_ignore_ascii_case(name))
+        {
             out.push(value_start..k);
         }
         i = k;
@@ -534,33 +655,16 @@ pub(crate) fn builtin(detector: Detector, url_query_params: &[String]) -> Builti
     let regex = |p: &str| BuiltinFinder::Regex(p.to_string());
     let (finder, check) = match detector {
         Detector::Email => (BuiltinFinder::Email, Check::None),
-        Detector::CreditCard => (
-            regex(r"[0-9](?:[ \-]?[0-9]){12,}"),
-            Check::CreditCard,
-        ),
+        Detector::CreditCard => (BuiltinFinder::Cards, Check::None),
         Detector::Ipv4 => (BuiltinFinder::Ipv4, Check::None),
         Detector::Ipv6 => (
             regex(r"[0-9A-Fa-f:]*:[0-9A-Fa-f]*:[0-9A-Fa-f:.]*(?:%[0-9A-Za-z]+)?"),
             Check::Ipv6,
         ),
-        Detector::Jwt => (
-            regex(r"eyJ[A-Za-z0-9_\-]{2,}\.eyJ[A-Za-z0-9_\-]{2,}\.[A-Za-z0-9_\-]*"),
-            Check::LeftIsolated,
-        ),
-        Detector::BearerToken => (
-            regex(r"(?i:bearer|basic)[ \t]+[A-Za-z0-9\-._~+/]+=*"),
-            Check::Auth,
-        ),
-        Detector::AwsAccessKey => (
-            regex(
-                r"(?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AIPA|ANPA|ANVA|AROA|APKA|ASCA)[A-Z0-9]{16}",
-            ),
-            Check::Isolated,
-        ),
-        Detector::UrlCredentials => (
-            regex(r"://[^\s/?#@:]*:[^\s/?#@]*@"),
-            Check::UrlUserinfo,
-        ),
+        Detector::Jwt => (BuiltinFinder::Jwts, Check::None),
+        Detector::BearerToken => (BuiltinFinder::Auth, Check::None),
+        Detector::AwsAccessKey => (BuiltinFinder::AwsKeys, Check::None),
+        Detector::UrlCredentials => (regex(r"://[^\s/?#@:]*:[^\s/?#@]*@"), Check::UrlUserinfo),
         Detector::UrlQuery => (
             BuiltinFinder::UrlQuery(url_query_params.to_vec()),
             Check::None,

@@ -2,7 +2,7 @@
 //!
 //! A value is never scanned rule by rule. One prefilter decides which rules can match: a
 //! single pass over the value's bytes counts the byte classes the built-in detectors need
-//! (an email needs `@` and a dot, a card a run of 13 digits, ...; see `detectors.rs`), and
+//! (an email needs `@` and a dot, a card 13 digits, ...; see `detectors.rs`), and
 //! one `RegexSet` holds every user pattern. Only the rules that pass run their own finder,
 //! in a fixed order: `blocked_values` in config order, then the detectors
 //! (`Detector::ALL` order). A value no rule can match costs one byte pass and, with user
@@ -21,7 +21,8 @@ use ring::hmac;
 
 use super::config::{ALLOWED_KEYS_RULE, Action, Detector, PatternRule, RedactionConfig, Summary};
 use super::detectors::{
-    BuiltinFinder, Check, bit, builtin, emails, exact_gate, ipv4s, open_gates, url_query_values,
+    BuiltinFinder, Check, auth_credentials, aws_keys, bit, builtin, card_numbers, emails, ipv4s,
+    jwts, open_gates, rank, url_query_values,
 };
 
 /// What replaces a masked value or match.
@@ -49,13 +50,6 @@ struct KeyRule {
     action: Action,
 }
 
-enum Selector {
-    /// A user pattern: its index in the user `RegexSet`.
-    User(usize),
-    /// A built-in detector, with its bit in the open-gates mask.
-    Gate(Detector, u16),
-}
-
 enum Finder {
     /// A regex, with the index of its `redact` capture group if it has one.
     Regex { regex: Regex, group: Option<usize> },
@@ -65,6 +59,14 @@ enum Finder {
     Email,
     /// The IPv4 scanner.
     Ipv4,
+    /// The card number scanner.
+    Cards,
+    /// The Authorization credentials scanner.
+    Auth,
+    /// The AWS access key ID scanner.
+    AwsKeys,
+    /// The JSON Web Token scanner.
+    Jwts,
 }
 
 struct ValueRule {
@@ -72,7 +74,6 @@ struct ValueRule {
     finder: Finder,
     action: Action,
     check: Check,
-    selector: Selector,
 }
 
 /// Most keys a cache remembers; past that, new keys are decided afresh each time.
@@ -102,11 +103,14 @@ pub(crate) struct Redactor {
     user_set: Option<RegexSet>,
     /// The detectors switched on, as a gate mask.
     detectors: u16,
+    /// The index in `value_rules` of each detector, by its rank in `Detector::ALL`.
+    by_rank: [usize; Detector::ALL.len()],
     allowed_values: Option<RegexSet>,
     /// Every key gets [`KeyDecision::Values`]: no key rule, allow-list or ignore-list.
     keys_trivial: bool,
-    /// Key caches not in use by a pass (one per concurrent pass at most).
-    key_caches: Mutex<Vec<(KeyCache, Scratch)>>,
+    /// Key caches and scratch buffers not in use by a pass (as many as passes ever ran at
+    /// once), so a batch starts with warm caches and allocated buffers.
+    reusable: Mutex<Vec<(KeyCache, Scratch)>>,
     hmac: Option<hmac::Key>,
     hash_length: usize,
     summary: Summary,
@@ -191,7 +195,6 @@ impl Redactor {
                 },
                 action: action_of(r),
                 check: Check::None,
-                selector: Selector::User(i),
             });
         }
         let user_patterns: Vec<&str> = c
@@ -202,6 +205,7 @@ impl Redactor {
         let user_set = set(&user_patterns, "blocked_values")?;
 
         let mut detectors = 0u16;
+        let mut by_rank = [usize::MAX; Detector::ALL.len()];
         for d in Detector::ALL {
             let Some((i, on)) = c.detectors.iter().enumerate().find(|(_, r)| r.name == d) else {
                 continue;
@@ -215,6 +219,10 @@ impl Redactor {
                 BuiltinFinder::UrlQuery(names) => Finder::UrlQuery(names),
                 BuiltinFinder::Email => Finder::Email,
                 BuiltinFinder::Ipv4 => Finder::Ipv4,
+                BuiltinFinder::Cards => Finder::Cards,
+                BuiltinFinder::Auth => Finder::Auth,
+                BuiltinFinder::AwsKeys => Finder::AwsKeys,
+                BuiltinFinder::Jwts => Finder::Jwts,
             };
             let action = on.action.unwrap_or(c.action);
             value_rules.push(ValueRule {
@@ -222,8 +230,8 @@ impl Redactor {
                 finder,
                 action,
                 check: b.check,
-                selector: Selector::Gate(d, bit(d)),
             });
+            by_rank[rank(d) as usize] = value_rules.len() - 1;
             detectors |= bit(d);
         }
 
@@ -243,9 +251,10 @@ impl Redactor {
             value_rules,
             user_set,
             detectors,
+            by_rank,
             allowed_values,
             keys_trivial,
-            key_caches: Mutex::new(Vec::new()),
+            reusable: Mutex::new(Vec::new()),
             hmac: c
                 .hash_key
                 .as_ref()
@@ -265,7 +274,7 @@ impl Redactor {
     /// A fresh pass for one batch.
     pub(crate) fn pass(&self) -> Pass<'_> {
         let (cache, scratch) = self
-            .key_caches
+            .reusable
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .pop()
@@ -373,23 +382,36 @@ impl Redactor {
             bufs,
             pseudonyms,
         } = scratch;
+        // The rules to run, in order: the user patterns that matched (they come first in
+        // `value_rules`), then the detectors whose gates are open (their bits, lowest first).
+        let mut users = user_matches.iter().flat_map(|m| m.iter());
+        let mut pending = open;
         // Which buffer holds the current text; `None` while it is still `s`.
         let mut current: Option<usize> = None;
-        for rule in &self.value_rules {
+        loop {
+            let index = match users.next() {
+                Some(i) => i,
+                None if pending != 0 => {
+                    let rank = pending.trailing_zeros();
+                    pending &= pending - 1;
+                    self.by_rank[rank as usize]
+                }
+                None => break,
+            };
+            let Some(rule) = self.value_rules.get(index) else {
+                continue;
+            };
             let (text, out) = match current {
                 None => (s, &mut bufs[0]),
                 Some(i) => {
                     let [a, b] = bufs;
-                    if i == 0 { (a.as_str(), b) } else { (b.as_str(), a) }
+                    if i == 0 {
+                        (a.as_str(), b)
+                    } else {
+                        (b.as_str(), a)
+                    }
                 }
             };
-            let selected = match rule.selector {
-                Selector::User(i) => user_matches.as_ref().is_some_and(|m| m.matched(i)),
-                Selector::Gate(d, bit) => open & bit != 0 && exact_gate(d, text),
-            };
-            if !selected {
-                continue;
-            }
             ranges.clear();
             rule.find(text, ranges, groups);
             if ranges.is_empty() {
@@ -411,6 +433,11 @@ impl Redactor {
                 last = r.end;
             }
             out.push_str(&text[last..]);
+            if pending != 0 {
+                // What a rule replaced no later detector needs to look at: a masked bearer
+                // token no longer opens the JWT or card gates.
+                pending &= open_gates(out, pending);
+            }
             current = Some(match current {
                 None | Some(1) => 0,
                 Some(_) => 1,
@@ -464,17 +491,21 @@ impl ValueRule {
                 for caps in regex.captures_iter(hay) {
                     let Some(whole) = caps.get(0) else { continue };
                     let target = caps.get(*g).map_or(whole.range(), |m| m.range());
-                    self.check.accept(hay, whole.range(), target, out, groups);
+                    self.check.accept(hay, whole.range(), target, out);
                 }
             }
             Finder::Regex { regex, group: None } => {
                 for m in regex.find_iter(hay) {
-                    self.check.accept(hay, m.range(), m.range(), out, groups);
+                    self.check.accept(hay, m.range(), m.range(), out);
                 }
             }
             Finder::UrlQuery(names) => url_query_values(hay, names, out),
             Finder::Email => emails(hay, out),
             Finder::Ipv4 => ipv4s(hay, out),
+            Finder::Cards => card_numbers(hay, out, groups),
+            Finder::Auth => auth_credentials(hay, out),
+            Finder::AwsKeys => aws_keys(hay, out),
+            Finder::Jwts => jwts(hay, out),
         }
     }
 }
@@ -579,7 +610,7 @@ impl Drop for Pass<'_> {
             std::mem::take(&mut self.scratch),
         );
         self.r
-            .key_caches
+            .reusable
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(reusable);
@@ -608,7 +639,7 @@ impl KeyList {
     fn take_joined(&mut self) -> String {
         let keys = &mut self.items[..self.len];
         keys.sort_unstable();
-        let mut out = String::new();
+        let mut out = String::with_capacity(keys.iter().map(|k| k.len() + 1).sum());
         let mut previous: Option<&str> = None;
         for k in keys.iter() {
             if previous == Some(k.as_str()) {

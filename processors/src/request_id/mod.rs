@@ -20,12 +20,14 @@
 //! shutdown. Entries expire `ttl` after their last use and are bounded (`max_entries`, least
 //! recently used evicted).
 //!
-//! Files: `config.rs` (keys), `table.rs` (the compact LRU/TTL table), `correlate.rs` (what
+//! Files: `config.rs` (keys), `table.rs` (the compact LRU/TTL table), `index.rs` (its
+//! cache-friendly hash indexes), `correlate.rs` (what
 //! a span or record teaches and gets), `pending.rs` (held records, order, release),
 //! `processor.rs` (instances, shared state, background task), `tests.rs`.
 
 mod config;
 mod correlate;
+mod index;
 mod pending;
 mod processor;
 mod table;

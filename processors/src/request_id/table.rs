@@ -2,15 +2,16 @@
 //!
 //! Sized for a million live requests in little memory: entries live in fixed chunks of a
 //! slab (no reallocation copies as it grows), request IDs up to 38 bytes (UUIDs, 32-hex
-//! IDs) are stored inline, and both indexes are `hashbrown::HashTable<u32>`: 4-byte slot
-//! numbers whose keys are compared against the entries themselves, so no key is stored
+//! IDs) are stored inline, and both indexes hold only a hash tag and a slot number per key
+//! (see `index.rs`): keys are compared against the entries themselves, so no key is stored
 //! twice. One intrusive list orders entries by last use: its tail is both the least recently
 //! used (evicted at `max_entries`) and the first to expire (`ttl` counts from last use).
 
 use std::hash::{BuildHasher, RandomState};
 
-use hashbrown::HashTable;
 use tokio::time::Instant;
+
+use super::index::SlotIndex;
 
 const NIL: u32 = u32::MAX;
 /// Entries per slab chunk.
@@ -145,8 +146,8 @@ pub(crate) struct Table {
     chunks: Vec<Vec<Entry>>,
     /// Head of the free-slot list.
     free: u32,
-    by_rid: HashTable<u32>,
-    by_trace: HashTable<u32>,
+    by_rid: SlotIndex,
+    by_trace: SlotIndex,
     hasher: RandomState,
     /// Most recently used.
     head: u32,
@@ -167,8 +168,8 @@ impl Table {
         Table {
             chunks: Vec::new(),
             free: NIL,
-            by_rid: HashTable::new(),
-            by_trace: HashTable::new(),
+            by_rid: SlotIndex::new(),
+            by_trace: SlotIndex::new(),
             hasher: RandomState::new(),
             head: NIL,
             tail: NIL,
@@ -195,8 +196,8 @@ impl Table {
     /// store inline.
     pub(crate) fn allocated_bytes(&self) -> usize {
         self.chunks.len() * CHUNK * std::mem::size_of::<Entry>()
-            + self.by_rid.allocation_size()
-            + self.by_trace.allocation_size()
+            + self.by_rid.allocated_bytes()
+            + self.by_trace.allocated_bytes()
             + self.heap_bytes
     }
 
@@ -225,16 +226,14 @@ impl Table {
         let hash = self.hasher.hash_one(rid.as_bytes());
         let chunks = &self.chunks;
         self.by_rid
-            .find(hash, |&s| at(chunks, s).rid.as_bytes() == rid.as_bytes())
-            .copied()
+            .find(hash, |s| at(chunks, s).rid.as_bytes() == rid.as_bytes())
     }
 
     fn find_trace(&self, trace_id: &[u8; 16]) -> Option<u32> {
         let hash = self.hasher.hash_one(trace_id);
         let chunks = &self.chunks;
         self.by_trace
-            .find(hash, |&s| at(chunks, s).trace_id == *trace_id)
-            .copied()
+            .find(hash, |s| at(chunks, s).trace_id == *trace_id)
     }
 
     fn unlink(&mut self, slot: u32) {
@@ -282,37 +281,25 @@ impl Table {
         let chunks = &self.chunks;
         let trace_id = at(chunks, slot).trace_id;
         let hash = self.hasher.hash_one(trace_id);
-        match self
+        if !self
             .by_trace
-            .find_entry(hash, |&s| at(chunks, s).trace_id == trace_id)
+            .repoint(hash, |s| at(chunks, s).trace_id == trace_id, slot)
         {
-            Ok(mut found) => *found.get_mut() = slot,
-            Err(_) => {
-                let hasher = &self.hasher;
-                self.by_trace
-                    .insert_unique(hash, slot, |&s| hasher.hash_one(at(chunks, s).trace_id));
-            }
+            self.by_trace.insert(hash, slot);
         }
     }
 
     /// Removes the trace index entry of `slot`'s trace if it points at `slot`.
     fn unindex_trace(&mut self, slot: u32) {
-        let chunks = &self.chunks;
-        let trace_id = at(chunks, slot).trace_id;
-        let hash = self.hasher.hash_one(trace_id);
-        if let Ok(found) = self.by_trace.find_entry(hash, |&s| s == slot) {
-            found.remove();
-        }
+        let hash = self.hasher.hash_one(at(&self.chunks, slot).trace_id);
+        self.by_trace.remove(hash, slot);
     }
 
     fn remove(&mut self, slot: u32) {
         self.unlink(slot);
         self.unindex_trace(slot);
-        let chunks = &self.chunks;
-        let hash = self.hasher.hash_one(at(chunks, slot).rid.as_bytes());
-        if let Ok(found) = self.by_rid.find_entry(hash, |&s| s == slot) {
-            found.remove();
-        }
+        let hash = self.hasher.hash_one(at(&self.chunks, slot).rid.as_bytes());
+        self.by_rid.remove(hash, slot);
         let free = self.free;
         let e = at_mut(&mut self.chunks, slot);
         self.heap_bytes -= e.rid.heap_bytes();
@@ -450,12 +437,8 @@ impl Table {
             e.rid = stored;
             e.touched = now_ms;
         }
-        let chunks = &self.chunks;
-        let hasher = &self.hasher;
         self.by_rid
-            .insert_unique(hasher.hash_one(rid.as_bytes()), slot, |&s| {
-                hasher.hash_one(at(chunks, s).rid.as_bytes())
-            });
+            .insert(self.hasher.hash_one(rid.as_bytes()), slot);
         self.index_trace(slot);
         self.push_front(slot);
         self.len += 1;

@@ -2,6 +2,8 @@
 //! lists, arrays array values, integers `int`, other numbers `double`, `null` an empty
 //! value. No intermediate tree, one allocation per string. Nesting is limited.
 
+use std::borrow::Cow;
+
 use pipeline_core::proto::tonic::common::v1::{
     AnyValue, ArrayValue, KeyValue, KeyValueList, any_value::Value,
 };
@@ -30,7 +32,20 @@ struct Reader<'a> {
 }
 
 /// Parses `text`, which must hold one JSON object, into its fields in order.
+#[cfg(test)]
 pub(crate) fn parse_object(text: &str) -> Result<Vec<(String, AnyValue)>, JsonError> {
+    let mut fields = Vec::new();
+    visit_object(text, |k, v| fields.push((k.into_owned(), v)))?;
+    Ok(fields)
+}
+
+/// Parses `text`, which must hold one JSON object, handing each top-level field to `f` in
+/// order; keys without escapes are borrowed from `text`. On an error some fields may
+/// already have been handed over.
+pub(crate) fn visit_object<'t>(
+    text: &'t str,
+    mut f: impl FnMut(Cow<'t, str>, AnyValue),
+) -> Result<(), JsonError> {
     let mut r = Reader {
         text,
         b: text.as_bytes(),
@@ -40,15 +55,51 @@ pub(crate) fn parse_object(text: &str) -> Result<Vec<(String, AnyValue)>, JsonEr
     if r.peek() != Some(b'{') {
         return Err(r.err("expected an object"));
     }
-    let fields = r.object_fields(0)?;
+    r.i += 1;
+    r.ws();
+    if r.peek() == Some(b'}') {
+        r.i += 1;
+    } else {
+        loop {
+            r.ws();
+            if r.peek() != Some(b'"') {
+                return Err(r.err("expected a key in quotes"));
+            }
+            let key = r.key()?;
+            r.expect(b':', "expected ':' after a key")?;
+            let value = r.value(1)?;
+            f(key, value);
+            r.ws();
+            match r.peek() {
+                Some(b',') => r.i += 1,
+                Some(b'}') => {
+                    r.i += 1;
+                    break;
+                }
+                _ => return Err(r.err("expected ',' or '}' in an object")),
+            }
+        }
+    }
     r.ws();
     if r.i != r.b.len() {
         return Err(r.err("trailing characters after the object"));
     }
-    Ok(fields)
+    Ok(())
 }
 
 impl<'a> Reader<'a> {
+    /// At `"`: a key, borrowed when it has no escapes.
+    fn key(&mut self) -> Result<Cow<'a, str>, JsonError> {
+        let start = self.i + 1;
+        if let Some(n) = memchr::memchr2(b'"', b'\\', &self.b[start..])
+            && self.b[start + n] == b'"'
+        {
+            self.i = start + n + 1;
+            return Ok(Cow::Borrowed(&self.text[start..start + n]));
+        }
+        self.string().map(Cow::Owned)
+    }
+
     fn err(&self, what: &'static str) -> JsonError {
         JsonError { at: self.i, what }
     }

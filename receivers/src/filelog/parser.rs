@@ -219,9 +219,9 @@ impl RecordBuilder {
         record: &mut LogRecord,
         service: &mut Option<String>,
     ) -> Result<(), String> {
-        let fields = json::parse_object(text).map_err(|e| e.to_string())?;
-        record.attributes.reserve(fields.len());
-        for (key, value) in fields {
+        let base = record.attributes.len();
+        record.attributes.reserve(12);
+        let parsed = json::visit_object(text, |key, value| {
             if key == "exception"
                 && let Some(Value::KvlistValue(list)) = value.value
             {
@@ -242,11 +242,23 @@ impl RecordBuilder {
                     };
                     record.attributes.push(kv(name, v));
                 }
-                continue;
+                return;
             }
             if let Some(v) = self.special(&key, value, record, service) {
-                record.attributes.push(kv(key, v));
+                record.attributes.push(kv(key.into_owned(), v));
             }
+        });
+        if let Err(e) = parsed {
+            // Nothing of a half-parsed line stays: the raw text is the record.
+            record.attributes.truncate(base);
+            record.body = None;
+            record.time_unix_nano = 0;
+            record.severity_number = 0;
+            record.severity_text.clear();
+            record.trace_id.clear();
+            record.span_id.clear();
+            *service = None;
+            return Err(e.to_string());
         }
         if record.body.is_none() {
             record.body = Some(string_value(text.to_string()));

@@ -32,8 +32,8 @@ use super::parser::RecordBuilder;
 
 /// Bytes read from a file at a time.
 const CHUNK: usize = 256 * 1024;
-/// A hand-off closes at this many records...
-const EMIT_RECORDS: usize = 1024;
+/// A hand-off closes at this many records (or `max_in_flight_records`, if smaller)...
+pub(crate) const EMIT_RECORDS: usize = 1024;
 /// ...or this many bytes of text.
 const EMIT_BYTES: usize = 1024 * 1024;
 /// A file that left the globs is closed once read to its end and unseen for this many polls.
@@ -80,9 +80,16 @@ pub(crate) struct Settings {
     force_flush: Duration,
     multiline: Option<Multiline>,
     builder: RecordBuilder,
+    /// Records per hand-off.
+    emit_records: usize,
 }
 
 impl Settings {
+    /// Records per hand-off.
+    pub(crate) fn emit_records(&self) -> usize {
+        self.emit_records
+    }
+
     /// Compiles a validated config.
     pub(crate) fn new(c: &FileLogConfig) -> Result<Settings, String> {
         let globs = |v: &[String]| {
@@ -115,6 +122,7 @@ impl Settings {
             force_flush: c.force_flush_period.get(),
             multiline,
             builder: RecordBuilder::new(&c.parser)?,
+            emit_records: EMIT_RECORDS.min(c.max_in_flight_records).max(1),
         })
     }
 }
@@ -169,6 +177,9 @@ struct Tracked {
     emitted: u64,
     line: LineState,
     pending: Pending,
+    /// Bytes read but not yet split (the hand-off filled up in the middle of a read); they
+    /// end at `pos`.
+    unsplit: Vec<u8>,
     /// May have unread data.
     dirty: bool,
     last_data: Instant,
@@ -179,7 +190,10 @@ struct Tracked {
 
 impl Tracked {
     fn has_buffered(&self) -> bool {
-        !self.line.carry.is_empty() || self.line.skipping || !self.pending.buf.is_empty()
+        !self.line.carry.is_empty()
+            || self.line.skipping
+            || !self.pending.buf.is_empty()
+            || !self.unsplit.is_empty()
     }
 }
 
@@ -207,8 +221,8 @@ struct Staging {
 }
 
 impl Staging {
-    fn full(&self) -> bool {
-        self.entries.len() >= EMIT_RECORDS || self.arena.len() >= EMIT_BYTES
+    fn full(&self, max_records: usize) -> bool {
+        self.entries.len() >= max_records || self.arena.len() >= EMIT_BYTES
     }
 
     fn clear(&mut self) {
@@ -396,18 +410,29 @@ fn emit_pending(out: &mut Out<'_>, p: &mut Pending, end: u64) {
     p.dropped = 0;
 }
 
-/// Splits newly read `data` (starting at file offset `off`) into lines.
-fn feed(out: &mut Out<'_>, ls: &mut LineState, pending: &mut Pending, data: &[u8], off: u64) {
+/// Splits newly read `data` (starting at file offset `off`) into lines, until the hand-off
+/// is full; returns how many bytes it used.
+fn feed(
+    out: &mut Out<'_>,
+    ls: &mut LineState,
+    pending: &mut Pending,
+    data: &[u8],
+    off: u64,
+) -> usize {
     let max = out.settings.max_log_size;
+    let emit_records = out.settings.emit_records;
     let mut rest = data;
     let mut off = off;
     loop {
+        if out.staging.full(emit_records) {
+            return data.len() - rest.len();
+        }
         let nl = memchr::memchr(b'\n', rest);
         if ls.skipping {
             match nl {
                 None => {
                     ls.skipped += rest.len() as u64;
-                    return;
+                    return data.len();
                 }
                 Some(k) => {
                     ls.skipped += k as u64;
@@ -435,7 +460,7 @@ fn feed(out: &mut Out<'_>, ls: &mut LineState, pending: &mut Pending, data: &[u8
                 } else {
                     ls.carry.extend_from_slice(rest);
                 }
-                return;
+                return data.len();
             }
             Some(k) => {
                 let end = off + k as u64 + 1;
@@ -511,6 +536,7 @@ impl Tailer {
                 emitted: sv.offset,
                 line: LineState::default(),
                 pending: Pending::default(),
+                unsplit: Vec::new(),
                 dirty: false,
                 last_data: now,
                 seen: false,
@@ -544,7 +570,7 @@ impl Tailer {
         }
         self.read_round(now);
         let mut wake = self.next_poll;
-        if !self.staging.full() {
+        if !self.staging.full(self.s.emit_records) {
             for i in 0..self.files.len() {
                 let t = &self.files[i];
                 if t.dirty || !t.has_buffered() {
@@ -691,7 +717,7 @@ impl Tailer {
             return;
         }
         for k in 0..n {
-            if self.staging.full() {
+            if self.staging.full(self.s.emit_records) {
                 return;
             }
             let i = (self.cursor + k) % n;
@@ -699,7 +725,7 @@ impl Tailer {
                 continue;
             }
             self.read_file(i, now);
-            if self.staging.full() {
+            if self.staging.full(self.s.emit_records) {
                 self.cursor = (i + 1) % n;
                 return;
             }
@@ -714,7 +740,7 @@ impl Tailer {
         self.files[i].last_used = self.clock;
         let mut scratch = std::mem::take(&mut self.scratch);
         scratch.resize(CHUNK, 0);
-        while !self.staging.full() {
+        while !self.staging.full(self.s.emit_records) {
             let Tailer {
                 s,
                 metrics,
@@ -723,10 +749,36 @@ impl Tailer {
                 ..
             } = self;
             let t = &mut files[i];
+            if !t.unsplit.is_empty() {
+                let data = std::mem::take(&mut t.unsplit);
+                let off = t.pos - data.len() as u64;
+                let mut out = Out {
+                    settings: s,
+                    metrics,
+                    staging,
+                    id: t.id,
+                    path: &t.path,
+                    emitted: &mut t.emitted,
+                };
+                let used = feed(&mut out, &mut t.line, &mut t.pending, &data, off);
+                if used < data.len() {
+                    t.unsplit = data[used..].to_vec();
+                }
+                continue;
+            }
             let Some(src) = t.source.as_mut() else {
                 break;
             };
-            let n = match src.read(&mut scratch) {
+            // Read about what the hand-off still wants, so little is left over to copy.
+            let want = match staging.entries.len() {
+                0 => CHUNK,
+                staged => {
+                    let per_record = staging.arena.len() / staged + 1;
+                    let left = s.emit_records.saturating_sub(staged) + 16;
+                    (left * per_record).clamp(16 * 1024, CHUNK)
+                }
+            };
+            let n = match src.read(&mut scratch[..want]) {
                 Ok(n) => n,
                 Err(e) => {
                     tracing::warn!(path = %t.path.display(), error = %e, "filelog: read failed; will retry");
@@ -750,7 +802,10 @@ impl Tailer {
                 path: &t.path,
                 emitted: &mut t.emitted,
             };
-            feed(&mut out, &mut t.line, &mut t.pending, &scratch[..n], off);
+            let used = feed(&mut out, &mut t.line, &mut t.pending, &scratch[..n], off);
+            if used < n {
+                t.unsplit.extend_from_slice(&scratch[used..n]);
+            }
         }
         self.scratch = scratch;
     }
@@ -1039,6 +1094,7 @@ impl Tailer {
             emitted: start,
             line: LineState::default(),
             pending: Pending::default(),
+            unsplit: Vec::new(),
             dirty: true,
             last_data: Instant::now(),
             seen: true,

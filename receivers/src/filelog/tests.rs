@@ -781,6 +781,7 @@ async fn json_seed_layout_maps_to_the_record() {
         r#"{"timestamp": 1705314600123, "level": "error", "service": "api", "message": "boom", "exception": {"type": "ValueError", "message": "bad id", "traceback": ["Traceback (most recent call last):\n", "  File \"x.py\", line 1, in <module>\n", "ValueError: bad id\n"]}}"#,
         r#"{"timestamp": "not a time", "level": "WARNING", "message": "odd"}"#,
         "this is not json",
+        r#"{"level": "ERROR", "service": "half", "message": "cut", "user": 1, "broken": tru}"#,
     ];
     append(&dir.join("a.log"), &format!("{}\n", lines.join("\n")));
     let rx = Rx::start(config(
@@ -789,7 +790,7 @@ async fn json_seed_layout_maps_to_the_record() {
         json!({"parser": {"type": "json"}}),
     ))
     .await;
-    assert_eq!(rx.rec.wait_for(4).await, 4);
+    assert_eq!(rx.rec.wait_for(5).await, 5);
     rx.stop().await;
     let got = rx.rec.got();
     let g = &got[0];
@@ -849,7 +850,13 @@ async fn json_seed_layout_maps_to_the_record() {
     let g = &got[3];
     assert_eq!(g.body(), "this is not json");
     assert!(matches!(g.attr("log.parse_error"), Some(V::StringValue(_))));
-    assert_eq!(rx.metric("sightline_filelog_parse_errors_total"), 1.0);
+    // Half-parsed: nothing of it stays but the raw line.
+    let g = &got[4];
+    assert_eq!(g.body(), lines[4]);
+    assert_eq!((g.service.as_deref(), g.record.severity_number), (None, 0));
+    assert_eq!(g.attr("user"), None);
+    assert_eq!(g.record.attributes.len(), 2, "{:?}", g.record.attributes);
+    assert_eq!(rx.metric("sightline_filelog_parse_errors_total"), 2.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -923,4 +930,23 @@ fn storage_defaults_under_the_data_dir() {
         default_storage(Path::new("./data"), "filelog/app"),
         PathBuf::from("./data/filelog/filelog_app")
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_held_downstream_are_bounded_by_max_in_flight_records() {
+    let dir = scratch("inflight");
+    append(&dir.join("app.log"), &lines("a", 0..5000));
+    let rec = Arc::new(Recorder::default());
+    *rec.hold.lock().unwrap() = Some(Vec::new());
+    let cfg = config(&dir, &["*.log"], json!({"max_in_flight_records": 700}));
+    let rx = Rx::start_with(cfg, rec.clone()).await;
+    assert_eq!(rx.rec.wait_for(700).await, 700);
+    // Nothing is released downstream: the reader waits at the limit.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(rx.rec.count(), 700);
+    // Released: everything follows.
+    rec.hold.lock().unwrap().take();
+    assert_eq!(rx.rec.wait_for(5000).await, 5000);
+    rx.stop().await;
+    assert_exactly(&rx.rec.bodies(), names("a", 0..5000));
 }
