@@ -94,7 +94,7 @@ impl ReceiverFactory for Factory {
         let next = next
             .get(Signal::Logs)
             .clone()
-            .ok_or(BuildError::UnsupportedSignal(Signal::Traces))?;
+            .ok_or_else(|| BuildError::Other("filelog feeds logs pipelines only".into()))?;
         let settings = Settings::new(&config).map_err(BuildError::Other)?;
         let storage = config
             .storage
