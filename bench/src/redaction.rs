@@ -101,7 +101,7 @@ const REDACTION: &str = "redaction: { allow_all_keys: true, blocked_keys: ['(?i)
     summary: info, hash_key: bench-key, action: ACTION }";
 
 /// Interleaved rounds per load; rows report the median.
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 5;
 
 /// Runs the scenario and prints its table: for each load, the three processes run in
 /// `ROUNDS` interleaved rounds (this shared machine's background load moves single runs by

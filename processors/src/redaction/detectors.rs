@@ -25,20 +25,46 @@ pub(crate) struct Builtin {
 pub(crate) enum BuiltinFinder {
     /// A regex; each match goes through the detector's [`Check`].
     Regex(String),
-    /// The `url_query` parser, with the parameter names.
+    /// A hand-written scanner.
+    Scan(Scanner),
+}
+
+/// The hand-written scanners: one pass over the value, no regex engine call.
+pub(crate) enum Scanner {
+    /// [`url_query_values`], with the parameter names.
     UrlQuery(Vec<String>),
-    /// The email scanner ([`emails`]).
+    /// [`emails`].
     Email,
-    /// The IPv4 scanner ([`ipv4s`]).
+    /// [`ipv4s`].
     Ipv4,
-    /// The card number scanner ([`card_numbers`]).
+    /// [`card_numbers`].
     Cards,
-    /// The Authorization credentials scanner ([`auth_credentials`]).
+    /// [`auth_credentials`].
     Auth,
-    /// The AWS access key ID scanner ([`aws_keys`]).
+    /// [`aws_keys`].
     AwsKeys,
-    /// The JSON Web Token scanner ([`jwts`]).
+    /// [`jwts`].
     Jwts,
+}
+
+impl Scanner {
+    /// Pushes the ranges of `hay` to replace; `groups` is scratch space.
+    pub(crate) fn find(
+        &self,
+        hay: &str,
+        out: &mut Vec<Range<usize>>,
+        groups: &mut Vec<Range<usize>>,
+    ) {
+        match self {
+            Scanner::UrlQuery(names) => url_query_values(hay, names, out),
+            Scanner::Email => emails(hay, out),
+            Scanner::Ipv4 => ipv4s(hay, out),
+            Scanner::Cards => card_numbers(hay, out, groups),
+            Scanner::Auth => auth_credentials(hay, out),
+            Scanner::AwsKeys => aws_keys(hay, out),
+            Scanner::Jwts => jwts(hay, out),
+        }
+    }
 }
 
 // Byte classes counted by `Stats::of`: eight 8-bit counters in each of two u64s, so a byte
@@ -231,7 +257,7 @@ impl Check {
 /// IPv4 addresses: four groups of 1 to 3 digits joined by dots, each at most 255, not glued
 /// to letters or digits and not part of a longer dotted number (`1.2.3.4.5` and `v1.2.3.4`
 /// are versions).
-pub(crate) fn ipv4s(hay: &str, out: &mut Vec<Range<usize>>) {
+fn ipv4s(hay: &str, out: &mut Vec<Range<usize>>) {
     let b = hay.as_bytes();
     let mut i = 0;
     while i < b.len() {
@@ -297,7 +323,7 @@ fn is_word(c: char) -> bool {
 /// Email addresses: a local part of letters and digits of any script and `._%+-`, `@`, a
 /// domain of such labels joined by dots, ending in a top-level domain of at least two
 /// letters. `user@localhost` and `root@10.0.0.1` have none, so they are kept.
-pub(crate) fn emails(hay: &str, out: &mut Vec<Range<usize>>) {
+fn emails(hay: &str, out: &mut Vec<Range<usize>>) {
     let b = hay.as_bytes();
     let mut floor = 0;
     let mut from = 0;
@@ -453,7 +479,7 @@ fn card_number(b: &[u8], groups: &[Range<usize>]) -> bool {
 
 /// Card numbers: each run of digits joined by single spaces or dashes that holds 13 or more
 /// digits goes to [`credit_cards`] (issuer range and Luhn). `groups` is scratch space.
-pub(crate) fn card_numbers(hay: &str, out: &mut Vec<Range<usize>>, groups: &mut Vec<Range<usize>>) {
+fn card_numbers(hay: &str, out: &mut Vec<Range<usize>>, groups: &mut Vec<Range<usize>>) {
     let b = hay.as_bytes();
     let mut i = 0;
     while i < b.len() {
@@ -487,7 +513,7 @@ pub(crate) fn card_numbers(hay: &str, out: &mut Vec<Range<usize>>, groups: &mut 
 /// Authorization credentials: after the word `Bearer` or `Basic` (any case, not glued to a
 /// letter or digit before it) and spaces or tabs, the token (`[A-Za-z0-9-._~+/]+` and `=`
 /// padding). A Basic token must decode to `user:password`. The scheme word is kept.
-pub(crate) fn auth_credentials(hay: &str, out: &mut Vec<Range<usize>>) {
+fn auth_credentials(hay: &str, out: &mut Vec<Range<usize>>) {
     let b = hay.as_bytes();
     let token_char =
         |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~' | b'+' | b'/');
@@ -533,7 +559,7 @@ pub(crate) fn auth_credentials(hay: &str, out: &mut Vec<Range<usize>>) {
 
 /// JSON Web Tokens: `eyJ` and 2+ base64url characters (the header), `.`, the same for the
 /// payload, `.`, and the signature (possibly empty), not preceded by an ASCII letter or digit.
-pub(crate) fn jwts(hay: &str, out: &mut Vec<Range<usize>>) {
+fn jwts(hay: &str, out: &mut Vec<Range<usize>>) {
     let b = hay.as_bytes();
     let b64 = |c: u8| c.is_ascii_alphanumeric() || c == b'-' || c == b'_';
     // The end of a `eyJ...` segment starting at `i` with 2+ characters after `eyJ`.
@@ -582,7 +608,7 @@ const AWS_PREFIXES: [&[u8; 4]; 12] = [
 
 /// AWS access key IDs: a known prefix and 16 more capitals or digits, 20 in all, not glued
 /// to an ASCII letter or digit on either side.
-pub(crate) fn aws_keys(hay: &str, out: &mut Vec<Range<usize>>) {
+fn aws_keys(hay: &str, out: &mut Vec<Range<usize>>) {
     let b = hay.as_bytes();
     let key_char = |c: &u8| c.is_ascii_uppercase() || c.is_ascii_digit();
     let mut i = 0;
@@ -610,7 +636,7 @@ pub(crate) fn aws_keys(hay: &str, out: &mut Vec<Range<usize>>) {
 /// Finds the values of the named query parameters: after `?` or `&`, a name equal to one of
 /// `names` (ASCII case-insensitive), `=`, then the value up to `&`, `#`, whitespace, a quote
 /// or an angle bracket.
-pub(crate) fn url_query_values(hay: &str, names: &[String], out: &mut Vec<Range<usize>>) {
+fn url_query_values(hay: &str, names: &[String], out: &mut Vec<Range<usize>>) {
     let b = hay.as_bytes();
     let mut i = 0;
     while i < b.len() {
@@ -654,19 +680,19 @@ pub(crate) fn url_query_values(hay: &str, names: &[String], out: &mut Vec<Range<
 pub(crate) fn builtin(detector: Detector, url_query_params: &[String]) -> Builtin {
     let regex = |p: &str| BuiltinFinder::Regex(p.to_string());
     let (finder, check) = match detector {
-        Detector::Email => (BuiltinFinder::Email, Check::None),
-        Detector::CreditCard => (BuiltinFinder::Cards, Check::None),
-        Detector::Ipv4 => (BuiltinFinder::Ipv4, Check::None),
+        Detector::Email => (BuiltinFinder::Scan(Scanner::Email), Check::None),
+        Detector::CreditCard => (BuiltinFinder::Scan(Scanner::Cards), Check::None),
+        Detector::Ipv4 => (BuiltinFinder::Scan(Scanner::Ipv4), Check::None),
         Detector::Ipv6 => (
             regex(r"[0-9A-Fa-f:]*:[0-9A-Fa-f]*:[0-9A-Fa-f:.]*(?:%[0-9A-Za-z]+)?"),
             Check::Ipv6,
         ),
-        Detector::Jwt => (BuiltinFinder::Jwts, Check::None),
-        Detector::BearerToken => (BuiltinFinder::Auth, Check::None),
-        Detector::AwsAccessKey => (BuiltinFinder::AwsKeys, Check::None),
+        Detector::Jwt => (BuiltinFinder::Scan(Scanner::Jwts), Check::None),
+        Detector::BearerToken => (BuiltinFinder::Scan(Scanner::Auth), Check::None),
+        Detector::AwsAccessKey => (BuiltinFinder::Scan(Scanner::AwsKeys), Check::None),
         Detector::UrlCredentials => (regex(r"://[^\s/?#@:]*:[^\s/?#@]*@"), Check::UrlUserinfo),
         Detector::UrlQuery => (
-            BuiltinFinder::UrlQuery(url_query_params.to_vec()),
+            BuiltinFinder::Scan(Scanner::UrlQuery(url_query_params.to_vec())),
             Check::None,
         ),
     };

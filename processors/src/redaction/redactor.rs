@@ -20,10 +20,7 @@ use regex::{Regex, RegexSet, RegexSetBuilder};
 use ring::hmac;
 
 use super::config::{ALLOWED_KEYS_RULE, Action, Detector, PatternRule, RedactionConfig, Summary};
-use super::detectors::{
-    BuiltinFinder, Check, auth_credentials, aws_keys, bit, builtin, card_numbers, emails, ipv4s,
-    jwts, open_gates, rank, url_query_values,
-};
+use super::detectors::{BuiltinFinder, Check, Scanner, bit, builtin, open_gates, rank};
 
 /// What replaces a masked value or match.
 pub const MASK: &str = "****";
@@ -53,20 +50,8 @@ struct KeyRule {
 enum Finder {
     /// A regex, with the index of its `redact` capture group if it has one.
     Regex { regex: Regex, group: Option<usize> },
-    /// The `url_query` parser with its parameter names.
-    UrlQuery(Vec<String>),
-    /// The email scanner.
-    Email,
-    /// The IPv4 scanner.
-    Ipv4,
-    /// The card number scanner.
-    Cards,
-    /// The Authorization credentials scanner.
-    Auth,
-    /// The AWS access key ID scanner.
-    AwsKeys,
-    /// The JSON Web Token scanner.
-    Jwts,
+    /// A built-in detector's scanner.
+    Scan(Scanner),
 }
 
 struct ValueRule {
@@ -82,12 +67,36 @@ const KEY_CACHE_LIMIT: usize = 4096;
 /// Attribute positions remembered by [`KeyCache::recent`].
 const RECENT_POSITIONS: usize = 64;
 
+/// Longest value remembered as clean by a [`Recent`] slot.
+const CLEAN_VALUE_LIMIT: usize = 256;
+
+/// What an attribute position last held: its key and the key's decision, and the value last
+/// found clean there (if short enough), since records of one kind repeat most values (the
+/// method, the route, the host, the user agent) and a comparison is cheaper than a scan.
+#[derive(Default)]
+struct Recent {
+    key: String,
+    decision: KeyDecision,
+    clean: Clean,
+    clean_text: String,
+}
+
+/// The clean value a [`Recent`] slot remembers.
+#[derive(Default, Clone, Copy)]
+enum Clean {
+    #[default]
+    None,
+    /// The string in `clean_text`.
+    Str,
+    Int(i64),
+}
+
 /// Decisions by key: one map for attribute keys, one for keys inside maps. In front of the
-/// map, the key last seen at each attribute position: records of one kind tend to list the
-/// same keys in the same order, so most lookups are one string comparison.
+/// map, what each attribute position last held ([`Recent`]): records of one kind tend to
+/// list the same keys in the same order, so most lookups are one string comparison.
 #[derive(Default)]
 struct KeyCache {
-    recent: Vec<(String, KeyDecision)>,
+    recent: Vec<Recent>,
     attribute: HashMap<Box<str>, KeyDecision>,
     nested: HashMap<Box<str>, KeyDecision>,
 }
@@ -216,13 +225,7 @@ impl Redactor {
                     regex: compile(&p, &format!("detectors[{i}]"))?,
                     group: None,
                 },
-                BuiltinFinder::UrlQuery(names) => Finder::UrlQuery(names),
-                BuiltinFinder::Email => Finder::Email,
-                BuiltinFinder::Ipv4 => Finder::Ipv4,
-                BuiltinFinder::Cards => Finder::Cards,
-                BuiltinFinder::Auth => Finder::Auth,
-                BuiltinFinder::AwsKeys => Finder::AwsKeys,
-                BuiltinFinder::Jwts => Finder::Jwts,
+                BuiltinFinder::Scan(scanner) => Finder::Scan(scanner),
             };
             let action = on.action.unwrap_or(c.action);
             value_rules.push(ValueRule {
@@ -271,7 +274,7 @@ impl Redactor {
         &self.rules
     }
 
-    /// A fresh pass for one batch.
+    /// A pass for one batch, with key caches and buffers from an earlier one when free.
     pub(crate) fn pass(&self) -> Pass<'_> {
         let (cache, scratch) = self
             .reusable
@@ -499,13 +502,7 @@ impl ValueRule {
                     self.check.accept(hay, m.range(), m.range(), out);
                 }
             }
-            Finder::UrlQuery(names) => url_query_values(hay, names, out),
-            Finder::Email => emails(hay, out),
-            Finder::Ipv4 => ipv4s(hay, out),
-            Finder::Cards => card_numbers(hay, out, groups),
-            Finder::Auth => auth_credentials(hay, out),
-            Finder::AwsKeys => aws_keys(hay, out),
-            Finder::Jwts => jwts(hay, out),
+            Finder::Scan(scanner) => scanner.find(hay, out, groups),
         }
     }
 }
@@ -546,13 +543,14 @@ pub(crate) enum StrOutcome {
     Remove,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 enum KeyDecision {
     /// `ignored_keys`: not touched at all.
     Ignore,
     /// A key rule (or the allow-list, rule 0) decides for the whole value.
     Whole(usize, Action),
     /// The value rules decide.
+    #[default]
     Values,
 }
 
@@ -672,44 +670,76 @@ impl Pass<'_> {
     }
 
     /// [`Redactor::key_decision`], remembered per key; `position` is the entry's index in
-    /// its attribute list.
+    /// its attribute list when `attribute`. Afterwards the position's [`Recent`] slot, if
+    /// any, is this key's.
     fn key_decision(&mut self, key: &str, attribute: bool, position: usize) -> KeyDecision {
-        if self.r.keys_trivial {
-            return KeyDecision::Values;
-        }
         let recent = attribute && position < RECENT_POSITIONS;
         if recent
-            && let Some((k, d)) = self.cache.recent.get(position)
-            && k == key
+            && let Some(slot) = self.cache.recent.get(position)
+            && slot.key == key
         {
-            return *d;
+            return slot.decision;
         }
-        let map = if attribute {
-            &mut self.cache.attribute
+        let d = if self.r.keys_trivial {
+            KeyDecision::Values
         } else {
-            &mut self.cache.nested
-        };
-        let d = match map.get(key) {
-            Some(d) => *d,
-            None => {
-                let d = self.r.key_decision(key, attribute);
-                if map.len() < KEY_CACHE_LIMIT {
-                    map.insert(key.into(), d);
+            let map = if attribute {
+                &mut self.cache.attribute
+            } else {
+                &mut self.cache.nested
+            };
+            match map.get(key) {
+                Some(d) => *d,
+                None => {
+                    let d = self.r.key_decision(key, attribute);
+                    if map.len() < KEY_CACHE_LIMIT {
+                        map.insert(key.into(), d);
+                    }
+                    d
                 }
-                d
             }
         };
         if recent {
             let slots = &mut self.cache.recent;
             if slots.len() <= position {
-                slots.resize_with(position + 1, || (String::new(), KeyDecision::Values));
+                slots.resize_with(position + 1, Recent::default);
             }
             let slot = &mut slots[position];
-            slot.0.clear();
-            slot.0.push_str(key);
-            slot.1 = d;
+            slot.key.clear();
+            slot.key.push_str(key);
+            slot.decision = d;
+            slot.clean = Clean::None;
         }
         d
+    }
+
+    /// Whether `v` is the value last found clean at attribute `position` (whose slot is
+    /// this key's): the same bytes give the same (empty) result, so it is not scanned again.
+    fn known_clean(&self, position: usize, v: Option<&AnyValue>) -> bool {
+        let Some(slot) = self.cache.recent.get(position) else {
+            return false;
+        };
+        match (&slot.clean, v.and_then(|v| v.value.as_ref())) {
+            (Clean::Str, Some(Value::StringValue(s))) => slot.clean_text == *s,
+            (Clean::Int(a), Some(Value::IntValue(b))) => a == b,
+            _ => false,
+        }
+    }
+
+    /// Remembers `v` as clean at attribute `position`.
+    fn remember_clean(&mut self, position: usize, v: Option<&AnyValue>) {
+        let Some(slot) = self.cache.recent.get_mut(position) else {
+            return;
+        };
+        slot.clean = match v.and_then(|v| v.value.as_ref()) {
+            Some(Value::StringValue(s)) if s.len() <= CLEAN_VALUE_LIMIT => {
+                slot.clean_text.clear();
+                slot.clean_text.push_str(s);
+                Clean::Str
+            }
+            Some(Value::IntValue(i)) => Clean::Int(*i),
+            _ => Clean::None,
+        };
     }
 
     /// Applies the key and value rules to an attribute list; `at` is where the list sits
@@ -741,10 +771,22 @@ impl Pass<'_> {
                     self.masked(path);
                     true
                 }
-                KeyDecision::Values => match kv.value.as_mut() {
-                    Some(v) => self.value(v, path),
-                    None => true,
-                },
+                KeyDecision::Values => {
+                    let slot = position - 1;
+                    let memo = attribute && slot < RECENT_POSITIONS;
+                    if memo && self.known_clean(slot, kv.value.as_ref()) {
+                        return true;
+                    }
+                    let changes = self.masked_n + self.removed_n;
+                    let keep = match kv.value.as_mut() {
+                        Some(v) => self.value(v, path),
+                        None => true,
+                    };
+                    if memo && self.masked_n + self.removed_n == changes {
+                        self.remember_clean(slot, kv.value.as_ref());
+                    }
+                    keep
+                }
             }
         });
     }

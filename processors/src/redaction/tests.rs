@@ -665,6 +665,37 @@ fn per_rule_actions_and_blocked_keys() {
 }
 
 #[test]
+fn remembered_clean_values_never_hide_pii() {
+    // Positions remember the value last found clean; a different value in the same place
+    // (and the same value once it carries PII) must still be scanned, across records and
+    // across batches.
+    let (p, _) = processor(
+        json!({"allow_all_keys": true, "detectors": ["email", "credit_card"], "summary": "silent"}),
+        Signal::Traces,
+    );
+    let values = [
+        ("fine", "fine"),
+        ("fine", "fine"),
+        ("bob@example.com", MASK),
+        ("fine", "fine"),
+        ("eve@example.com", MASK),
+        ("eve@example.com", MASK),
+    ];
+    for (input, expected) in values {
+        let mut payload = one_span(vec![
+            skv("user", input),
+            ikv("n", 4111111111111111),
+            ikv("m", 200),
+        ]);
+        p.redact(&mut payload);
+        let attrs = span_attrs(&payload);
+        assert_eq!(get_str(attrs, "user"), Some(expected), "{input}");
+        assert_eq!(get_str(attrs, "n"), Some(MASK));
+        assert_eq!(get(attrs, "m"), Some(&V::IntValue(200)));
+    }
+}
+
+#[test]
 fn integer_values_are_scanned() {
     let attrs = redact_span(
         json!({"allow_all_keys": true, "detectors": ["credit_card"], "summary": "silent"}),

@@ -35,6 +35,9 @@ use super::correlate::{Correlator, LogOutcome};
 use super::pending::{Cause, Group, Pending, Released, Resolver, ScopeShell};
 use super::table::Table;
 
+/// Most entries one sweep looks at while holding the lock (about a millisecond's work).
+const SWEEP_BUDGET: usize = 20_000;
+
 /// The processor's own metrics, label values resolved.
 pub(crate) struct Metrics {
     pub(crate) matched_logs: IntCounter,
@@ -264,10 +267,13 @@ impl Shared {
                 let mut st = self.lock();
                 let now = Instant::now();
                 if now >= next_sweep {
-                    st.table.expire(now);
-                    // Nothing expires before the least recently used entry does.
-                    next_sweep =
-                        (now + self.sweep_every).max(st.table.next_expiry().unwrap_or(now));
+                    next_sweep = if st.table.expire(now, SWEEP_BUDGET) {
+                        // Nothing expires before the least recently used entry does.
+                        (now + self.sweep_every).max(st.table.next_expiry().unwrap_or(now))
+                    } else {
+                        // More to do: let the pipelines have the lock in between.
+                        now + Duration::from_millis(5)
+                    };
                 }
                 self.sync(&mut st);
                 (0..st.pending.len())
