@@ -1,6 +1,7 @@
 //! The `redaction` scenario: OTLP/gRPC traces through `otlp -> redaction -> batch -> otlp`
-//! with every built-in detector on (masking, and hashing), against the same pipeline
-//! without `redaction`, in the same run, in interleaved rounds (median reported). Spans carry ten attributes, three of them personal data or secrets (an email,
+//! with every built-in detector on (masking with the issue's `summary: info`, masking
+//! silently, and hashing), against the same pipeline without `redaction`, in the same run,
+//! in interleaved rounds (median reported). Spans carry ten attributes, three of them personal data or secrets (an email,
 //! a client IP, and one of a URL `token`, a bearer JWT or a card number), so a third of the
 //! attribute values are rewritten.
 
@@ -95,10 +96,11 @@ fn request(seed: u64) -> ExportTraceServiceRequest {
     }
 }
 
-/// The `redaction` processor's config in the benchmark: every detector, the issue's key rules.
+/// The `redaction` processor's config in the benchmark: every detector, the issue's key
+/// rules; `ACTION` and `SUMMARY` are filled in per row.
 const REDACTION: &str = "redaction: { allow_all_keys: true, blocked_keys: ['(?i)password', '(?i)secret'], \
     detectors: [email, credit_card, ipv4, ipv6, jwt, bearer_token, aws_access_key, url_credentials, url_query], \
-    summary: info, hash_key: bench-key, action: ACTION }";
+    summary: SUMMARY, hash_key: bench-key, action: ACTION }";
 
 /// Interleaved rounds per load; rows report the median.
 const ROUNDS: usize = 5;
@@ -120,11 +122,13 @@ pub(crate) async fn run(
         &format!("processors: {{ batch: {{}} }}\n{exporter}"),
         "    traces: { receivers: [otlp], processors: [batch], exporters: [otlp] }",
     );
-    let with = |action: &str| {
+    let with = |action: &str, summary: &str| {
         config(
             &format!(
                 "processors: {{ batch: {{}}, {} }}\n{exporter}",
-                REDACTION.replace("ACTION", action)
+                REDACTION
+                    .replace("ACTION", action)
+                    .replace("SUMMARY", summary)
             ),
             "    traces: { receivers: [otlp], processors: [redaction, batch], exporters: [otlp] }",
         )
@@ -132,12 +136,16 @@ pub(crate) async fn run(
     let targets = [
         ("sightline (otlp -> batch -> otlp)".to_string(), without),
         (
-            "sightline (otlp -> redaction -> batch -> otlp, mask)".to_string(),
-            with("mask"),
+            "sightline (otlp -> redaction -> batch -> otlp, mask, summary info)".to_string(),
+            with("mask", "info"),
         ),
         (
-            "sightline (otlp -> redaction -> batch -> otlp, hash)".to_string(),
-            with("hash"),
+            "sightline (same, mask, summary silent)".to_string(),
+            with("mask", "silent"),
+        ),
+        (
+            "sightline (same, hash, summary info)".to_string(),
+            with("hash", "info"),
         ),
     ];
     print_header();

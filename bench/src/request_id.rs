@@ -102,10 +102,14 @@ fn spans(first: u64) -> ExportTraceServiceRequest {
     }
 }
 
-/// 100 "Request completed" records of the seed's Flask app, for requests `first..+100`,
-/// with their request ID and no trace context.
+/// 100 "Request completed" records of the seed's Flask app with their request ID and no
+/// trace context. Records `first..first + 100` of a permutation of the live requests: the
+/// requests of one batch are scattered over the table, as those of concurrent users are
+/// (requests learned one after another would sit next to each other in memory, which
+/// flatters the lookups).
 fn logs(first: u64) -> ExportLogsServiceRequest {
     let log_records = (first..first + PER_REQUEST)
+        .map(|k| k * 7_919 % LIVE_IDS)
         .map(|n| LogRecord {
             time_unix_nano: 1_705_314_600_180_000_000 + n,
             observed_time_unix_nano: 1_705_314_600_200_000_000 + n,

@@ -410,6 +410,7 @@ fn aws_access_key() {
         &[
             ("AKIAIOSFODNN7EXAMPLE", "****"),
             ("key=ASIAY34FZKBOKMUTVV7A,", "key=****,"),
+            ("A3T01234567890123456", "****"),
         ],
     );
     assert_keeps(
@@ -520,7 +521,11 @@ fn gates_are_necessary_conditions() {
         (Detector::BearerToken, vec!["Bearer x", "basic dXNlcjpw"]),
         (
             Detector::AwsAccessKey,
-            vec!["AKIAIOSFODNN7EXAMPLE", "A3T0IOSFODNN7EXAMPLE"],
+            vec![
+                "AKIAIOSFODNN7EXAMPLE",
+                "A3T0IOSFODNN7EXAMPLE",
+                "A3T01234567890123456",
+            ],
         ),
         (Detector::UrlCredentials, vec!["s://u:p@h"]),
         (Detector::UrlQuery, vec!["?token=1"]),

@@ -13,7 +13,7 @@ use std::borrow::Cow;
 use pipeline_core::attributes::{self, find, find_in_map, to_text_or_first};
 use pipeline_core::model::{is_valid_span_id, is_valid_trace_id};
 use pipeline_core::proto::tonic::common::v1::KeyValue;
-use pipeline_core::proto::tonic::logs::v1::LogRecord;
+use pipeline_core::proto::tonic::logs::v1::{LogRecord, ResourceLogs};
 use pipeline_core::proto::tonic::trace::v1::{Span, span::SpanKind};
 use tokio::time::Instant;
 
@@ -169,15 +169,90 @@ impl Correlator {
         };
         match found {
             Some(m) => {
-                record.trace_id = m.trace_id.to_vec();
-                record.span_id = m.span_id.to_vec();
-                // The low byte of `flags` is the W3C trace flags; keep the rest.
-                record.flags = (record.flags & !0xff) | u32::from(m.flags);
+                set_context(record, &m);
                 LogOutcome::Matched
             }
             None => LogOutcome::Unmatched,
         }
     }
+
+    /// Learns from and enriches the records of one resource, in order, up to the first that
+    /// stays unmatched when `stop_at_unmatched` (it and the records after it are left as
+    /// they are, for the caller to hold). The request-ID lookups of the whole group are done
+    /// together (see [`Table::lookup_many`]).
+    pub(crate) fn enrich_group(
+        &self,
+        table: &mut Table,
+        rl: &mut ResourceLogs,
+        now: Instant,
+        stop_at_unmatched: bool,
+    ) -> GroupOutcome {
+        let mut out = GroupOutcome::default();
+        for record in rl.scope_logs.iter().flat_map(|s| &s.log_records) {
+            out.learned |= self.learn_log(table, record, now);
+        }
+        let found = {
+            let mut rids = Vec::new();
+            for record in rl.scope_logs.iter().flat_map(|s| &s.log_records) {
+                if !is_valid_trace_id(&record.trace_id)
+                    && let Some(rid) = self.of_record(record)
+                {
+                    rids.push(rid);
+                }
+            }
+            let keys: Vec<&str> = rids.iter().map(|r| r.as_ref()).collect();
+            table.lookup_many(&keys, now)
+        };
+        let mut found = found.into_iter();
+        for (si, sl) in rl.scope_logs.iter_mut().enumerate() {
+            for (ri, record) in sl.log_records.iter_mut().enumerate() {
+                let outcome = if is_valid_trace_id(&record.trace_id) {
+                    self.enrich_log(table, record, now)
+                } else if self.of_record(record).is_none() {
+                    LogOutcome::Untouched
+                } else {
+                    match found.next().flatten() {
+                        Some(m) => {
+                            set_context(record, &m);
+                            LogOutcome::Matched
+                        }
+                        None => LogOutcome::Unmatched,
+                    }
+                };
+                match outcome {
+                    LogOutcome::Matched => out.matched += 1,
+                    LogOutcome::Unmatched if stop_at_unmatched => {
+                        out.first_unmatched = Some((si, ri));
+                        return out;
+                    }
+                    LogOutcome::Unmatched => out.unmatched += 1,
+                    LogOutcome::Untouched => {}
+                }
+            }
+        }
+        out
+    }
+}
+
+/// What [`Correlator::enrich_group`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct GroupOutcome {
+    /// Records given trace context or a request ID.
+    pub(crate) matched: u64,
+    /// Records left without a match (only when not stopping at the first).
+    pub(crate) unmatched: u64,
+    /// Whether the table learned something.
+    pub(crate) learned: bool,
+    /// (scope index, record index) of the first unmatched record, when stopping there.
+    pub(crate) first_unmatched: Option<(usize, usize)>,
+}
+
+/// Gives a record a request's trace context.
+fn set_context(record: &mut LogRecord, m: &Mapping) {
+    record.trace_id = m.trace_id.to_vec();
+    record.span_id = m.span_id.to_vec();
+    // The low byte of `flags` is the W3C trace flags; keep the rest.
+    record.flags = (record.flags & !0xff) | u32::from(m.flags);
 }
 
 /// The mapping a pair of IDs gives, when both are valid.

@@ -59,6 +59,20 @@ impl SlotIndex {
         }
     }
 
+    /// The bucket where a probe for `hash` starts (`u64::MAX` when empty); reading it ahead
+    /// of the probe brings its cache line in.
+    pub(crate) fn home(&self, hash: u64) -> u64 {
+        match self.buckets.len() {
+            0 => EMPTY,
+            n => self.buckets[hash as u32 as usize & (n - 1)],
+        }
+    }
+
+    /// The slot in a bucket read by [`Self::home`], if its tag is `hash`'s.
+    pub(crate) fn candidate(bucket: u64, hash: u64) -> Option<u32> {
+        (bucket != EMPTY && tag_of(bucket) == hash as u32).then_some(slot_of(bucket))
+    }
+
     /// The slot whose key has `hash` and which `eq` accepts.
     pub(crate) fn find(&self, hash: u64, eq: impl FnMut(u32) -> bool) -> Option<u32> {
         self.position(hash, eq).map(|i| slot_of(self.buckets[i]))

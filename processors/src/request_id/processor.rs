@@ -376,22 +376,11 @@ impl Shared {
                 });
                 continue;
             }
-            let mut split = None;
-            'scopes: for (si, sl) in rl.scope_logs.iter_mut().enumerate() {
-                for (ri, record) in sl.log_records.iter_mut().enumerate() {
-                    learned |= c.learn_log(&mut st.table, record, now);
-                    match c.enrich_log(&mut st.table, record, now) {
-                        LogOutcome::Matched => matched += 1,
-                        LogOutcome::Unmatched if holds => {
-                            split = Some((si, ri));
-                            break 'scopes;
-                        }
-                        LogOutcome::Unmatched => unmatched += 1,
-                        LogOutcome::Untouched => {}
-                    }
-                }
-            }
-            let Some((si, ri)) = split else {
+            let group = c.enrich_group(&mut st.table, &mut rl, now, holds);
+            learned |= group.learned;
+            matched += group.matched;
+            unmatched += group.unmatched;
+            let Some((si, ri)) = group.first_unmatched else {
                 out.push(rl);
                 continue;
             };
@@ -409,12 +398,8 @@ impl Shared {
                     schema_url: sl.schema_url.clone(),
                 });
                 for (j, record) in held.into_iter().enumerate() {
-                    let waits = if k == 0 && j == 0 {
-                        true
-                    } else {
-                        learned |= c.learn_log(&mut st.table, &record, now);
-                        c.must_wait(&st.table, &record, now)
-                    };
+                    // Everything was learned from already; the first one waits for sure.
+                    let waits = (k == 0 && j == 0) || c.must_wait(&st.table, &record, now);
                     records.push((shell.clone(), record, waits));
                 }
                 if k == 0 && !sl.log_records.is_empty() {

@@ -875,3 +875,22 @@ async fn many_records_of_many_requests_all_come_out_enriched() {
     assert_eq!(p.counter(MATCHED_METRIC, "logs"), u64::from(n));
     p.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_batch_teaches_its_own_records() {
+    let p = Pair::new(json!({"wait": "1h", "ttl": "2h"}));
+    p.start().await;
+    // The first record has no trace context; a later one of the same request has it.
+    p.logs
+        .consume(logs(vec![
+            log(Some("r5"), "Request started"),
+            log_with_context(Some("r5"), "from the instrumented handler", 5, 6),
+        ]))
+        .await
+        .unwrap();
+    let out = p.records();
+    assert_eq!(out.len(), 2, "nothing held");
+    assert_eq!(out[0].trace_id, trace_id(5));
+    assert_eq!(out[0].span_id, span_id(6));
+    p.shutdown().await;
+}
