@@ -78,6 +78,7 @@ pub(crate) fn split_lines(path: &str) -> Result<()> {
         current += rest.len();
     }
     let (cpu, rss) = usage(std::process::id())?;
+    let cpu = cpu.total();
     println!("{lines} {cpu} {rss} {longest}");
     Ok(())
 }
@@ -156,6 +157,7 @@ async fn run_sightline(
     }
     let wall = start.elapsed().as_secs_f64();
     let (cpu, rss) = usage(target.child.id())?;
+    let cpu = cpu.total();
     // Anything beyond the file is a duplicate.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let delivered = sink.logs.load(Ordering::Relaxed) - before;

@@ -51,7 +51,7 @@ async fn node_exporter() -> Result<Option<(f64, u64)>> {
             bytes = get(port, "/metrics").await?;
         }
         let (cpu1, rss) = usage(child.id())?;
-        anyhow::Ok((cpu1 - cpu0, rss, bytes))
+        anyhow::Ok((cpu1.since(&cpu0), rss, bytes))
     }
     .await;
     let _ = child.kill();
@@ -96,7 +96,7 @@ pub(crate) async fn run() -> Result<()> {
     }
     let wall = start.elapsed();
     let (cpu1, _) = usage(me)?;
-    let ours = (cpu1 - cpu0) / f64::from(SCRAPES);
+    let ours = cpu1.since(&cpu0) / f64::from(SCRAPES);
     let rss_added = rss_now()?.saturating_sub(rss_before);
     let mut with_connections = HostScraper::new(&all_scrapers(true));
     let (cpu2, _) = usage(me)?;
@@ -104,7 +104,7 @@ pub(crate) async fn run() -> Result<()> {
         let _ = with_connections.scrape();
     }
     let (cpu3, _) = usage(me)?;
-    let connections = (cpu3 - cpu2) / f64::from(SCRAPES / 10);
+    let connections = cpu3.since(&cpu2) / f64::from(SCRAPES / 10);
     let node = node_exporter()
         .await
         .context("running prometheus-node-exporter")?;

@@ -4,6 +4,7 @@
 //!
 //! Usage (see bench/run.sh):
 //!   sightline-bench --sightline PATH [SCENARIO] [--seconds N] [--rate N] [--concurrency N]
+//!     [--rounds N] [--load max|rate|both]   (the last two: `redaction` only, for profiling)
 //! Scenarios: `traces` (default): OTLP/gRPC traces through `otlp -> batch -> otlp` against a
 //! minimal tonic forwarder. `hostmetrics`: CPU per full scrape against prometheus-node-exporter,
 //! and the RSS the receiver adds. `redaction`: traces through `otlp -> redaction -> batch ->
@@ -33,6 +34,10 @@ pub(crate) struct Options {
     pub(crate) duration: Duration,
     pub(crate) rate: u64,
     pub(crate) concurrency: usize,
+    /// Interleaved rounds per load, where a scenario runs rounds (`--rounds`).
+    pub(crate) rounds: Option<usize>,
+    /// Which loads to run (`--load max|rate|both`, default both).
+    pub(crate) loads: Vec<u64>,
 }
 
 fn main() -> Result<()> {
@@ -53,6 +58,8 @@ fn main() -> Result<()> {
     let mut seconds = 10u64;
     let mut rate = 10_000u64;
     let mut concurrency = 4usize;
+    let mut rounds = None;
+    let mut load = "both".to_string();
     let mut it = args.iter().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -60,6 +67,8 @@ fn main() -> Result<()> {
             "--seconds" => seconds = it.next().context("--seconds N")?.parse()?,
             "--rate" => rate = it.next().context("--rate N")?.parse()?,
             "--concurrency" => concurrency = it.next().context("--concurrency N")?.parse()?,
+            "--rounds" => rounds = Some(it.next().context("--rounds N")?.parse()?),
+            "--load" => load = it.next().context("--load max|rate|both")?.clone(),
             other if !other.starts_with('-') => scenario = other.to_string(),
             other => bail!("unknown argument {other}"),
         }
@@ -69,13 +78,20 @@ fn main() -> Result<()> {
         duration: Duration::from_secs(seconds),
         rate,
         concurrency,
+        rounds,
+        loads: match load.as_str() {
+            "both" => vec![0, rate],
+            "max" => vec![0],
+            "rate" => vec![rate],
+            other => bail!("--load {other}: expected max, rate or both"),
+        },
     };
     rt.block_on(async {
         match scenario.as_str() {
             "traces" => traces::run(&o.sightline, o.duration, o.rate, o.concurrency).await,
             "hostmetrics" => hostmetrics::run().await,
             "filelog" => filelog::run(&o.sightline).await,
-            "redaction" => redaction::run(&o.sightline, o.duration, o.rate, o.concurrency).await,
+            "redaction" => redaction::run(&o).await,
             "request_id" => request_id::run(&o.sightline, o.duration, o.rate, o.concurrency).await,
             "sli" => sli::run(&o.sightline, o.duration, o.rate, o.concurrency).await,
             other => bail!("unknown scenario {other}"),

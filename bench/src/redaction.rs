@@ -6,7 +6,6 @@
 //! attribute values are rewritten.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Result;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -14,6 +13,7 @@ use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span};
 
+use crate::Options;
 use crate::harness::{
     Sink, config, interleaved_runs, items_per_cpu_second, print_header, print_named_row, serve_sink,
 };
@@ -108,12 +108,9 @@ const ROUNDS: usize = 5;
 /// Runs the scenario and prints its table: for each load, the three processes run in
 /// `ROUNDS` interleaved rounds (this shared machine's background load moves single runs by
 /// more than the difference measured) and each row is the median round.
-pub(crate) async fn run(
-    sightline: &str,
-    duration: Duration,
-    rate: u64,
-    concurrency: usize,
-) -> Result<()> {
+pub(crate) async fn run(o: &Options) -> Result<()> {
+    let (sightline, duration, concurrency) = (o.sightline.as_str(), o.duration, o.concurrency);
+    let rounds = o.rounds.unwrap_or(ROUNDS);
     let sink = Sink::default();
     let sink_addr = serve_sink(sink.clone()).await?;
     let requests = Arc::new((0..16).map(request).collect::<Vec<_>>());
@@ -149,7 +146,7 @@ pub(crate) async fn run(
         ),
     ];
     print_header();
-    for r in [0u64, rate] {
+    for &r in &o.loads {
         let load_text = if r == 0 {
             format!("max ({concurrency} clients)")
         } else {
@@ -164,7 +161,7 @@ pub(crate) async fn run(
             duration,
             r,
             concurrency,
-            ROUNDS,
+            rounds,
         )
         .await?;
         let medians: Vec<f64> = runs

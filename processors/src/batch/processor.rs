@@ -41,6 +41,8 @@ struct Shared {
     stopping: AtomicBool,
     /// Items taken by the flusher and not yet accepted by `next`.
     in_flight: AtomicUsize,
+    /// The acknowledgement tokens of those items, failed if the flusher is aborted.
+    in_flight_acks: Mutex<BatchContext>,
 }
 
 /// The `batch` processor for one pipeline.
@@ -73,6 +75,7 @@ impl BatchProcessor {
                 room: Notify::new(),
                 stopping: AtomicBool::new(false),
                 in_flight: AtomicUsize::new(0),
+                in_flight_acks: Mutex::new(BatchContext::default()),
             }),
             flusher: Mutex::new(None),
         }
@@ -82,6 +85,12 @@ impl BatchProcessor {
 impl Shared {
     fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn in_flight_acks(&self) -> std::sync::MutexGuard<'_, BatchContext> {
+        self.in_flight_acks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// Takes the pending batch if it is due (or everything when `all`).
@@ -119,9 +128,14 @@ impl Shared {
                 break;
             }
             self.in_flight.store(items, Ordering::Release);
+            *self.in_flight_acks() = chunk.ctx.clone();
             let result = self.next.consume(chunk).await;
             self.in_flight.store(0, Ordering::Release);
+            let acks = std::mem::take(&mut *self.in_flight_acks());
             if let Err(e) = result {
+                // Refused data is this processor's to report: its sources must not
+                // count it as delivered.
+                fail_all(&acks);
                 let why = match e {
                     ConsumeError::Permanent(_) => reason::REJECTED,
                     _ => "refused_downstream",
@@ -207,6 +221,13 @@ impl Consumer for BatchProcessor {
     }
 }
 
+/// Marks every token in `ctx` as not delivered.
+fn fail_all(ctx: &BatchContext) {
+    for ack in &ctx.acks {
+        ack.fail();
+    }
+}
+
 #[async_trait]
 impl Component for BatchProcessor {
     async fn start(&self, _host: &Host) -> Result<(), ComponentError> {
@@ -229,8 +250,14 @@ impl Component for BatchProcessor {
             Some(mut task) => {
                 if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
                     task.abort();
-                    // Whatever the flusher had not handed on is lost: count it.
-                    let left = s.lock().items + s.in_flight.load(Ordering::Acquire);
+                    // Whatever the flusher had not handed on is lost: count it, and tell
+                    // its sources it was not delivered.
+                    let left = {
+                        let mut p = s.lock();
+                        fail_all(&std::mem::take(&mut p.ctx));
+                        p.items
+                    } + s.in_flight.load(Ordering::Acquire);
+                    fail_all(&std::mem::take(&mut *s.in_flight_acks()));
                     s.telemetry
                         .dropped(s.signal, left, reason::SHUTDOWN_TIMEOUT);
                 }

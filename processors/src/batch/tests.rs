@@ -1,14 +1,125 @@
 use std::time::Duration;
 
 use pipeline_core::testing::{CollectingConsumer, check_processor, span_batch};
-use pipeline_core::{ComponentKind, Host};
+use pipeline_core::{AckToken, ComponentKind, ConsumeError, Host};
 use tokio::time::Instant;
 
 use super::*;
 
 fn build(config: Value, next: Arc<CollectingConsumer>) -> Arc<dyn ConsumerComponent> {
+    build_with(config, next)
+}
+
+fn build_with(config: Value, next: SharedConsumer) -> Arc<dyn ConsumerComponent> {
     let ctx = CreateContext::for_tests(ComponentKind::Processor, "batch");
     Factory.create(ctx, &config, Signal::Traces, next).unwrap()
+}
+
+/// A batch of `n` spans carrying a token whose outcome lands in `outcomes`.
+fn tracked_batch(n: usize, outcomes: &Arc<std::sync::Mutex<Vec<bool>>>) -> pipeline_core::Batch {
+    let mut batch = span_batch(n);
+    let outcomes = outcomes.clone();
+    batch.ctx.acks.push(AckToken::new(move |ok| {
+        outcomes.lock().unwrap().push(ok);
+    }));
+    batch
+}
+
+/// Refuses everything permanently.
+struct Refusing;
+
+#[async_trait::async_trait]
+impl pipeline_core::Consumer for Refusing {
+    async fn consume(&self, _batch: pipeline_core::Batch) -> Result<(), ConsumeError> {
+        Err(ConsumeError::permanent("no"))
+    }
+}
+
+/// Never finishes a `consume`; says when one began.
+#[derive(Default)]
+struct Stuck {
+    entered: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl pipeline_core::Consumer for Stuck {
+    async fn consume(&self, _batch: pipeline_core::Batch) -> Result<(), ConsumeError> {
+        self.entered
+            .store(true, std::sync::atomic::Ordering::Release);
+        std::future::pending().await
+    }
+}
+
+#[tokio::test]
+async fn refused_batches_fail_their_tokens() {
+    let outcomes = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let p = build_with(
+        serde_json::json!({"send_batch_size": 1, "timeout": "1h"}),
+        Arc::new(Refusing),
+    );
+    p.start(&Host::new(std::env::temp_dir())).await.unwrap();
+    p.consume(tracked_batch(3, &outcomes)).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while outcomes.lock().unwrap().is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(
+        *outcomes.lock().unwrap(),
+        vec![false],
+        "a refused batch is not delivered"
+    );
+    p.shutdown(Instant::now() + Duration::from_secs(5))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn delivered_batches_release_their_tokens_as_delivered() {
+    let outcomes = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let out = CollectingConsumer::new();
+    let p = build(
+        serde_json::json!({"send_batch_size": 1000, "timeout": "1h"}),
+        out.clone(),
+    );
+    p.start(&Host::new(std::env::temp_dir())).await.unwrap();
+    p.consume(tracked_batch(3, &outcomes)).await.unwrap();
+    p.shutdown(Instant::now() + Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(out.item_count(), 3);
+    assert!(
+        outcomes.lock().unwrap().is_empty(),
+        "the collector still holds it"
+    );
+    drop(p);
+    drop(out);
+    assert_eq!(*outcomes.lock().unwrap(), vec![true]);
+}
+
+#[tokio::test]
+async fn shutdown_deadline_fails_the_tokens_of_lost_data() {
+    let outcomes = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let stuck = Arc::new(Stuck::default());
+    let p = build_with(
+        serde_json::json!({"send_batch_size": 1, "timeout": "1h"}),
+        stuck.clone(),
+    );
+    p.start(&Host::new(std::env::temp_dir())).await.unwrap();
+    // The first batch is taken by the flusher and stays in flight; the second waits.
+    p.consume(tracked_batch(2, &outcomes)).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !stuck.entered.load(std::sync::atomic::Ordering::Acquire) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    p.consume(tracked_batch(3, &outcomes)).await.unwrap();
+    p.shutdown(Instant::now() + Duration::from_millis(100))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while outcomes.lock().unwrap().len() < 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(*outcomes.lock().unwrap(), vec![false, false]);
 }
 
 #[tokio::test]
