@@ -51,6 +51,17 @@ pub fn parse_config<T: DeserializeOwned>(value: &Value) -> Result<T, FieldError>
     })
 }
 
+/// [`parse_config`], then `check` on the whole typed config (ranges, combinations of
+/// fields): what every factory's `validate` and `create` start with.
+pub fn parse_checked<T: DeserializeOwned>(
+    value: &Value,
+    check: impl FnOnce(&T) -> Result<(), FieldError>,
+) -> Result<T, FieldError> {
+    let config: T = parse_config(value)?;
+    check(&config)?;
+    Ok(config)
+}
+
 /// Turns a serde error into (path, message), adding "did you mean" to unknown fields and
 /// unknown variants.
 pub fn describe_serde_error(path: &str, e: &serde_json::Error) -> (String, String) {

@@ -281,27 +281,17 @@ impl ComponentTelemetry {
         help: &str,
         labels: &[&str],
     ) -> Result<IntCounterVec, prometheus::Error> {
-        let labels = own_labels(labels);
-        let mut own = self
-            .inner
-            .telemetry
-            .own
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        match own.get(name) {
-            Some(OwnFamily::Counter(vec, known)) if *known == labels => Ok(vec.clone()),
-            Some(_) => Err(own_conflict(name)),
-            None => {
-                let names: Vec<&str> = labels.iter().map(String::as_str).collect();
-                let vec = IntCounterVec::new(Opts::new(name, help), &names)?;
-                self.inner
-                    .telemetry
-                    .registry
-                    .register(Box::new(vec.clone()))?;
-                own.insert(name.to_string(), OwnFamily::Counter(vec.clone(), labels));
-                Ok(vec)
-            }
-        }
+        self.own_family(
+            name,
+            help,
+            labels,
+            IntCounterVec::new,
+            OwnFamily::Counter,
+            |f| match f {
+                OwnFamily::Counter(vec, known) => Some((vec, known)),
+                OwnFamily::Gauge(..) => None,
+            },
+        )
     }
 
     /// A gauge family of the component type's own, like [`Self::counter_family`].
@@ -311,6 +301,30 @@ impl ComponentTelemetry {
         help: &str,
         labels: &[&str],
     ) -> Result<IntGaugeVec, prometheus::Error> {
+        self.own_family(
+            name,
+            help,
+            labels,
+            IntGaugeVec::new,
+            OwnFamily::Gauge,
+            |f| match f {
+                OwnFamily::Gauge(vec, known) => Some((vec, known)),
+                OwnFamily::Counter(..) => None,
+            },
+        )
+    }
+
+    /// The family `name` of kind `V`: the registered one when its labels match, else a new
+    /// one made by `make`, registered and remembered as `wrap` of it.
+    fn own_family<V: prometheus::core::Collector + Clone + 'static>(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+        make: impl FnOnce(Opts, &[&str]) -> Result<V, prometheus::Error>,
+        wrap: impl FnOnce(V, Vec<String>) -> OwnFamily,
+        known: impl FnOnce(&OwnFamily) -> Option<(&V, &Vec<String>)>,
+    ) -> Result<V, prometheus::Error> {
         let labels = own_labels(labels);
         let mut own = self
             .inner
@@ -319,16 +333,18 @@ impl ComponentTelemetry {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         match own.get(name) {
-            Some(OwnFamily::Gauge(vec, known)) if *known == labels => Ok(vec.clone()),
-            Some(_) => Err(own_conflict(name)),
+            Some(family) => match known(family) {
+                Some((vec, known)) if *known == labels => Ok(vec.clone()),
+                _ => Err(own_conflict(name)),
+            },
             None => {
                 let names: Vec<&str> = labels.iter().map(String::as_str).collect();
-                let vec = IntGaugeVec::new(Opts::new(name, help), &names)?;
+                let vec = make(Opts::new(name, help), &names)?;
                 self.inner
                     .telemetry
                     .registry
                     .register(Box::new(vec.clone()))?;
-                own.insert(name.to_string(), OwnFamily::Gauge(vec.clone(), labels));
+                own.insert(name.to_string(), wrap(vec.clone(), labels));
                 Ok(vec)
             }
         }

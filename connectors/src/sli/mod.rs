@@ -37,7 +37,7 @@ use std::sync::Arc;
 
 use pipeline_core::factory::ConsumerComponent;
 use pipeline_core::{
-    BuildError, ConnectorFactory, CreateContext, FieldError, Signal, SignalConsumers, parse_config,
+    BuildError, ConnectorFactory, CreateContext, FieldError, Signal, SignalConsumers, parse_checked,
 };
 use serde_json::Value;
 
@@ -54,9 +54,7 @@ pub use connector::SliConnector;
 pub struct Factory;
 
 fn parse(config: &Value) -> Result<SliConfig, FieldError> {
-    let c: SliConfig = parse_config(config)?;
-    c.validate()?;
-    Ok(c)
+    parse_checked(config, SliConfig::validate)
 }
 
 impl ConnectorFactory for Factory {

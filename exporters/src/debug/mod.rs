@@ -13,7 +13,9 @@ mod tests;
 use std::sync::{Arc, Mutex};
 
 use pipeline_core::factory::ConsumerComponent;
-use pipeline_core::{BuildError, CreateContext, ExporterFactory, FieldError, Signal, parse_config};
+use pipeline_core::{
+    BuildError, CreateContext, ExporterFactory, FieldError, Signal, parse_checked,
+};
 use serde_json::Value;
 
 pub use config::{DebugConfig, Verbosity};
@@ -23,9 +25,7 @@ pub use config::{DebugConfig, Verbosity};
 pub struct Factory;
 
 fn parse(config: &Value) -> Result<DebugConfig, FieldError> {
-    let config: DebugConfig = parse_config(config)?;
-    config.validate()?;
-    Ok(config)
+    parse_checked(config, DebugConfig::validate)
 }
 
 impl ExporterFactory for Factory {

@@ -16,7 +16,9 @@ mod writer;
 use std::sync::Arc;
 
 use pipeline_core::factory::ConsumerComponent;
-use pipeline_core::{BuildError, CreateContext, ExporterFactory, FieldError, Signal, parse_config};
+use pipeline_core::{
+    BuildError, CreateContext, ExporterFactory, FieldError, Signal, parse_checked,
+};
 use serde_json::Value;
 
 pub use config::FileConfig;
@@ -26,9 +28,7 @@ pub use config::FileConfig;
 pub struct Factory;
 
 fn parse(config: &Value) -> Result<FileConfig, FieldError> {
-    let config: FileConfig = parse_config(config)?;
-    config.validate()?;
-    Ok(config)
+    parse_checked(config, FileConfig::validate)
 }
 
 impl ExporterFactory for Factory {

@@ -19,7 +19,9 @@ mod tests;
 use std::sync::Arc;
 
 use pipeline_core::factory::ConsumerComponent;
-use pipeline_core::{BuildError, CreateContext, ExporterFactory, FieldError, Signal, parse_config};
+use pipeline_core::{
+    BuildError, CreateContext, ExporterFactory, FieldError, Signal, parse_checked,
+};
 use serde_json::Value;
 
 pub use config::OtlpConfig;
@@ -31,9 +33,7 @@ use crate::helper::QueuedExporter;
 pub struct Factory;
 
 fn parse(config: &Value) -> Result<OtlpConfig, FieldError> {
-    let config: OtlpConfig = parse_config(config)?;
-    config.validate()?;
-    Ok(config)
+    parse_checked(config, OtlpConfig::validate)
 }
 
 impl ExporterFactory for Factory {

@@ -46,9 +46,7 @@ use pipeline_core::rpc::{ProtoAny, RETRY_INFO_TYPE_URL, RetryInfo, RpcStatus};
 // ---- config -------------------------------------------------------------------------------
 
 fn parse(v: Value) -> Result<OtlpConfig, pipeline_core::FieldError> {
-    let c: OtlpConfig = pipeline_core::parse_config(&v)?;
-    c.validate()?;
-    Ok(c)
+    pipeline_core::parse_checked(&v, OtlpConfig::validate)
 }
 
 #[test]

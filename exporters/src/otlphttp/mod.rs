@@ -18,7 +18,9 @@ mod tests;
 use std::sync::Arc;
 
 use pipeline_core::factory::ConsumerComponent;
-use pipeline_core::{BuildError, CreateContext, ExporterFactory, FieldError, Signal, parse_config};
+use pipeline_core::{
+    BuildError, CreateContext, ExporterFactory, FieldError, Signal, parse_checked,
+};
 use serde_json::Value;
 
 pub use config::{Encoding, OtlpHttpConfig};
@@ -30,9 +32,7 @@ use crate::helper::QueuedExporter;
 pub struct Factory;
 
 fn parse(config: &Value) -> Result<OtlpHttpConfig, FieldError> {
-    let config: OtlpHttpConfig = parse_config(config)?;
-    config.validate()?;
-    Ok(config)
+    parse_checked(config, OtlpHttpConfig::validate)
 }
 
 impl ExporterFactory for Factory {

@@ -38,9 +38,7 @@ use pipeline_core::rpc::RpcStatus;
 // ---- config -------------------------------------------------------------------------------
 
 fn parse(v: Value) -> Result<OtlpHttpConfig, pipeline_core::FieldError> {
-    let c: OtlpHttpConfig = pipeline_core::parse_config(&v)?;
-    c.validate()?;
-    Ok(c)
+    pipeline_core::parse_checked(&v, OtlpHttpConfig::validate)
 }
 
 #[test]

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use pipeline_core::consumer::SharedConsumer;
 use pipeline_core::factory::ConsumerComponent;
 use pipeline_core::{
-    BuildError, CreateContext, FieldError, ProcessorFactory, Signal, parse_config,
+    BuildError, CreateContext, FieldError, ProcessorFactory, Signal, parse_checked,
 };
 use serde_json::Value;
 
@@ -28,9 +28,7 @@ pub use processor::BatchProcessor;
 pub struct Factory;
 
 fn parse(config: &Value) -> Result<BatchConfig, FieldError> {
-    let c: BatchConfig = parse_config(config)?;
-    c.validate()?;
-    Ok(c)
+    parse_checked(config, BatchConfig::validate)
 }
 
 impl ProcessorFactory for Factory {

@@ -31,7 +31,7 @@ use std::sync::Arc;
 use pipeline_core::consumer::SharedConsumer;
 use pipeline_core::factory::ConsumerComponent;
 use pipeline_core::{
-    BuildError, CreateContext, FieldError, ProcessorFactory, Signal, parse_config,
+    BuildError, CreateContext, FieldError, ProcessorFactory, Signal, parse_checked,
 };
 use serde_json::Value;
 
@@ -54,9 +54,7 @@ pub struct Factory;
 /// Parses, checks and compiles a config: regex errors surface here, so
 /// `sightline validate` reports them.
 fn build(config: &Value) -> Result<Redactor, FieldError> {
-    let c: RedactionConfig = parse_config(config)?;
-    c.validate()?;
-    Redactor::new(&c)
+    Redactor::new(&parse_checked(config, RedactionConfig::validate)?)
 }
 
 impl ProcessorFactory for Factory {

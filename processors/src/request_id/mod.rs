@@ -39,7 +39,7 @@ use std::sync::Arc;
 use pipeline_core::consumer::SharedConsumer;
 use pipeline_core::factory::ConsumerComponent;
 use pipeline_core::{
-    BuildError, CreateContext, FieldError, ProcessorFactory, Signal, parse_config,
+    BuildError, CreateContext, FieldError, ProcessorFactory, Signal, parse_checked,
 };
 use serde_json::Value;
 
@@ -64,9 +64,7 @@ pub const ENTRIES_METRIC: &str = "sightline_request_id_entries";
 pub struct Factory;
 
 fn parse(config: &Value) -> Result<RequestIdConfig, FieldError> {
-    let c: RequestIdConfig = parse_config(config)?;
-    c.validate()?;
-    Ok(c)
+    parse_checked(config, RequestIdConfig::validate)
 }
 
 fn metrics(ctx: &CreateContext) -> Result<Metrics, prometheus::Error> {

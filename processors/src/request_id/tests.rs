@@ -234,7 +234,7 @@ async fn conformance() {
 
 #[test]
 fn default_config_matches_the_issue() {
-    let c: RequestIdConfig = parse_config(&json!({})).unwrap();
+    let c: RequestIdConfig = pipeline_core::parse_config(&json!({})).unwrap();
     assert_eq!(
         c.request_id_attributes,
         vec![

@@ -37,7 +37,7 @@ use pipeline_core::consumer::SharedConsumer;
 use pipeline_core::telemetry::{ComponentTelemetry, reason};
 use pipeline_core::{
     BuildError, Component, ComponentError, ConsumeError, CreateContext, FieldError, Host,
-    ReceiverFactory, Signal, SignalConsumers, parse_config,
+    ReceiverFactory, Signal, SignalConsumers, parse_checked,
 };
 use serde_json::Value;
 use tokio::task::JoinHandle;
@@ -55,9 +55,7 @@ use tailer::{Metrics, Settings, StepOutcome, Tailer};
 pub struct Factory;
 
 fn parse(config: &Value) -> Result<FileLogConfig, FieldError> {
-    let c: FileLogConfig = parse_config(config)?;
-    c.validate()?;
-    Ok(c)
+    parse_checked(config, FileLogConfig::validate)
 }
 
 /// The default checkpoint directory of receiver `id`: `<data_dir>/filelog/<id>` with `/`

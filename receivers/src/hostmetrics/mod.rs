@@ -25,7 +25,7 @@ use pipeline_core::consumer::SharedConsumer;
 use pipeline_core::telemetry::ComponentTelemetry;
 use pipeline_core::{
     Batch, BuildError, Component, ComponentError, CreateContext, FieldError, Host, Payload,
-    ReceiverFactory, Signal, SignalConsumers, parse_config,
+    ReceiverFactory, Signal, SignalConsumers, parse_checked,
 };
 use prometheus::IntCounterVec;
 use serde_json::Value;
@@ -43,9 +43,7 @@ pub use scraper::{HostScraper, ScrapeProblem};
 pub struct Factory;
 
 fn parse(config: &Value) -> Result<HostMetricsConfig, FieldError> {
-    let c: HostMetricsConfig = parse_config(config)?;
-    c.validate()?;
-    Ok(c)
+    parse_checked(config, HostMetricsConfig::validate)
 }
 
 impl ReceiverFactory for Factory {

@@ -23,7 +23,7 @@ use async_trait::async_trait;
 use pipeline_core::net::HttpServer;
 use pipeline_core::{
     BuildError, Component, ComponentError, CreateContext, FieldError, Host, ReceiverFactory,
-    Signal, SignalConsumers, parse_config,
+    Signal, SignalConsumers, parse_checked,
 };
 use serde_json::Value;
 use tokio::time::Instant;
@@ -34,9 +34,7 @@ pub use config::{GrpcConfig, HttpConfig, OtlpReceiverConfig, Protocols};
 pub struct Factory;
 
 fn parse(config: &Value) -> Result<OtlpReceiverConfig, FieldError> {
-    let c: OtlpReceiverConfig = parse_config(config)?;
-    c.validate()?;
-    Ok(c)
+    parse_checked(config, OtlpReceiverConfig::validate)
 }
 
 impl ReceiverFactory for Factory {
