@@ -1,98 +1,26 @@
 //! The `redaction` scenario: OTLP/gRPC traces through `otlp -> redaction -> batch -> otlp`
 //! with every built-in detector on (masking with the issue's `summary: info`, masking
 //! silently, and hashing), against the same pipeline without `redaction`, in the same run,
-//! in interleaved rounds (median reported). Spans carry ten attributes, three of them personal data or secrets (an email,
-//! a client IP, and one of a URL `token`, a bearer JWT or a card number), so a third of the
-//! attribute values are rewritten.
+//! in interleaved rounds (median reported). The spans are
+//! `pipeline_core::testing::pii_resource_spans`: ten attributes, three of them personal data
+//! or secrets (an email, a client IP, and one of a URL `token`, a bearer JWT or a card
+//! number), so a third of the attribute values are rewritten.
 
 use std::sync::Arc;
 
 use anyhow::Result;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, any_value};
-use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span};
+use pipeline_core::testing::pii_resource_spans;
 
 use crate::Options;
 use crate::harness::{
     Sink, config, interleaved_runs, items_per_cpu_second, print_header, print_named_row, serve_sink,
 };
-use crate::traces::{kv, sv};
-
-const SPANS_PER_REQUEST: u64 = 100;
-
-const JWT: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIiwiaWF0IjoxNTE2MjM5MDIyfQ.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c";
 
 /// A request of 100 spans, ten attributes each, three of them sensitive.
 fn request(seed: u64) -> ExportTraceServiceRequest {
-    let spans = (0..SPANS_PER_REQUEST)
-        .map(|i| {
-            let id = seed.wrapping_mul(1_000_003).wrapping_add(i + 1);
-            let mut trace_id = [0u8; 16];
-            trace_id[..8].copy_from_slice(&seed.wrapping_add(1).to_be_bytes());
-            trace_id[8..].copy_from_slice(&(i / 5 + 1).to_be_bytes());
-            let user = id % 5000;
-            let (url, extra) = match i % 3 {
-                0 => (
-                    format!("https://api.example.com/v1/orders/{user}?expand=items&token=t0k{id:x}"),
-                    kv("order.note", sv(&format!("order {id} shipped"))),
-                ),
-                1 => (
-                    format!("https://api.example.com/v1/orders/{user}?expand=items"),
-                    kv("http.request.header.authorization", sv(&format!("Bearer {JWT}"))),
-                ),
-                _ => (
-                    format!("https://api.example.com/v1/orders/{user}?expand=items"),
-                    kv("payment.card", sv("4111 1111 1111 1111")),
-                ),
-            };
-            Span {
-                trace_id: trace_id.to_vec(),
-                span_id: id.to_be_bytes().to_vec(),
-                parent_span_id: if i % 5 == 0 { vec![] } else { (id - 1).to_be_bytes().to_vec() },
-                name: "GET /v1/orders/{id}".into(),
-                kind: span::SpanKind::Server as i32,
-                start_time_unix_nano: 1_705_314_600_000_000_000 + i * 1_000_000,
-                end_time_unix_nano: 1_705_314_600_045_000_000 + i * 1_000_000,
-                attributes: vec![
-                    kv("http.request.method", sv("GET")),
-                    kv("http.route", sv("/v1/orders/{id}")),
-                    kv("http.response.status_code", any_value::Value::IntValue(200)),
-                    kv("server.address", sv("api.example.com")),
-                    kv("user_agent.original", sv("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko)")),
-                    kv("network.protocol.version", sv("1.1")),
-                    kv("client.address", sv(&format!("10.42.{}.{}", user / 250, user % 250))),
-                    kv("user.email", sv(&format!("user{user}@example.com"))),
-                    kv("url.full", sv(&url)),
-                    extra,
-                ],
-                status: Some(Status { code: 0, message: String::new() }),
-                ..Default::default()
-            }
-        })
-        .collect();
     ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            resource: Some(Resource {
-                attributes: vec![
-                    kv("service.name", sv("checkout")),
-                    kv("service.version", sv("2.14.1")),
-                    kv("deployment.environment", sv("production")),
-                    kv("host.name", sv("ip-10-42-7-19")),
-                ],
-                ..Default::default()
-            }),
-            scope_spans: vec![ScopeSpans {
-                scope: Some(InstrumentationScope {
-                    name: "opentelemetry.instrumentation.flask".into(),
-                    version: "0.48b0".into(),
-                    ..Default::default()
-                }),
-                spans,
-                schema_url: String::new(),
-            }],
-            schema_url: String::new(),
-        }],
+        resource_spans: vec![pii_resource_spans(seed)],
     }
 }
 

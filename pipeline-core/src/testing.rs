@@ -16,10 +16,10 @@ use crate::factory::{
     ConnectorFactory, CreateContext, ExporterFactory, ProcessorFactory, ReceiverFactory,
 };
 use crate::model::{Batch, Payload};
-use crate::proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use crate::proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
 use crate::proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use crate::proto::tonic::resource::v1::Resource;
-use crate::proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use crate::proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span};
 use crate::signal::{PerSignal, Signal};
 
 /// Accepts and discards everything.
@@ -90,14 +90,17 @@ impl Consumer for CollectingConsumer {
     }
 }
 
-fn kv(key: &str, value: &str) -> KeyValue {
+/// An attribute of any value type.
+pub fn attribute(key: &str, value: any_value::Value) -> KeyValue {
     KeyValue {
         key: key.into(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(value.into())),
-        }),
+        value: Some(AnyValue { value: Some(value) }),
         ..Default::default()
     }
+}
+
+fn kv(key: &str, value: &str) -> KeyValue {
+    attribute(key, any_value::Value::StringValue(value.into()))
 }
 
 /// A traces batch of `n` spans under one resource and scope, with distinct span IDs.
@@ -286,4 +289,101 @@ pub async fn check_connector(factory: &dyn ConnectorFactory) {
     c.shutdown(deadline())
         .await
         .unwrap_or_else(|e| panic!("{name}: shutdown: {e}"));
+}
+
+/// A well-formed JWT (the jwt.io example).
+const JWT: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIiwiaWF0IjoxNTE2MjM5MDIyfQ.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c";
+
+/// Spans in one [`pii_resource_spans`] group.
+pub const PII_SPANS: u64 = 100;
+
+/// The redaction benchmarks' load: 100 SERVER spans, ten attributes each, three of them
+/// personal data or secrets (an email, a client IP and, in turn, a URL with a `token`
+/// query parameter, a `Bearer` JWT or a card number); `seed` varies the IDs and users.
+pub fn pii_resource_spans(seed: u64) -> ResourceSpans {
+    let spans = (0..PII_SPANS)
+        .map(|i| {
+            let id = seed.wrapping_mul(1_000_003).wrapping_add(i + 1);
+            let mut trace_id = [0u8; 16];
+            trace_id[..8].copy_from_slice(&seed.wrapping_add(1).to_be_bytes());
+            trace_id[8..].copy_from_slice(&(i / 5 + 1).to_be_bytes());
+            let user = id % 5000;
+            let (url, extra) = match i % 3 {
+                0 => (
+                    format!(
+                        "https://api.example.com/v1/orders/{user}?expand=items&token=t0k{id:x}"
+                    ),
+                    kv("order.note", &format!("order {id} shipped")),
+                ),
+                1 => (
+                    format!("https://api.example.com/v1/orders/{user}?expand=items"),
+                    kv(
+                        "http.request.header.authorization",
+                        &format!("Bearer {JWT}"),
+                    ),
+                ),
+                _ => (
+                    format!("https://api.example.com/v1/orders/{user}?expand=items"),
+                    kv("payment.card", "4111 1111 1111 1111"),
+                ),
+            };
+            Span {
+                trace_id: trace_id.to_vec(),
+                span_id: id.to_be_bytes().to_vec(),
+                parent_span_id: if i % 5 == 0 {
+                    vec![]
+                } else {
+                    (id - 1).to_be_bytes().to_vec()
+                },
+                name: "GET /v1/orders/{id}".into(),
+                kind: span::SpanKind::Server as i32,
+                start_time_unix_nano: 1_705_314_600_000_000_000 + i * 1_000_000,
+                end_time_unix_nano: 1_705_314_600_045_000_000 + i * 1_000_000,
+                attributes: vec![
+                    kv("http.request.method", "GET"),
+                    kv("http.route", "/v1/orders/{id}"),
+                    attribute("http.response.status_code", any_value::Value::IntValue(200)),
+                    kv("server.address", "api.example.com"),
+                    kv(
+                        "user_agent.original",
+                        "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko)",
+                    ),
+                    kv("network.protocol.version", "1.1"),
+                    kv(
+                        "client.address",
+                        &format!("10.42.{}.{}", user / 250, user % 250),
+                    ),
+                    kv("user.email", &format!("user{user}@example.com")),
+                    kv("url.full", &url),
+                    extra,
+                ],
+                status: Some(Status {
+                    code: 0,
+                    message: String::new(),
+                }),
+                ..Default::default()
+            }
+        })
+        .collect();
+    ResourceSpans {
+        resource: Some(Resource {
+            attributes: vec![
+                kv("service.name", "checkout"),
+                kv("service.version", "2.14.1"),
+                kv("deployment.environment", "production"),
+                kv("host.name", "ip-10-42-7-19"),
+            ],
+            ..Default::default()
+        }),
+        scope_spans: vec![ScopeSpans {
+            scope: Some(InstrumentationScope {
+                name: "opentelemetry.instrumentation.flask".into(),
+                version: "0.48b0".into(),
+                ..Default::default()
+            }),
+            spans,
+            schema_url: String::new(),
+        }],
+        schema_url: String::new(),
+    }
 }

@@ -308,17 +308,27 @@ fn ipv4s(hay: &str, out: &mut Vec<Range<usize>>) {
 
 /// The char starting at byte `i`, if `i` is a char boundary inside `hay`.
 fn char_at(hay: &str, i: usize) -> Option<char> {
-    hay.get(i..).and_then(|s| s.chars().next())
+    match hay.as_bytes().get(i) {
+        // An ASCII byte is a whole char (no other char's bytes are below 0x80).
+        Some(&b) if b.is_ascii() => Some(char::from(b)),
+        _ => hay.get(i..).and_then(|s| s.chars().next()),
+    }
 }
 
 /// The char ending at byte `i`.
 fn char_before(hay: &str, i: usize) -> Option<char> {
-    hay.get(..i).and_then(|s| s.chars().next_back())
+    match i.checked_sub(1).and_then(|j| hay.as_bytes().get(j)) {
+        Some(&b) if b.is_ascii() => Some(char::from(b)),
+        _ => hay.get(..i).and_then(|s| s.chars().next_back()),
+    }
 }
 
 /// A letter or digit of any script, or a combining accent (a decomposed `é`).
 fn is_word(c: char) -> bool {
-    c.is_alphanumeric() || c == '_' || ('\u{300}'..='\u{36f}').contains(&c)
+    if c.is_ascii() {
+        return c.is_ascii_alphanumeric() || c == '_';
+    }
+    c.is_alphanumeric() || ('\u{300}'..='\u{36f}').contains(&c)
 }
 
 /// Email addresses: a local part of letters and digits of any script and `._%+-`, `@`, a
