@@ -29,7 +29,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
-use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+use pipeline_core::model::{data_point_count, log_record_count, span_count};
 use tonic::transport::Channel;
 
 /// Counts spans and metric data points; decodes every request as a real backend would.
@@ -49,13 +49,7 @@ impl LogsService for Sink {
         &self,
         r: tonic::Request<ExportLogsServiceRequest>,
     ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
-        let n: usize = r
-            .get_ref()
-            .resource_logs
-            .iter()
-            .flat_map(|rl| &rl.scope_logs)
-            .map(|s| s.log_records.len())
-            .sum();
+        let n = log_record_count(&r.get_ref().resource_logs);
         self.logs.fetch_add(n as u64, Ordering::Relaxed);
         Ok(tonic::Response::new(ExportLogsServiceResponse::default()))
     }
@@ -67,21 +61,7 @@ impl MetricsService for Sink {
         &self,
         r: tonic::Request<ExportMetricsServiceRequest>,
     ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
-        let n: usize = r
-            .get_ref()
-            .resource_metrics
-            .iter()
-            .flat_map(|rm| &rm.scope_metrics)
-            .flat_map(|s| &s.metrics)
-            .map(|m| match &m.data {
-                Some(Data::Sum(s)) => s.data_points.len(),
-                Some(Data::Gauge(g)) => g.data_points.len(),
-                Some(Data::Histogram(h)) => h.data_points.len(),
-                Some(Data::ExponentialHistogram(h)) => h.data_points.len(),
-                Some(Data::Summary(s)) => s.data_points.len(),
-                None => 0,
-            })
-            .sum();
+        let n = data_point_count(&r.get_ref().resource_metrics);
         self.points.fetch_add(n as u64, Ordering::Relaxed);
         Ok(tonic::Response::new(ExportMetricsServiceResponse::default()))
     }
@@ -93,13 +73,7 @@ impl TraceService for Sink {
         &self,
         r: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        let n: usize = r
-            .get_ref()
-            .resource_spans
-            .iter()
-            .flat_map(|rs| &rs.scope_spans)
-            .map(|s| s.spans.len())
-            .sum();
+        let n = span_count(&r.get_ref().resource_spans);
         self.spans.fetch_add(n as u64, Ordering::Relaxed);
         Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
     }
@@ -286,11 +260,7 @@ pub(crate) trait Load: Clone + Send + Sync + 'static {
 
 impl Load for ExportTraceServiceRequest {
     fn items(&self) -> usize {
-        self.resource_spans
-            .iter()
-            .flat_map(|r| &r.scope_spans)
-            .map(|s| s.spans.len())
-            .sum()
+        span_count(&self.resource_spans)
     }
 
     fn delivered(sink: &Sink) -> &AtomicU64 {
@@ -305,11 +275,7 @@ impl Load for ExportTraceServiceRequest {
 
 impl Load for ExportLogsServiceRequest {
     fn items(&self) -> usize {
-        self.resource_logs
-            .iter()
-            .flat_map(|r| &r.scope_logs)
-            .map(|s| s.log_records.len())
-            .sum()
+        log_record_count(&self.resource_logs)
     }
 
     fn delivered(sink: &Sink) -> &AtomicU64 {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
+use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span};
 
@@ -16,13 +16,7 @@ use crate::harness::{
 
 const SPANS_PER_REQUEST: usize = 100;
 
-pub(crate) fn kv(key: &str, v: any_value::Value) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: Some(AnyValue { value: Some(v) }),
-        ..Default::default()
-    }
-}
+pub(crate) use pipeline_core::testing::attribute as kv;
 
 pub(crate) fn sv(s: &str) -> any_value::Value {
     any_value::Value::StringValue(s.into())

@@ -32,7 +32,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
-use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, any_value};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::metrics::v1::{
     AggregationTemporality, Gauge, Histogram, HistogramDataPoint, Metric, NumberDataPoint,
@@ -317,11 +317,7 @@ impl Received {
             .collect()
     }
     pub fn span_count(&self) -> usize {
-        self.resource_spans()
-            .iter()
-            .flat_map(|r| &r.scope_spans)
-            .map(|s| s.spans.len())
-            .sum()
+        pipeline_core::model::span_count(&self.resource_spans())
     }
     pub fn span_ids(&self) -> std::collections::HashSet<Vec<u8>> {
         self.resource_spans()
@@ -441,13 +437,7 @@ impl Drop for Downstream {
     }
 }
 
-fn kv(key: &str, value: any_value::Value) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: Some(AnyValue { value: Some(value) }),
-        ..Default::default()
-    }
-}
+use pipeline_core::testing::attribute as kv;
 
 fn s(v: &str) -> any_value::Value {
     any_value::Value::StringValue(v.into())

@@ -25,13 +25,7 @@ use super::*;
 
 // ---------------------------------------------------------------- builders
 
-fn kv(key: &str, v: any_value::Value) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: Some(AnyValue { value: Some(v) }),
-        ..Default::default()
-    }
-}
+use pipeline_core::testing::attribute as kv;
 
 fn s(v: &str) -> any_value::Value {
     any_value::Value::StringValue(v.into())
