@@ -522,3 +522,33 @@ pub(crate) async fn interleaved_runs<R: Load>(
     }
     Ok(runs)
 }
+
+/// The load's label in a table row: `max (N clients)` for `rate` 0, else `N <unit>/s`.
+pub(crate) fn load_label(rate: u64, concurrency: usize, unit: &str) -> String {
+    if rate == 0 {
+        format!("max ({concurrency} clients)")
+    } else {
+        format!("{rate} {unit}/s")
+    }
+}
+
+/// Prints each target's median run (as [`interleaved_runs`] sorted them) as a table row, and
+/// on stderr every run's items per CPU-second with the median's ratio to the first target's.
+pub(crate) fn print_rounds(targets: &[(String, String)], runs: &[Vec<Outcome>], load: &str) {
+    let median = |r: &Vec<Outcome>| r.get(r.len() / 2).map_or(0.0, items_per_cpu_second);
+    let first = runs.first().map_or(0.0, median).max(1e-9);
+    for ((name, _), runs) in targets.iter().zip(runs) {
+        if let Some(o) = runs.get(runs.len() / 2) {
+            print_named_row(name, load, o);
+        }
+        let all: Vec<String> = runs
+            .iter()
+            .map(|o| format!("{:.0}", items_per_cpu_second(o)))
+            .collect();
+        eprintln!(
+            "  {name} @ {load}: items per CPU-second per round {}; median {:.2}x the first row",
+            all.join(", "),
+            median(runs) / first
+        );
+    }
+}

@@ -14,7 +14,7 @@ use pipeline_core::testing::pii_resource_spans;
 
 use crate::Options;
 use crate::harness::{
-    Sink, config, interleaved_runs, items_per_cpu_second, print_header, print_named_row, serve_sink,
+    Sink, config, interleaved_runs, load_label, print_header, print_rounds, serve_sink,
 };
 
 /// A request of 100 spans, ten attributes each, three of them sensitive.
@@ -75,11 +75,6 @@ pub(crate) async fn run(o: &Options) -> Result<()> {
     ];
     print_header();
     for &r in &o.loads {
-        let load_text = if r == 0 {
-            format!("max ({concurrency} clients)")
-        } else {
-            format!("{r} spans/s")
-        };
         let runs = interleaved_runs(
             sightline,
             &targets,
@@ -92,24 +87,7 @@ pub(crate) async fn run(o: &Options) -> Result<()> {
             rounds,
         )
         .await?;
-        let medians: Vec<f64> = runs
-            .iter()
-            .map(|r| r.get(r.len() / 2).map_or(0.0, items_per_cpu_second))
-            .collect();
-        for (((name, _), runs), median) in targets.iter().zip(&runs).zip(&medians) {
-            if let Some(o) = runs.get(runs.len() / 2) {
-                print_named_row(name, &load_text, o);
-            }
-            let all: Vec<String> = runs
-                .iter()
-                .map(|o| format!("{:.0}", items_per_cpu_second(o)))
-                .collect();
-            eprintln!(
-                "  {name} @ {load_text}: spans per CPU-second per round {}; {:.2}x without redaction",
-                all.join(", "),
-                median / medians[0].max(1e-9)
-            );
-        }
+        print_rounds(&targets, &runs, &load_label(r, concurrency, "spans"));
     }
     Ok(())
 }

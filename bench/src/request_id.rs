@@ -27,8 +27,8 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, spa
 use tonic::transport::Channel;
 
 use crate::harness::{
-    Load, Sink, Target, config, drive, free_port, print_header_for, print_row, rss, sample, scrape,
-    serve_sink, start_sightline,
+    Load, Sink, Target, config, drive, free_port, load_label, print_header_for, print_row, rss,
+    sample, scrape, serve_sink, start_sightline,
 };
 use crate::traces::{kv, sv};
 
@@ -236,14 +236,14 @@ pub(crate) async fn run(
     let mut notes = Vec::new();
     // This machine is shared and its load drifts: at full load the pair runs three times,
     // in alternating order, and the ratio is the median of the three pairs.
-    let rounds: [(&str, u64, [bool; 2]); 4] = [
-        ("max", 0, [false, true]),
-        ("max", 0, [true, false]),
-        ("max", 0, [false, true]),
-        ("rate", rate, [false, true]),
+    let rounds: [(u64, [bool; 2]); 4] = [
+        (0, [false, true]),
+        (0, [true, false]),
+        (0, [false, true]),
+        (rate, [false, true]),
     ];
     let mut ratios = Vec::new();
-    for (load, r, order) in rounds {
+    for (r, order) in rounds {
         let mut per_cpu = [0.0f64; 2];
         for with in order {
             let metrics_port = free_port()?;
@@ -265,11 +265,7 @@ pub(crate) async fn run(
                 wait_for_entries(metrics_port, LIVE_IDS).await?;
             }
             let o = drive(&target, &sink, requests.clone(), duration, r, concurrency).await?;
-            let load_text = if r == 0 {
-                format!("{load} ({concurrency} clients)")
-            } else {
-                format!("{r} log records/s")
-            };
+            let load_text = load_label(r, concurrency, "log records");
             print_row(&target, &load_text, &o);
             per_cpu[usize::from(with)] = o.delivered_spans as f64 / o.cpu.max(1e-9);
             if with {

@@ -18,7 +18,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::{Status, span};
 
 use crate::harness::{
-    Sink, config, interleaved_runs, items_per_cpu_second, print_header, print_named_row, serve_sink,
+    Sink, config, interleaved_runs, load_label, print_header, print_rounds, serve_sink,
 };
 use crate::traces::{kv, request, sv};
 
@@ -95,7 +95,7 @@ pub(crate) async fn run(
         )
     };
     print_header();
-    for (load, r) in [("max", 0u64), ("rate", rate)] {
+    for r in [0u64, rate] {
         let targets: Vec<(String, String)> = [
             (
                 "sightline (otlp -> batch -> otlp, without sli)",
@@ -127,24 +127,8 @@ pub(crate) async fn run(
             ROUNDS,
         )
         .await?;
-        let load_text = if r == 0 {
-            format!("{load} ({concurrency} clients)")
-        } else {
-            format!("{r} spans/s")
-        };
-        for ((name, _), runs) in targets.iter().zip(runs) {
-            if let Some(median) = runs.get(runs.len() / 2) {
-                print_named_row(name, &load_text, median);
-            }
-            let all: Vec<String> = runs
-                .iter()
-                .map(|o| format!("{:.0}", items_per_cpu_second(o)))
-                .collect();
-            eprintln!(
-                "  {name} @ {load_text}: spans per CPU-second in each round {}",
-                all.join(", ")
-            );
-        }
+        let load_text = load_label(r, concurrency, "spans");
+        print_rounds(&targets, &runs, &load_text);
         eprintln!(
             "  @ {load_text}: {} metric data points from the sli processes reached the sink",
             sink.points.load(Ordering::Relaxed) - points_before

@@ -11,7 +11,8 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span};
 
 use crate::harness::{
-    Sink, config, drive, print_header, print_row, serve_sink, start_baseline, start_sightline,
+    Sink, config, drive, load_label, print_header, print_row, serve_sink, start_baseline,
+    start_sightline,
 };
 
 const SPANS_PER_REQUEST: usize = 100;
@@ -113,7 +114,7 @@ pub(crate) async fn run(
         )
     };
     print_header();
-    for (load, r) in [("max", 0u64), ("rate", rate)] {
+    for r in [0u64, rate] {
         let targets = [
             start_baseline(sink_addr).await?,
             start_sightline(
@@ -133,11 +134,7 @@ pub(crate) async fn run(
         ];
         for target in targets {
             let o = drive(&target, &sink, requests.clone(), duration, r, concurrency).await?;
-            let load_text = if r == 0 {
-                format!("{load} ({concurrency} clients)")
-            } else {
-                format!("{r} spans/s")
-            };
+            let load_text = load_label(r, concurrency, "spans");
             print_row(&target, &load_text, &o);
         }
     }
