@@ -6,9 +6,10 @@ use std::future::Future;
 use std::time::Duration;
 
 use pipeline_core::config::HumanDuration;
+use pipeline_core::factory::ConsumerComponent;
 use pipeline_core::health::HealthRegistry;
 use pipeline_core::telemetry::Telemetry;
-use pipeline_core::{ComponentId, ComponentKind, CreateContext};
+use pipeline_core::{ComponentId, ComponentKind, CreateContext, ExporterFactory, Host};
 use tokio::time::Instant;
 
 use super::config::{ExporterSettings, QueueConfig, RetryConfig};
@@ -111,6 +112,25 @@ pub(crate) fn fast_settings() -> ExporterSettings {
             block_on_overflow: true,
         },
     }
+}
+
+/// Builds an exporter of `factory` on `t`'s context and starts it.
+pub(crate) async fn start_exporter(
+    factory: &dyn ExporterFactory,
+    t: &TestCtx,
+    config: serde_json::Value,
+) -> std::sync::Arc<dyn ConsumerComponent> {
+    let x = factory.create(t.ctx.clone(), &config).unwrap();
+    x.start(&Host::new(std::env::temp_dir())).await.unwrap();
+    x
+}
+
+/// `config` with retries that fit in a test (10ms to 50ms, for at most 10s).
+pub(crate) fn fast_retries(mut config: serde_json::Value) -> serde_json::Value {
+    config["retry_on_failure"] = serde_json::json!({
+        "initial_interval": "10ms", "max_interval": "50ms", "max_elapsed_time": "10s"
+    });
+    config
 }
 
 /// Polls `cond` until it holds or `timeout` passes; returns whether it held.

@@ -39,7 +39,9 @@ use tonic::{Code, Request, Response, Status};
 
 use super::grpc::classify;
 use super::{Factory, OtlpConfig};
-use crate::helper::testutil::{TestCert, TestCtx, eventually, in_secs};
+use crate::helper::testutil::{
+    TestCert, TestCtx, eventually, fast_retries as fast, in_secs, start_exporter,
+};
 use crate::helper::{Compression, SendError};
 use pipeline_core::rpc::{ProtoAny, RETRY_INFO_TYPE_URL, RetryInfo, RpcStatus};
 
@@ -285,18 +287,8 @@ async fn serve(backend: &Arc<Backend>) -> SocketAddr {
     addr
 }
 
-fn fast(config: Value) -> Value {
-    let mut c = config;
-    c["retry_on_failure"] = json!({
-        "initial_interval": "10ms", "max_interval": "50ms", "max_elapsed_time": "10s"
-    });
-    c
-}
-
 async fn started(t: &TestCtx, config: Value) -> Arc<dyn ConsumerComponent> {
-    let x = Factory.create(t.ctx.clone(), &config).unwrap();
-    x.start(&Host::new(std::env::temp_dir())).await.unwrap();
-    x
+    start_exporter(&Factory, t, config).await
 }
 
 #[tokio::test]

@@ -31,7 +31,9 @@ use tokio::time::Instant;
 
 use super::client::{interpret, parse_retry_after};
 use super::{Encoding, Factory, OtlpHttpConfig};
-use crate::helper::testutil::{TestCert, TestCtx, eventually, in_secs};
+use crate::helper::testutil::{
+    TestCert, TestCtx, eventually, fast_retries as fast, in_secs, start_exporter,
+};
 use crate::helper::{Delivered, SendError};
 use pipeline_core::rpc::RpcStatus;
 
@@ -324,16 +326,7 @@ async fn serve(backend: &Arc<Backend>) -> SocketAddr {
 }
 
 async fn started(t: &TestCtx, config: Value) -> Arc<dyn ConsumerComponent> {
-    let x = Factory.create(t.ctx.clone(), &config).unwrap();
-    x.start(&Host::new(std::env::temp_dir())).await.unwrap();
-    x
-}
-
-fn fast(mut config: Value) -> Value {
-    config["retry_on_failure"] = json!({
-        "initial_interval": "10ms", "max_interval": "50ms", "max_elapsed_time": "10s"
-    });
-    config
+    start_exporter(&Factory, t, config).await
 }
 
 #[tokio::test]
