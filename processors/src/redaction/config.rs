@@ -401,6 +401,20 @@ impl RedactionConfig {
                 }
             }
         }
+        // The wording puts detectors among the values: a detector's name written as
+        // a `blocked_values` pattern would only mask the word itself, silently.
+        for (i, rule) in self.blocked_values.iter().enumerate() {
+            if let Some(d) = Detector::ALL.iter().find(|d| d.as_str() == rule.pattern) {
+                return Err(FieldError::new(
+                    format!("blocked_values[{i}]"),
+                    format!(
+                        "{:?} is a built-in detector: list it under `detectors: [{}]` (a blocked_values entry is a regex and would match only the word itself)",
+                        rule.pattern,
+                        d.as_str()
+                    ),
+                ));
+            }
+        }
         let mut seen = HashSet::new();
         for (i, d) in self.detectors.iter().enumerate() {
             if !seen.insert(d.name) {

@@ -231,11 +231,26 @@ impl Check {
     ) {
         let b = hay.as_bytes();
         let before = whole.start.checked_sub(1).and_then(|i| b.get(i));
-        let after = b.get(whole.end);
         let target = match self {
             Check::None => target,
             Check::Ipv6 => {
-                let text = &hay[whole.clone()];
+                let (mut start, mut end) = (whole.start, whole.end);
+                // Punctuation after the address: a full stop, or a lone colon (an address
+                // may end in `::`).
+                while end > start
+                    && (b[end - 1] == b'.'
+                        || (b[end - 1] == b':' && (end - start < 2 || b[end - 2] != b':')))
+                {
+                    end -= 1;
+                }
+                // `ip:2001:db8::1`: a lone colon after a word separates a label.
+                let mut before = before;
+                if end > start + 1 && b[start] == b':' && b[start + 1] != b':' && is_alnum(before) {
+                    start += 1;
+                    before = None;
+                }
+                let after = b.get(end);
+                let text = &hay[start..end];
                 let addr = text.split_once('%').map_or(text, |(a, _)| a);
                 if is_alnum(before)
                     || before == Some(&b':')
@@ -244,7 +259,7 @@ impl Check {
                 {
                     return;
                 }
-                target
+                if target == whole { start..end } else { target }
             }
             // `://` and `@` around the credentials.
             Check::UrlUserinfo => whole.start + 3..whole.end - 1,
@@ -443,26 +458,41 @@ fn credit_cards(
     if b.get(whole.end).is_some_and(u8::is_ascii_digit) {
         groups.pop();
     }
-    let mut first = 0;
-    while first < groups.len() {
-        let mut best = None;
+    // Every stretch of whole groups that is a card number is covered, overlapping ones
+    // too: a leading group (a date, a phone number) can form a valid stretch with the first
+    // half of the card, and stopping there would leave the card's last groups in clear.
+    let mut small = [false; 64];
+    let mut large;
+    let covered: &mut [bool] = if groups.len() <= small.len() {
+        &mut small[..groups.len()]
+    } else {
+        large = vec![false; groups.len()];
+        &mut large
+    };
+    for first in 0..groups.len() {
         let mut digits = 0;
-        for (last, g) in groups.iter().enumerate().skip(first) {
-            digits += g.len();
+        for last in first..groups.len() {
+            digits += groups[last].len();
             if digits > 19 {
                 break;
             }
             if digits >= 13 && card_number(b, &groups[first..=last]) {
-                best = Some(last);
+                covered[first..=last].fill(true);
             }
         }
-        match best {
-            Some(last) => {
-                out.push(groups[first].start..groups[last].end);
-                first = last + 1;
-            }
-            None => first += 1,
+    }
+    let mut i = 0;
+    while i < groups.len() {
+        if !covered[i] {
+            i += 1;
+            continue;
         }
+        let first = i;
+        while i + 1 < groups.len() && covered[i + 1] {
+            i += 1;
+        }
+        out.push(groups[first].start..groups[i].end);
+        i += 1;
     }
 }
 
@@ -701,7 +731,12 @@ pub(crate) fn builtin(detector: Detector, url_query_params: &[String]) -> Builti
         Detector::Jwt => (BuiltinFinder::Scan(Scanner::Jwts), Check::None),
         Detector::BearerToken => (BuiltinFinder::Scan(Scanner::Auth), Check::None),
         Detector::AwsAccessKey => (BuiltinFinder::Scan(Scanner::AwsKeys), Check::None),
-        Detector::UrlCredentials => (regex(r"://[^\s/?#@:]*:[^\s/?#@]*@"), Check::UrlUserinfo),
+        Detector::UrlCredentials => (
+            // The password runs to the last `@` before the path: an unencoded `@` in it
+            // (`u:p@ss@host`) stays inside the match.
+            regex(r"://[^\s/?#@:]*:[^\s/?#]*@"),
+            Check::UrlUserinfo,
+        ),
         Detector::UrlQuery => (
             BuiltinFinder::Scan(Scanner::UrlQuery(url_query_params.to_vec())),
             Check::None,

@@ -759,6 +759,10 @@ impl Pass<'_> {
     fn entries(&mut self, entries: &mut Vec<KeyValue>, at: Path<'_>, attribute: bool) {
         let mut position = 0;
         entries.retain_mut(|kv| {
+            if !attribute {
+                // A map inside a value (a log body) holds data in its keys too.
+                self.map_key(&mut kv.key, &at);
+            }
             let path = Path::Key(&at, &kv.key);
             position += 1;
             match self.key_decision(&kv.key, attribute, position - 1) {
@@ -797,6 +801,24 @@ impl Pass<'_> {
                 }
             }
         });
+    }
+
+    /// Applies the value rules to the key of a map entry inside a value (`at` is the map):
+    /// what they find is masked or hashed in the key, which stays; a `remove` rule masks
+    /// the whole key.
+    fn map_key(&mut self, key: &mut String, at: &Path<'_>) {
+        match self.r.redact_into(key, &mut self.scratch, &mut self.counts) {
+            Redacted::Keep => return,
+            Redacted::Changed(i) => {
+                key.clear();
+                key.push_str(&self.scratch.bufs[i]);
+            }
+            Redacted::Remove => {
+                key.clear();
+                key.push_str(MASK);
+            }
+        }
+        self.masked(Path::Key(at, key));
     }
 
     /// Applies the value rules to `v` (and the key rules to maps inside it); false when

@@ -271,6 +271,9 @@ fn credit_card() {
         &[
             ("4111111111111111", "****"),
             ("4111 1111 1111 1111", "****"),
+            // A date before the card forms a Luhn-valid 16 digits with its first half: the
+            // whole card is still masked (the date with it).
+            ("2024-01-09 4111 1111 1111 1111", "****"),
             ("card 4111-1111-1111-1111 exp 12/27", "card **** exp 12/27"),
             ("5555555555554444", "****"),
             ("amex 378282246310005.", "amex ****."),
@@ -340,6 +343,12 @@ fn ipv6() {
             ("2001:0db8:85a3:0000:0000:8a2e:0370:7334", "****"),
             ("2001:db8::1", "****"),
             ("peer ::1 closed", "peer **** closed"),
+            // Punctuation after the address and a label before it are not part of it.
+            ("connected to 2001:db8::1.", "connected to ****."),
+            ("peer 2001:db8::1: reset", "peer ****: reset"),
+            ("ip:2001:db8::1", "ip:****"),
+            ("addr:fe80::1 up", "addr:**** up"),
+            ("ends in 2001:db8::", "ends in ****"),
             ("fe80::1%eth0", "****"),
             ("[2001:db8::ff00:42:8329]:443", "[****]:443"),
             ("::ffff:192.0.2.128", "****"),
@@ -429,6 +438,10 @@ fn url_credentials() {
     assert_masks(
         "url_credentials",
         &[
+            (
+                "postgres://u:p@ss@db.internal/app",
+                "postgres://****@db.internal/app",
+            ),
             (
                 "postgres://admin:s3cr3t@db.internal:5432/app",
                 "postgres://****@db.internal:5432/app",
@@ -1163,8 +1176,49 @@ async fn redactions_are_counted_per_rule() {
 // ---- config errors ----
 
 #[test]
+fn keys_of_maps_inside_bodies_are_scanned_like_values() {
+    let (p, _) = processor(
+        json!({"allow_all_keys": true, "detectors": ["email", "ipv4"], "summary": "info"}),
+        Signal::Logs,
+    );
+    let mut payload = Payload::Logs(vec![ResourceLogs {
+        resource: None,
+        scope_logs: vec![ScopeLogs {
+            log_records: vec![LogRecord {
+                body: map(vec![skv("bob@example.com", "10.0.0.1"), skv("visits", "3")]),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        schema_url: String::new(),
+    }]);
+    p.redact(&mut payload);
+    let Payload::Logs(rl) = &payload else {
+        panic!()
+    };
+    let record = &rl[0].scope_logs[0].log_records[0];
+    let Some(V::KvlistValue(body)) = record.body.as_ref().and_then(|b| b.value.as_ref()) else {
+        panic!("body is still a map")
+    };
+    let keys: Vec<&str> = body.values.iter().map(|kv| kv.key.as_str()).collect();
+    assert_eq!(keys, vec![MASK, "visits"]);
+    assert_eq!(
+        get_str(&body.values, MASK),
+        Some(MASK),
+        "the value is masked too"
+    );
+    let listed = get_str(&record.attributes, MASKED_KEYS).unwrap_or_default();
+    assert!(!listed.contains("bob@example.com"), "{listed}");
+    assert_eq!(get(&record.attributes, MASKED_COUNT), Some(&V::IntValue(2)));
+}
+
+#[test]
 fn invalid_configs() {
     let err = |v: Value| Factory.validate(&v).unwrap_err();
+
+    let e = err(json!({"blocked_values": ["ok", "email"]}));
+    assert_eq!(e.path, "blocked_values[1]");
+    assert!(e.message.contains("detectors: [email]"), "{}", e.message);
 
     let e = err(json!({"blocked_values": ["ok", "(?i)pass(word"]}));
     assert_eq!(e.path, "blocked_values[1]");
