@@ -1175,28 +1175,40 @@ async fn redactions_are_counted_per_rule() {
 
 // ---- config errors ----
 
+/// `records` in one resource and scope, through `p`.
+fn redact_logs(p: &RedactionProcessor, records: Vec<LogRecord>) -> Vec<LogRecord> {
+    let mut payload = Payload::Logs(vec![ResourceLogs {
+        scope_logs: vec![ScopeLogs {
+            log_records: records,
+            ..Default::default()
+        }],
+        ..Default::default()
+    }]);
+    p.redact(&mut payload);
+    match payload {
+        Payload::Logs(rl) => rl
+            .into_iter()
+            .flat_map(|r| r.scope_logs)
+            .flat_map(|s| s.log_records)
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 #[test]
 fn keys_of_maps_inside_bodies_are_scanned_like_values() {
     let (p, _) = processor(
         json!({"allow_all_keys": true, "detectors": ["email", "ipv4"], "summary": "info"}),
         Signal::Logs,
     );
-    let mut payload = Payload::Logs(vec![ResourceLogs {
-        resource: None,
-        scope_logs: vec![ScopeLogs {
-            log_records: vec![LogRecord {
-                body: map(vec![skv("bob@example.com", "10.0.0.1"), skv("visits", "3")]),
-                ..Default::default()
-            }],
+    let records = redact_logs(
+        &p,
+        vec![LogRecord {
+            body: map(vec![skv("bob@example.com", "10.0.0.1"), skv("visits", "3")]),
             ..Default::default()
         }],
-        schema_url: String::new(),
-    }]);
-    p.redact(&mut payload);
-    let Payload::Logs(rl) = &payload else {
-        panic!()
-    };
-    let record = &rl[0].scope_logs[0].log_records[0];
+    );
+    let record = &records[0];
     let Some(V::KvlistValue(body)) = record.body.as_ref().and_then(|b| b.value.as_ref()) else {
         panic!("body is still a map")
     };
