@@ -435,11 +435,17 @@ fn substitute_value(
         Value::String(s) if s.contains('$') => match expand(s, env) {
             Ok((expanded, whole)) => {
                 // A value that is one reference alone takes the variable's YAML type, so
-                // `${env:PORT}` can be a number.
+                // `${env:PORT}` can be a number; but only a number that reads back as the
+                // same text: `007`, `1e3` or `0x1F` in a secret (a hash key) stay strings
+                // instead of becoming 7, 1000.0 or 31.
                 *value = if whole {
                     serde_saphyr::from_str::<Value>(&expanded)
                         .ok()
                         .filter(|v| !v.is_object() && !v.is_array() && !v.is_null())
+                        .filter(|v| {
+                            !v.is_number()
+                                || serde_json::to_string(v).is_ok_and(|t| t == expanded.trim())
+                        })
                         .unwrap_or(Value::String(expanded))
                 } else {
                     Value::String(expanded)
@@ -510,6 +516,8 @@ mod tests {
     fn env(name: &str) -> Option<String> {
         match name {
             "PORT" => Some("4317".into()),
+            "KEY" => Some("007".into()),
+            "HEXKEY" => Some("1e3".into()),
             "HOST" => Some("example".into()),
             _ => None,
         }
@@ -539,6 +547,22 @@ mod tests {
         .unwrap();
         let v = &c.components[&ComponentKind::Receiver];
         assert_eq!(v.values().next().unwrap()["port"], serde_json::json!(4317));
+    }
+
+    #[test]
+    fn numbers_that_would_change_their_text_stay_strings() {
+        let c = load(
+            &[src(
+                "a.yaml",
+                "processors: {redaction: {hash_key: '${env:KEY}', other: '${env:HEXKEY}'}}",
+            )],
+            &env,
+        )
+        .unwrap();
+        let v = &c.components[&ComponentKind::Processor];
+        let r = v.values().next().unwrap();
+        assert_eq!(r["hash_key"], serde_json::json!("007"));
+        assert_eq!(r["other"], serde_json::json!("1e3"));
     }
 
     #[test]
