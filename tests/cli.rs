@@ -46,12 +46,9 @@ fn embedded_default_validates() {
 }
 
 fn validate_text(yaml: &str) -> (bool, String) {
-    let dir = temp_dir("validate");
-    let path = dir.join("broken.yaml");
-    std::fs::write(&path, yaml).unwrap();
-    let o = run(&["validate", "--config", path.to_str().unwrap()], &[]);
-    assert_ne!(o.status.code(), Some(101), "panicked: {}", stderr(&o));
-    (o.status.success(), stderr(&o))
+    let (code, stderr) = validate_yaml("validate", yaml);
+    assert_ne!(code, Some(101), "panicked: {stderr}");
+    (code == Some(0), stderr)
 }
 
 const GOOD_TAIL: &str = "

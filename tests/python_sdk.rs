@@ -33,31 +33,7 @@ async fn python_sdk_data_arrives() {
     let ports = Ports::new();
     let out_dir = temp_dir("python");
     let out = out_dir.join("out.jsonl");
-    let config = format!(
-        r#"
-receivers:
-  otlp:
-    protocols:
-      grpc: {{ endpoint: "127.0.0.1:{grpc}" }}
-      http: {{ endpoint: "127.0.0.1:{http}" }}
-processors:
-  batch: {{ timeout: 50ms }}
-exporters:
-  file: {{ path: "{path}" }}
-service:
-  telemetry: {{ metrics: {{ endpoint: "127.0.0.1:{metrics}" }} }}
-  health: {{ endpoint: "127.0.0.1:{health}" }}
-  pipelines:
-    traces:  {{ receivers: [otlp], processors: [batch], exporters: [file] }}
-    metrics: {{ receivers: [otlp], processors: [batch], exporters: [file] }}
-    logs:    {{ receivers: [otlp], processors: [batch], exporters: [file] }}
-"#,
-        grpc = ports.grpc,
-        http = ports.http,
-        metrics = ports.metrics,
-        health = ports.health,
-        path = out.display()
-    );
+    let config = file_export_config(ports, "  batch: { timeout: 50ms }", "batch", &out);
     let mut sl = Sightline::start(&config, ports).await;
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/otel_sdk_send.py");
     let o = Command::new("python3")

@@ -6,8 +6,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::*;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
@@ -238,31 +236,11 @@ fn metrics() -> ExportMetricsServiceRequest {
 
 /// A config: OTLP in, `redaction` with `redaction` settings, the `file` exporter to `out`.
 fn file_config(ports: Ports, redaction: &str, out: &std::path::Path) -> String {
-    format!(
-        r#"
-receivers:
-  otlp:
-    protocols:
-      grpc: {{ endpoint: "127.0.0.1:{grpc}" }}
-      http: {{ endpoint: "127.0.0.1:{http}" }}
-processors:
-  redaction:
-{redaction}
-exporters:
-  file: {{ path: "{path}" }}
-service:
-  telemetry: {{ metrics: {{ endpoint: "127.0.0.1:{metrics}" }} }}
-  health: {{ endpoint: "127.0.0.1:{health}" }}
-  pipelines:
-    traces:  {{ receivers: [otlp], processors: [redaction], exporters: [file] }}
-    metrics: {{ receivers: [otlp], processors: [redaction], exporters: [file] }}
-    logs:    {{ receivers: [otlp], processors: [redaction], exporters: [file] }}
-"#,
-        grpc = ports.grpc,
-        http = ports.http,
-        metrics = ports.metrics,
-        health = ports.health,
-        path = out.display()
+    file_export_config(
+        ports,
+        &format!("  redaction:\n{redaction}"),
+        "redaction",
+        out,
     )
 }
 
@@ -440,11 +418,7 @@ async fn hash_pseudonyms_survive_restarts_and_follow_the_key() {
 
 #[test]
 fn validate_reports_a_broken_regex_with_its_position() {
-    let dir = temp_dir("redaction-validate");
-    let path = dir.join("broken.yaml");
-    std::fs::write(
-        &path,
-        r#"
+    let config = r#"
 receivers: { otlp: { protocols: { grpc: {} } } }
 processors:
   redaction:
@@ -455,17 +429,9 @@ exporters: { debug: {} }
 service:
   pipelines:
     traces: { receivers: [otlp], processors: [redaction], exporters: [debug] }
-"#,
-    )
-    .unwrap();
-    let o = Command::new(bin())
-        .args(["validate", "--config"])
-        .arg(&path)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{stderr}");
+"#;
+    let (code, stderr) = validate_yaml("redaction-validate", config);
+    assert_eq!(code, Some(1), "{stderr}");
     assert!(
         stderr.contains("processors::redaction:"),
         "names the component: {stderr}"
@@ -475,21 +441,11 @@ service:
         stderr.contains("detectors[1]") && stderr.contains("did you mean \"credit_card\""),
         "{stderr}"
     );
-    std::fs::write(
-        &path,
-        std::fs::read_to_string(&path)
-            .unwrap()
-            .replace("credit_crad", "credit_card"),
-    )
-    .unwrap();
-    let o = Command::new(bin())
-        .args(["validate", "--config"])
-        .arg(&path)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    let (code, stderr) = validate_yaml(
+        "redaction-validate",
+        &config.replace("credit_crad", "credit_card"),
+    );
+    assert_eq!(code, Some(1), "{stderr}");
     assert!(
         stderr.contains("processors::redaction: blocked_values[1]")
             && stderr.contains("unclosed group at position 9"),

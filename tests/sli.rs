@@ -7,7 +7,6 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -351,10 +350,8 @@ async fn restart_starts_new_series_with_new_start_times() {
 
 #[test]
 fn validate_reports_bad_sli_config() {
-    let dir = temp_dir("sli-validate");
-    let path = dir.join("bad.yaml");
-    std::fs::write(
-        &path,
+    let (code, stderr) = validate_yaml(
+        "sli-validate",
         r#"
 receivers: { otlp: { protocols: { grpc: {} } } }
 connectors:
@@ -367,15 +364,8 @@ service:
     traces:  { receivers: [otlp], exporters: [sli] }
     metrics: { receivers: [sli], exporters: [debug] }
 "#,
-    )
-    .unwrap();
-    let o = Command::new(bin())
-        .args(["validate", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    );
+    assert_eq!(code, Some(1), "{stderr}");
     assert!(
         stderr.contains("connectors::sli") && stderr.contains("span_kinds[0]"),
         "{stderr}"

@@ -62,6 +62,58 @@ pub fn temp_dir(tag: &str) -> PathBuf {
     dir
 }
 
+/// Runs `sightline validate` on `yaml`, written to `broken.yaml` in a fresh temp dir tagged
+/// `tag`; returns the exit code and what it printed on stderr.
+pub fn validate_yaml(tag: &str, yaml: &str) -> (Option<i32>, String) {
+    let path = temp_dir(tag).join("broken.yaml");
+    std::fs::write(&path, yaml).expect("write the config");
+    let o = Command::new(bin())
+        .args(["validate", "--config"])
+        .arg(&path)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run sightline validate");
+    (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// A config: OTLP in (gRPC and HTTP on `ports`), `processors` (a YAML block under
+/// `processors:`) chained as `chain` in all three pipelines, the `file` exporter to `out`.
+pub fn file_export_config(
+    ports: Ports,
+    processors: &str,
+    chain: &str,
+    out: &std::path::Path,
+) -> String {
+    format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      grpc: {{ endpoint: "127.0.0.1:{grpc}" }}
+      http: {{ endpoint: "127.0.0.1:{http}" }}
+processors:
+{processors}
+exporters:
+  file: {{ path: "{path}" }}
+service:
+  telemetry: {{ metrics: {{ endpoint: "127.0.0.1:{metrics}" }} }}
+  health: {{ endpoint: "127.0.0.1:{health}" }}
+  pipelines:
+    traces:  {{ receivers: [otlp], processors: [{chain}], exporters: [file] }}
+    metrics: {{ receivers: [otlp], processors: [{chain}], exporters: [file] }}
+    logs:    {{ receivers: [otlp], processors: [{chain}], exporters: [file] }}
+"#,
+        grpc = ports.grpc,
+        http = ports.http,
+        metrics = ports.metrics,
+        health = ports.health,
+        path = out.display()
+    )
+}
+
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_sightline")
 }

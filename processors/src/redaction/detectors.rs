@@ -270,16 +270,23 @@ impl Check {
     }
 }
 
+/// The index of the first ASCII digit of `b` at or after `i`, or `b.len()`.
+fn next_digit(b: &[u8], i: usize) -> usize {
+    b.get(i..)
+        .and_then(|rest| rest.iter().position(u8::is_ascii_digit))
+        .map_or(b.len(), |p| i + p)
+}
+
 /// IPv4 addresses: four groups of 1 to 3 digits joined by dots, each at most 255, not glued
 /// to letters or digits and not part of a longer dotted number (`1.2.3.4.5` and `v1.2.3.4`
 /// are versions).
 fn ipv4s(hay: &str, out: &mut Vec<Range<usize>>) {
     let b = hay.as_bytes();
     let mut i = 0;
-    while i < b.len() {
-        if !b[i].is_ascii_digit() {
-            i += 1;
-            continue;
+    loop {
+        i = next_digit(b, i);
+        if i >= b.len() {
+            break;
         }
         let start = i;
         let before = start.checked_sub(1).and_then(|j| b.get(j));
@@ -523,10 +530,10 @@ fn card_number(b: &[u8], groups: &[Range<usize>]) -> bool {
 fn card_numbers(hay: &str, out: &mut Vec<Range<usize>>, groups: &mut Vec<Range<usize>>) {
     let b = hay.as_bytes();
     let mut i = 0;
-    while i < b.len() {
-        if !b[i].is_ascii_digit() {
-            i += 1;
-            continue;
+    loop {
+        i = next_digit(b, i);
+        if i >= b.len() {
+            break;
         }
         let start = i;
         let mut digits = 0;
