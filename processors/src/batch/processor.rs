@@ -6,7 +6,7 @@
 //! `send_batch_max_size`. Pending items are bounded: past the limit `consume` waits for the
 //! flusher, so a slow exporter slows the receivers instead of growing memory.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -39,10 +39,9 @@ struct Shared {
     /// Wakes callers waiting for room.
     room: Notify,
     stopping: AtomicBool,
-    /// Items taken by the flusher and not yet accepted by `next`.
-    in_flight: AtomicUsize,
-    /// The acknowledgement tokens of those items, failed if the flusher is aborted.
-    in_flight_acks: Mutex<BatchContext>,
+    /// What the flusher handed to `next` and `next` has not accepted yet: the item count
+    /// and the acknowledgement tokens, counted and failed if the flusher is aborted.
+    in_flight: Mutex<(usize, BatchContext)>,
 }
 
 /// The `batch` processor for one pipeline.
@@ -74,8 +73,7 @@ impl BatchProcessor {
                 wake: Notify::new(),
                 room: Notify::new(),
                 stopping: AtomicBool::new(false),
-                in_flight: AtomicUsize::new(0),
-                in_flight_acks: Mutex::new(BatchContext::default()),
+                in_flight: Mutex::new((0, BatchContext::default())),
             }),
             flusher: Mutex::new(None),
         }
@@ -87,10 +85,12 @@ impl Shared {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn in_flight_acks(&self) -> std::sync::MutexGuard<'_, BatchContext> {
-        self.in_flight_acks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+    /// Swaps in what is in flight now, returning what was.
+    fn set_in_flight(&self, now: (usize, BatchContext)) -> (usize, BatchContext) {
+        std::mem::replace(
+            &mut *self.in_flight.lock().unwrap_or_else(|p| p.into_inner()),
+            now,
+        )
     }
 
     /// Takes the pending batch if it is due (or everything when `all`).
@@ -127,11 +127,9 @@ impl Shared {
             if items == 0 {
                 break;
             }
-            self.in_flight.store(items, Ordering::Release);
-            *self.in_flight_acks() = chunk.ctx.clone();
+            self.set_in_flight((items, chunk.ctx.clone()));
             let result = self.next.consume(chunk).await;
-            self.in_flight.store(0, Ordering::Release);
-            let acks = std::mem::take(&mut *self.in_flight_acks());
+            let (_, acks) = self.set_in_flight((0, BatchContext::default()));
             if let Err(e) = result {
                 // Refused data is this processor's to report: its sources must not
                 // count it as delivered.
@@ -252,12 +250,14 @@ impl Component for BatchProcessor {
                     task.abort();
                     // Whatever the flusher had not handed on is lost: count it, and tell
                     // its sources it was not delivered.
-                    let left = {
+                    let pending = {
                         let mut p = s.lock();
                         fail_all(&std::mem::take(&mut p.ctx));
                         p.items
-                    } + s.in_flight.load(Ordering::Acquire);
-                    fail_all(&std::mem::take(&mut *s.in_flight_acks()));
+                    };
+                    let (in_flight, acks) = s.set_in_flight((0, BatchContext::default()));
+                    fail_all(&acks);
+                    let left = pending + in_flight;
                     s.telemetry
                         .dropped(s.signal, left, reason::SHUTDOWN_TIMEOUT);
                 }

@@ -807,18 +807,27 @@ impl Pass<'_> {
     /// what they find is masked or hashed in the key, which stays; a `remove` rule masks
     /// the whole key.
     fn map_key(&mut self, key: &mut String, at: &Path<'_>) {
-        match self.r.redact_into(key, &mut self.scratch, &mut self.counts) {
-            Redacted::Keep => return,
+        if self.mask_in_place(key) {
+            self.masked(Path::Key(at, key));
+        }
+    }
+
+    /// Applies the value rules to a string that must stay (a map key, a span name): what
+    /// they find is replaced in place, and a `remove` rule masks the whole string. True
+    /// when it changed.
+    fn mask_in_place(&mut self, s: &mut String) -> bool {
+        match self.r.redact_into(s, &mut self.scratch, &mut self.counts) {
+            Redacted::Keep => return false,
             Redacted::Changed(i) => {
-                key.clear();
-                key.push_str(&self.scratch.bufs[i]);
+                s.clear();
+                s.push_str(&self.scratch.bufs[i]);
             }
             Redacted::Remove => {
-                key.clear();
-                key.push_str(MASK);
+                s.clear();
+                s.push_str(MASK);
             }
         }
-        self.masked(Path::Key(at, key));
+        true
     }
 
     /// Applies the value rules to `v` (and the key rules to maps inside it); false when
@@ -885,24 +894,9 @@ impl Pass<'_> {
     /// Applies the value rules to a span name when `redact_span_names` is on; a `remove`
     /// rule masks the whole name (a span keeps a name).
     pub(crate) fn span_name(&mut self, name: &mut String) {
-        if !self.r.span_names {
-            return;
+        if self.r.span_names && self.mask_in_place(name) {
+            self.masked(Path::Root("name"));
         }
-        match self
-            .r
-            .redact_into(name, &mut self.scratch, &mut self.counts)
-        {
-            Redacted::Keep => return,
-            Redacted::Changed(i) => {
-                name.clear();
-                name.push_str(&self.scratch.bufs[i]);
-            }
-            Redacted::Remove => {
-                name.clear();
-                name.push_str(MASK);
-            }
-        }
-        self.masked(Path::Root("name"));
     }
 
     /// Ends a record: writes its summary into `attrs` (per the `summary` level) when
