@@ -43,12 +43,24 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Sta
 
 pub const DEADLINE: Duration = Duration::from_secs(20);
 
-/// A port nobody listens on right now.
+static NEXT_PORT: AtomicUsize = AtomicUsize::new(0);
+
+/// A port nobody listens on right now, for a `sightline` process to bind later. Taken from
+/// 15000-31999, below Linux's ephemeral range (32768 and up), so an outgoing connection of
+/// a test running alongside cannot take it in between (a port from binding port 0 can be,
+/// and was); each port is handed out once per test process, from a per-process start.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    const FIRST: usize = 15_000;
+    const SPAN: usize = 17_000;
+    let start = (std::process::id() as usize).wrapping_mul(97) % SPAN;
+    loop {
+        let n = NEXT_PORT.fetch_add(1, Ordering::Relaxed);
+        assert!(n < SPAN, "no free port left in {FIRST}..{}", FIRST + SPAN);
+        let port = u16::try_from(FIRST + (start + n) % SPAN).expect("port in range");
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 static DIRS: AtomicUsize = AtomicUsize::new(0);
