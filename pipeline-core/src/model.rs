@@ -261,6 +261,20 @@ impl Batch {
     pub fn signal(&self) -> Signal {
         self.payload.signal()
     }
+
+    /// Resolves every acknowledgement token of the batch as delivered: the component that
+    /// calls it has handed the data to its destination (a backend accepted it, a file was
+    /// written and flushed, an aggregate took it in). Call it exactly when that is true.
+    pub fn delivered(self) {
+        self.ctx.delivered();
+    }
+
+    /// Resolves every acknowledgement token of the batch as not delivered. The caller has
+    /// counted the drop with its reason (`sightline_component_items_dropped_total{reason}`);
+    /// sources that can (a file tailer, a persistent queue) will offer the data again.
+    pub fn dropped(self) {
+        self.ctx.dropped();
+    }
 }
 
 /// What travels with a batch besides the data.
@@ -275,6 +289,20 @@ impl BatchContext {
     /// Moves `other`'s tokens into this context (when two batches are merged).
     pub fn merge(&mut self, other: BatchContext) {
         self.acks.extend(other.acks);
+    }
+
+    /// Resolves every token as delivered (see [`Batch::delivered`]).
+    pub fn delivered(self) {
+        for token in self.acks {
+            token.delivered();
+        }
+    }
+
+    /// Resolves every token as not delivered (see [`Batch::dropped`]).
+    pub fn dropped(self) {
+        for token in self.acks {
+            token.dropped();
+        }
     }
 }
 
@@ -311,6 +339,16 @@ impl AckToken {
     /// Marks the data as not delivered.
     pub fn fail(&self) {
         self.0.failed.store(true, Ordering::Release);
+    }
+
+    /// This holder delivered its copy of the data.
+    pub fn delivered(self) {
+        drop(self);
+    }
+
+    /// This holder could not deliver its copy of the data (and counted the drop).
+    pub fn dropped(self) {
+        self.fail();
     }
 }
 
