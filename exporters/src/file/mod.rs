@@ -5,8 +5,12 @@
 //! `{"resourceLogs":[...]}`), the layout the OpenTelemetry Collector's file exporter writes
 //! and its `otlpjsonfile` receiver reads. Lines collect in a buffer that is written to `path`
 //! every `flush_interval`, whenever 256 KiB are waiting, and at shutdown; items count as
-//! sent once written. The file and its parent directories are created at start, where a
-//! path that cannot be opened is a start error.
+//! sent once written. A batch's acknowledgement tokens wait in the buffer with its line and
+//! resolve as delivered only after the write returned (`write(2)` done: the page cache
+//! outlives a kill -9; no fsync), or as dropped when it failed (`write_failed`) or shutdown
+//! gave up on it (`shutdown_timeout`), so a `filelog` checkpoint never passes a line that is
+//! not in the file. The file and its parent directories are created at start, where a path
+//! that cannot be opened is a start error.
 
 mod config;
 #[cfg(test)]

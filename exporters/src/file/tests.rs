@@ -14,7 +14,8 @@ use pipeline_core::{ConsumeError, ExporterFactory, Host};
 use serde_json::{Value, json};
 
 use super::{Factory, FileConfig};
-use crate::helper::testutil::{TestCtx, eventually, in_secs};
+use crate::helper::WRITE_FAILED;
+use crate::helper::testutil::{Acks, TestCtx, eventually, in_secs};
 
 /// A fresh directory for one test.
 fn scratch(name: &str) -> PathBuf {
@@ -142,4 +143,52 @@ async fn a_path_that_cannot_be_opened_fails_the_start() {
     ));
     x.shutdown(in_secs(1.0)).await.unwrap();
     let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn acknowledges_a_batch_only_once_its_line_is_written() {
+    let dir = scratch("acks");
+    let path = dir.join("out.jsonl");
+    let t = TestCtx::new("file");
+    let x = started(&t, json!({"path": path, "flush_interval": "1h"})).await;
+    let acks = Acks::default();
+    x.consume(acks.track(span_batch(2))).await.unwrap();
+    x.consume(acks.track(log_batch(1))).await.unwrap();
+    // Accepted, buffered, not written: a kill -9 now must not have moved any checkpoint.
+    assert!(lines(&path).is_empty());
+    assert_eq!(acks.outcomes(), Vec::<bool>::new());
+    x.shutdown(in_secs(5.0)).await.unwrap();
+    assert_eq!(lines(&path).len(), 2);
+    assert_eq!(acks.outcomes(), vec![true, true]);
+    // Refused after shutdown: the token fails, the caller is told.
+    assert!(matches!(
+        x.consume(acks.track(span_batch(1))).await,
+        Err(ConsumeError::ShuttingDown)
+    ));
+    assert_eq!(acks.outcomes(), vec![true, true, false]);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn a_failed_write_counts_the_items_and_fails_their_tokens() {
+    // /dev/full opens for appending and fails every write with ENOSPC: a full disk.
+    let t = TestCtx::new("file");
+    let x = started(&t, json!({"path": "/dev/full", "flush_interval": "1h"})).await;
+    let acks = Acks::default();
+    x.consume(acks.track(span_batch(3))).await.unwrap();
+    x.consume(acks.track(span_batch(2))).await.unwrap();
+    assert_eq!(acks.outcomes(), Vec::<bool>::new());
+    x.shutdown(in_secs(5.0)).await.unwrap();
+    assert_eq!(acks.outcomes(), vec![false, false]);
+    assert_eq!(t.dropped("traces", WRITE_FAILED), 5.0);
+    assert_eq!(t.sent("traces"), 0.0);
+
+    // Also when the write happens inside consume (flush_interval 0).
+    let t = TestCtx::new("file");
+    let x = started(&t, json!({"path": "/dev/full", "flush_interval": "0"})).await;
+    let acks = Acks::default();
+    x.consume(acks.track(log_batch(4))).await.unwrap();
+    assert_eq!(acks.outcomes(), vec![false]);
+    assert_eq!(t.dropped("logs", WRITE_FAILED), 4.0);
+    x.shutdown(in_secs(5.0)).await.unwrap();
 }

@@ -1,4 +1,11 @@
 //! Appending OTLP/JSON lines to a file through a buffer.
+//!
+//! A batch's acknowledgement tokens wait in the buffer with its line and are resolved when
+//! the buffer's fate is known: delivered once `write(2)` of the whole buffer has returned
+//! (the bytes are then in the kernel's page cache, which outlives a killed process, so a
+//! `filelog` checkpoint may move past them), dropped when the write failed or shutdown gave
+//! up on it. There is no fsync: a power loss or kernel crash can still lose the last
+//! seconds, as with the OpenTelemetry Collector's file exporter.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -7,7 +14,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use pipeline_core::telemetry::{ComponentTelemetry, reason};
-use pipeline_core::{Batch, Component, ComponentError, ConsumeError, Consumer, Host, PerSignal};
+use pipeline_core::{
+    Batch, BatchContext, Component, ComponentError, ConsumeError, Consumer, Host, PerSignal,
+};
 use tokio::io::AsyncWriteExt;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -20,7 +29,8 @@ use crate::helper::codec::write_json;
 /// Buffered lines are written out once they reach this size, whatever the interval.
 const FLUSH_BYTES: usize = 256 * 1024;
 
-/// Appends one export request per line; counts items as sent once they reach the file.
+/// Appends one export request per line; counts items as sent, and acknowledges them, once
+/// they reach the file.
 pub(crate) struct FileExporter {
     inner: Arc<Inner>,
 }
@@ -42,6 +52,27 @@ struct State {
     buf: Vec<u8>,
     /// Items in `buf`, per signal: sent once written, dropped if the write fails.
     pending: PerSignal<usize>,
+    /// The acknowledgement tokens of the batches in `buf`, resolved with them.
+    acks: BatchContext,
+}
+
+/// The fate of one buffer's batches, decided under the state lock and told to their
+/// sources (whose callbacks may do I/O) after it is released.
+#[must_use = "resolve the tokens once the state lock is released"]
+#[derive(Default)]
+struct Settled {
+    acks: BatchContext,
+    delivered: bool,
+}
+
+impl Settled {
+    fn resolve(self) {
+        if self.delivered {
+            self.acks.delivered();
+        } else {
+            self.acks.dropped();
+        }
+    }
 }
 
 impl FileExporter {
@@ -62,28 +93,41 @@ impl FileExporter {
 }
 
 impl Inner {
-    /// Writes the buffer out and settles its items' counts.
-    async fn flush(&self, state: &mut State) {
-        let State { file, buf, pending } = state;
+    /// Writes the buffer out and settles its items' counts; the caller resolves the tokens
+    /// after releasing the lock.
+    async fn flush(&self, state: &mut State) -> Settled {
+        let State {
+            file,
+            buf,
+            pending,
+            acks,
+        } = state;
         if buf.is_empty() {
-            return;
+            return Settled::default();
         }
         let Some(file) = file.as_mut() else {
-            return;
+            return Settled::default();
         };
+        // `flush` waits for tokio's background write to finish: after it the bytes have
+        // been through write(2).
         let written = async {
             file.write_all(buf).await?;
             file.flush().await
         }
         .await;
         // Cleared only after the write finished: if shutdown abandons it half-way, the
-        // items are still here to be counted.
+        // items and tokens are still here to be counted and failed.
         buf.clear();
         let items = std::mem::take(pending);
+        let acks = std::mem::take(acks);
         match written {
             Ok(()) => {
                 for (signal, &n) in items.iter().filter(|(_, n)| **n > 0) {
                     self.telemetry.sent(signal, n);
+                }
+                Settled {
+                    acks,
+                    delivered: true,
                 }
             }
             Err(e) => {
@@ -91,18 +135,35 @@ impl Inner {
                     exporter = %self.id, path = %self.path.display(), error = %e,
                     "cannot write to the file; dropping the buffered data"
                 );
-                for (signal, &n) in items.iter() {
+                for (signal, &n) in items.iter().filter(|(_, n)| **n > 0) {
                     self.telemetry.dropped(signal, n, WRITE_FAILED);
+                }
+                Settled {
+                    acks,
+                    delivered: false,
                 }
             }
         }
     }
 
-    fn count_abandoned(&self, state: &mut State) {
+    /// Writes the buffer out under the lock, then tells the sources.
+    async fn flush_and_resolve(&self) {
+        let mut state = self.state.lock().await;
+        let settled = self.flush(&mut state).await;
+        drop(state);
+        settled.resolve();
+    }
+
+    /// Counts what is buffered as dropped at shutdown; the tokens fail with it.
+    fn count_abandoned(&self, state: &mut State) -> Settled {
         state.buf.clear();
         let items = std::mem::take(&mut state.pending);
-        for (signal, &n) in items.iter() {
+        for (signal, &n) in items.iter().filter(|(_, n)| **n > 0) {
             self.telemetry.dropped(signal, n, reason::SHUTDOWN_TIMEOUT);
+        }
+        Settled {
+            acks: std::mem::take(&mut state.acks),
+            delivered: false,
         }
     }
 
@@ -137,10 +198,7 @@ async fn run_flusher(inner: Arc<Inner>) {
         tokio::select! {
             biased;
             () = inner.stop.cancelled() => return,
-            _ = ticks.tick() => {
-                let mut state = inner.state.lock().await;
-                inner.flush(&mut state).await;
-            }
+            _ = ticks.tick() => inner.flush_and_resolve().await,
         }
     }
 }
@@ -152,37 +210,54 @@ impl Drop for FileExporter {
         let inner = &self.inner;
         inner.closed.store(true, Ordering::SeqCst);
         inner.stop.cancel();
-        if let Ok(mut state) = inner.state.try_lock() {
-            inner.count_abandoned(&mut state);
+        let abandoned = inner
+            .state
+            .try_lock()
+            .ok()
+            .map(|mut state| inner.count_abandoned(&mut state));
+        if let Some(settled) = abandoned {
+            settled.resolve();
         }
     }
 }
 
 #[async_trait]
 impl Consumer for FileExporter {
+    /// Buffers the batch's line and keeps its tokens with it; `Ok` means accepted, and the
+    /// tokens resolve once the line is written (or its write failed).
     async fn consume(&self, batch: Batch) -> Result<(), ConsumeError> {
         let inner = &self.inner;
         if inner.closed.load(Ordering::SeqCst) {
+            batch.dropped();
             return Err(ConsumeError::ShuttingDown);
         }
         let items = batch.item_count();
         if items == 0 {
+            batch.delivered();
             return Ok(());
         }
         let mut line = Vec::new();
-        write_json(&batch.payload, &mut line).map_err(ConsumeError::permanent)?;
+        if let Err(e) = write_json(&batch.payload, &mut line) {
+            batch.dropped();
+            return Err(ConsumeError::permanent(e));
+        }
         line.push(b'\n');
         let mut state = inner.state.lock().await;
         if inner.closed.load(Ordering::SeqCst) {
+            batch.dropped();
             return Err(ConsumeError::ShuttingDown);
         }
         if state.file.is_none() {
+            batch.dropped();
             return Err(ConsumeError::retryable("the file exporter has not started"));
         }
         state.buf.extend_from_slice(&line);
         *state.pending.get_mut(batch.signal()) += items;
+        state.acks.merge(batch.ctx);
         if inner.flush_interval.is_zero() || state.buf.len() >= FLUSH_BYTES {
-            inner.flush(&mut state).await;
+            let settled = inner.flush(&mut state).await;
+            drop(state);
+            settled.resolve();
         }
         Ok(())
     }
@@ -221,20 +296,22 @@ impl Component for FileExporter {
                 let _ = handle.await;
             }
         }
-        let flushed = tokio::time::timeout_at(deadline, async {
-            let mut state = inner.state.lock().await;
-            inner.flush(&mut state).await;
-        })
-        .await;
+        let flushed = tokio::time::timeout_at(deadline, inner.flush_and_resolve()).await;
         let mut state = inner.state.lock().await;
-        if flushed.is_err() {
+        let abandoned = if flushed.is_err() {
             tracing::warn!(
                 exporter = %inner.id, path = %inner.path.display(),
                 "shutdown deadline passed while writing; dropping the buffered data"
             );
-            inner.count_abandoned(&mut state);
-        }
+            Some(inner.count_abandoned(&mut state))
+        } else {
+            None
+        };
         state.file = None;
+        drop(state);
+        if let Some(settled) = abandoned {
+            settled.resolve();
+        }
         Ok(())
     }
 }

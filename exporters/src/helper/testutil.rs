@@ -183,3 +183,24 @@ impl TestCert {
         }
     }
 }
+
+/// What became of the acknowledgement tokens of the batches made by [`Acks::track`]: one
+/// entry per token, `true` for delivered, in the order they were resolved.
+#[derive(Clone, Default)]
+pub(crate) struct Acks(std::sync::Arc<std::sync::Mutex<Vec<bool>>>);
+
+impl Acks {
+    /// `batch` with one more token, reporting here.
+    pub(crate) fn track(&self, mut batch: pipeline_core::Batch) -> pipeline_core::Batch {
+        let outcomes = self.0.clone();
+        batch.ctx.acks.push(pipeline_core::AckToken::new(move |ok| {
+            outcomes.lock().unwrap().push(ok);
+        }));
+        batch
+    }
+
+    /// The outcomes so far.
+    pub(crate) fn outcomes(&self) -> Vec<bool> {
+        self.0.lock().unwrap().clone()
+    }
+}
