@@ -1,16 +1,19 @@
 //! The `debug` exporter: batches to stderr, for looking at what flows through a pipeline.
 //!
-//! Batches come from every pipeline that names the exporter and are written at once, in the
-//! caller's task (no queue, no retries): with `verbosity: basic` one line per batch with its
-//! signal and counts (resource groups, items), with `verbosity: detailed` that line followed
-//! by the batch as one line of OTLP/JSON. Written items count as sent.
+//! Batches come from every pipeline that names the exporter and are rendered in the
+//! caller's task, then written in order by a writer thread of the exporter's own (no
+//! retries; up to 4 MiB of text waits for it, after which `consume` waits for room): with
+//! `verbosity: basic` one line per batch with its signal and counts (resource groups,
+//! items), with `verbosity: detailed` that line followed by the batch as one line of
+//! OTLP/JSON. Written items count as sent and their acknowledgement tokens resolve as
+//! delivered; a failed write counts them as dropped (`write_failed`).
 
 mod config;
 mod exporter;
 #[cfg(test)]
 mod tests;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use pipeline_core::factory::ConsumerComponent;
 use pipeline_core::{
@@ -51,7 +54,7 @@ impl ExporterFactory for Factory {
             ctx.id.to_string(),
             &config,
             ctx.telemetry,
-            Arc::new(Mutex::new(std::io::stderr())),
-        )))
+            Box::new(std::io::stderr()),
+        )?))
     }
 }
