@@ -78,9 +78,12 @@ async fn serve(registry: Registry, config: pipeline_core::config::Config) -> Res
         tracing::info!(endpoint = %server.local_addr(), "self-metrics listening");
         admin.push(server);
     }
-    let graph = Graph::build(&config, &registry, &telemetry, &health).map_err(|e| e.to_string())?;
+    // Build and start errors may quote config values; none may quote what came from the
+    // environment (a secret in a header, a token in a path).
+    let redact = |e: &dyn std::fmt::Display| config.env_values.redact(&e.to_string());
+    let graph = Graph::build(&config, &registry, &telemetry, &health).map_err(|e| redact(&e))?;
     let host = Host::new(config.service.data_dir.0.clone());
-    graph.start(&host).await.map_err(|e| e.to_string())?;
+    graph.start(&host).await.map_err(|e| redact(&e))?;
     tracing::info!(
         pipelines = config.service.pipelines.len(),
         "sightline started"

@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::component::{Component, ComponentId, ComponentKind};
-use crate::config::did_you_mean;
+use crate::config::{ConfigValue, did_you_mean};
 use crate::consumer::{Consumer, SharedConsumer};
 use crate::health::HealthReporter;
 use crate::signal::{PerSignal, Signal};
@@ -42,9 +42,11 @@ impl FieldError {
 }
 
 /// Parses a component's raw config into its typed struct, reporting the field path and
-/// suggesting the nearest known key for an unknown one.
+/// suggesting the nearest known key for an unknown one. String fields take numbers and
+/// booleans as their text (see [`ConfigValue`]), so `${env:API_KEY}` holding digits is the
+/// string it was.
 pub fn parse_config<T: DeserializeOwned>(value: &Value) -> Result<T, FieldError> {
-    serde_path_to_error::deserialize::<_, T>(value).map_err(|e| {
+    serde_path_to_error::deserialize::<_, T>(ConfigValue(value)).map_err(|e| {
         let path = e.path().to_string();
         let (path, message) = describe_serde_error(&path, e.inner());
         FieldError { path, message }
@@ -313,8 +315,9 @@ mod tests {
 
     #[test]
     fn wrong_type_has_path() {
-        let e = parse_config::<Outer>(&serde_json::json!({"grpc": {"endpoint": 5}})).unwrap_err();
-        assert_eq!(e.path, "grpc.endpoint");
+        let e = parse_config::<Outer>(&serde_json::json!({"grpc": {"endpoint": "x", "tls": "on"}}))
+            .unwrap_err();
+        assert_eq!(e.path, "grpc.tls");
         assert!(e.message.contains("invalid type"), "{}", e.message);
     }
 }

@@ -261,27 +261,29 @@ pub fn parse_endpoint(text: &str, field: &str, bare_host_port: bool) -> Result<U
     } else {
         text.to_string()
     };
+    // Messages show the URL without query string and user info, where credentials travel.
+    let shown = super::redact_url(text);
     let uri: Uri = full
         .parse()
-        .map_err(|e| FieldError::new(field, format!("{text:?} is not a valid URL: {e}")))?;
+        .map_err(|e| FieldError::new(field, format!("{shown:?} is not a valid URL: {e}")))?;
     match uri.scheme_str() {
         Some("http" | "https") => {}
         Some(other) => {
             return Err(FieldError::new(
                 field,
-                format!("{text:?}: scheme {other:?} is not supported; use http:// or https://"),
+                format!("{shown:?}: scheme {other:?} is not supported; use http:// or https://"),
             ));
         }
         None => {
             return Err(FieldError::new(
                 field,
-                format!("{text:?} has no scheme; write http://{text} or https://{text}"),
+                format!("{shown:?} has no scheme; write http://{shown} or https://{shown}"),
             ));
         }
     }
     match uri.authority() {
         Some(a) if !a.host().is_empty() => {}
-        _ => return Err(FieldError::new(field, format!("{text:?} has no host"))),
+        _ => return Err(FieldError::new(field, format!("{shown:?} has no host"))),
     }
     if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
         return Err(FieldError::new(

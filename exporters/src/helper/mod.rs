@@ -10,11 +10,14 @@
 //! The rest is shared vocabulary for the OTLP exporters: header, compression and TLS config
 //! ([`Headers`], [`Compression`], [`TlsConfig`]), OTLP request encoding and partial-success
 //! decoding per signal ([`codec`]); the `google.rpc` messages live in `pipeline_core::rpc`.
+//! Every exporter that names a URL in a log line, a health reason or an error shows it
+//! through [`redact_url`], without query string or user info.
 
 pub mod codec;
 mod config;
 mod exporter;
 mod health;
+mod redact;
 mod retry;
 pub use pipeline_core::rpc;
 mod sender;
@@ -29,6 +32,7 @@ pub use config::{
     parse_endpoint,
 };
 pub use exporter::QueuedExporter;
+pub use redact::redact_url;
 pub use retry::{Backoff, RETRY_AFTER_CAP};
 pub use sender::{Delivered, SendError, Sender, describe_error};
 pub use tls::{CaCertificates, TlsConfig, TlsError};

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::helper::{
     Compression, ExporterSettings, Headers, QueueConfig, RetryConfig, TlsConfig, default_timeout,
-    parse_endpoint,
+    parse_endpoint, redact_url,
 };
 
 /// Config of the `otlp` (gRPC) exporter.
@@ -66,7 +66,7 @@ impl OtlpConfig {
                 "endpoint",
                 format!(
                     "{:?}: a gRPC endpoint has no path; write scheme://host:port",
-                    self.endpoint
+                    redact_url(&self.endpoint)
                 ),
             ));
         }

@@ -17,12 +17,15 @@ use tonic::{Code, Status};
 use super::config::OtlpConfig;
 use crate::helper::codec::{decode_response_proto, encode_proto};
 use crate::helper::{
-    Compression, Delivered, SendError, Sender, TlsConfig, USER_AGENT, describe_error, rpc,
+    Compression, Delivered, SendError, Sender, TlsConfig, USER_AGENT, describe_error, redact_url,
+    rpc,
 };
 
 /// Sends export requests to one gRPC endpoint over a lazily connected channel.
 pub(crate) struct GrpcSender {
     uri: Uri,
+    /// `uri` as messages show it (see [`redact_url`]).
+    shown: String,
     tls: TlsConfig,
     metadata: MetadataMap,
     compression: Compression,
@@ -32,8 +35,10 @@ pub(crate) struct GrpcSender {
 
 impl GrpcSender {
     pub(crate) fn new(config: &OtlpConfig) -> Result<GrpcSender, FieldError> {
+        let uri = config.endpoint_uri()?;
         Ok(GrpcSender {
-            uri: config.endpoint_uri()?,
+            shown: redact_url(&uri.to_string()),
+            uri,
             tls: config.tls.clone(),
             metadata: MetadataMap::from_headers(config.headers.to_header_map("headers")?),
             compression: config.compression,
@@ -65,7 +70,7 @@ impl GrpcSender {
             };
             endpoint = endpoint
                 .tls_config(tls)
-                .map_err(|e| format!("TLS setup for {}: {}", self.uri, describe_error(&e)))?;
+                .map_err(|e| format!("TLS setup for {}: {}", self.shown, describe_error(&e)))?;
         }
         Ok(endpoint.connect_lazy())
     }
@@ -116,7 +121,7 @@ impl Sender for GrpcSender {
         grpc.ready().await.map_err(|e| {
             SendError::retryable(format!(
                 "connecting to {}: {}",
-                self.uri,
+                self.shown,
                 describe_error(&e)
             ))
         })?;

@@ -18,7 +18,9 @@ use super::config::{Encoding, OtlpHttpConfig};
 use crate::helper::codec::{
     decode_response_json, decode_response_proto, encode_json, encode_proto,
 };
-use crate::helper::{Compression, Delivered, SendError, Sender, TlsConfig, describe_error};
+use crate::helper::{
+    Compression, Delivered, SendError, Sender, TlsConfig, describe_error, redact_url,
+};
 use pipeline_core::rpc::RpcStatus;
 
 type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
@@ -31,7 +33,8 @@ const MAX_DETAIL_CHARS: usize = 256;
 
 /// Posts export requests to the per-signal URLs.
 pub(crate) struct HttpSender {
-    urls: PerSignal<Option<Uri>>,
+    /// Each signal's URL, and how messages show it (see [`redact_url`]).
+    urls: PerSignal<Option<(Uri, String)>>,
     encoding: Encoding,
     compression: Compression,
     headers: HeaderMap,
@@ -41,6 +44,7 @@ pub(crate) struct HttpSender {
 
 impl HttpSender {
     pub(crate) fn new(config: &OtlpHttpConfig) -> Result<HttpSender, FieldError> {
+        let urls = config.signal_urls()?;
         let mut headers = config.headers.to_header_map("headers")?;
         headers.insert(
             CONTENT_TYPE,
@@ -56,7 +60,11 @@ impl HttpSender {
             );
         }
         Ok(HttpSender {
-            urls: config.signal_urls()?,
+            urls: PerSignal::from_fn(|signal| {
+                urls.get(signal)
+                    .as_ref()
+                    .map(|url| (url.clone(), redact_url(&url.to_string())))
+            }),
             encoding: config.encoding,
             compression: config.compression,
             headers,
@@ -108,7 +116,7 @@ impl Sender for HttpSender {
 
     async fn send(&self, batch: &Batch) -> Result<Delivered, SendError> {
         let signal = batch.signal();
-        let Some(url) = self.urls.get(signal) else {
+        let Some((url, shown)) = self.urls.get(signal) else {
             return Err(SendError::permanent_health(format!(
                 "no endpoint for {signal}: set endpoint or {signal}_endpoint"
             )));
@@ -122,21 +130,22 @@ impl Sender for HttpSender {
         let response = client
             .request(request)
             .await
-            .map_err(|e| SendError::retryable(format!("POST {url}: {}", describe_error(&e))))?;
+            .map_err(|e| SendError::retryable(format!("POST {shown}: {}", describe_error(&e))))?;
         let (parts, body) = response.into_parts();
         let body = match Limited::new(body, MAX_RESPONSE_BYTES).collect().await {
             Ok(collected) => collected.to_bytes(),
             Err(e) => {
-                tracing::debug!(%url, error = %e, "could not read the response body");
+                tracing::debug!(url = %shown, error = %e, "could not read the response body");
                 Bytes::new()
             }
         };
         interpret(signal, self.encoding, parts.status, &parts.headers, &body)
-            .map_err(|e| prefix(e, url))
+            .map_err(|e| prefix(e, shown))
     }
 }
 
-fn prefix(e: SendError, url: &Uri) -> SendError {
+/// `e` with `POST <url>: ` in front; `url` is already redacted.
+fn prefix(e: SendError, url: &str) -> SendError {
     match e {
         SendError::Retryable {
             reason,

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::helper::{
     Compression, ExporterSettings, Headers, QueueConfig, RetryConfig, TlsConfig, default_timeout,
-    parse_endpoint,
+    parse_endpoint, redact_url,
 };
 
 /// `encoding`: the body format.
@@ -146,5 +146,5 @@ fn append_signal_path(base: &Uri, signal: Signal) -> Result<Uri, FieldError> {
         url.push_str(q);
     }
     url.parse()
-        .map_err(|e| FieldError::new("endpoint", format!("{url:?}: {e}")))
+        .map_err(|e| FieldError::new("endpoint", format!("{:?}: {e}", redact_url(&url))))
 }

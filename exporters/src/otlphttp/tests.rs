@@ -226,6 +226,7 @@ fn retry_after_in_seconds() {
 
 struct Recorded {
     path: String,
+    query: Option<String>,
     headers: HeaderMap,
     /// The body after gunzip.
     body: Vec<u8>,
@@ -284,6 +285,7 @@ async fn handle(
     };
     backend.requests.lock().unwrap().push(Recorded {
         path: parts.uri.path().to_string(),
+        query: parts.uri.query().map(str::to_string),
         headers: parts.headers,
         body,
     });
@@ -648,4 +650,41 @@ async fn https_with_ca_file() {
     assert_eq!(backend.count(), 1);
     x.shutdown(in_secs(0.1)).await.unwrap();
     assert_eq!(t.dropped("traces", reason::SHUTDOWN_TIMEOUT), 1.0);
+}
+
+#[tokio::test]
+async fn messages_and_health_never_show_the_query_string() {
+    let backend = Arc::new(Backend::default());
+    let addr = serve(&backend).await;
+    let t = TestCtx::new("otlphttp/apikey");
+    let mut config = fast(json!({"endpoint": format!("http://{addr}/otlp?api_key=80417365")}));
+    config["retry_on_failure"]["max_elapsed_time"] = json!("150ms");
+    let x = started(&t, config).await;
+    for _ in 0..100 {
+        backend.reply(Reply::status(503));
+    }
+    x.consume(span_batch(1)).await.unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            t.dropped("traces", reason::RETRIES_EXHAUSTED) == 1.0
+        })
+        .await
+    );
+    // The key went to the backend, and nowhere else.
+    {
+        let requests = backend.requests.lock().unwrap();
+        assert_eq!(requests[0].path, "/otlp/v1/traces");
+        assert_eq!(requests[0].query.as_deref(), Some("api_key=80417365"));
+    }
+    let health = t.health();
+    assert!(
+        health.contains(&format!("POST http://{addr}/otlp/v1/traces: HTTP 503")),
+        "{health}"
+    );
+    assert!(!health.contains("80417365"), "{health}");
+    x.shutdown(in_secs(5.0)).await.unwrap();
+
+    // Nor in config errors.
+    let e = parse(json!({"endpoint": "ftp://h/?api_key=80417365"})).unwrap_err();
+    assert!(!e.to_string().contains("80417365"), "{e}");
 }

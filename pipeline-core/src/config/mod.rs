@@ -8,6 +8,7 @@
 //! the field path.
 
 mod duration;
+mod scalars;
 mod suggest;
 
 use std::collections::BTreeMap;
@@ -18,6 +19,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 pub use duration::{HumanDuration, parse_duration};
+pub use scalars::ConfigValue;
 pub use suggest::{closest, did_you_mean};
 
 use crate::component::{ComponentId, ComponentKind};
@@ -207,6 +209,50 @@ pub struct Config {
     pub origins: BTreeMap<String, String>,
     /// The file names, in load order.
     pub files: Vec<String>,
+    /// The values substituted from the environment, kept out of messages.
+    pub env_values: EnvValues,
+}
+
+/// The values `${env:VAR}` references were replaced with, so that messages about the config
+/// (validation errors, start-up errors) can name the reference instead of quoting what may
+/// be a secret.
+#[derive(Debug, Clone, Default)]
+pub struct EnvValues {
+    /// `(value, "${env:VAR}")`, longest value first.
+    values: Vec<(String, String)>,
+}
+
+impl EnvValues {
+    /// Values shorter than this are not masked: they cannot be secrets worth the name, and
+    /// masking `1` or `on` would garble every message.
+    const MIN_LEN: usize = 3;
+
+    fn record(&mut self, name: &str, value: &str) {
+        if value.chars().count() < Self::MIN_LEN || self.values.iter().any(|(v, _)| v == value) {
+            return;
+        }
+        self.values
+            .push((value.to_string(), format!("${{env:{name}}}")));
+        self.values.sort_by_key(|(v, _)| std::cmp::Reverse(v.len()));
+    }
+
+    /// `text` with every substituted value replaced by its reference (`${env:API_KEY}`).
+    pub fn redact(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for (value, reference) in &self.values {
+            if out.contains(value.as_str()) {
+                out = out.replace(value.as_str(), reference);
+            }
+        }
+        out
+    }
+
+    /// [`EnvValues::redact`] on the message of every error.
+    pub fn redact_errors(&self, errors: &mut [ConfigError]) {
+        for e in errors {
+            e.message = self.redact(&e.message);
+        }
+    }
 }
 
 impl Config {
@@ -267,6 +313,7 @@ pub fn load(sources: &[ConfigSource], env: EnvLookup<'_>) -> Result<Config, Conf
     let mut errors = Vec::new();
     let mut merged = Map::new();
     let mut origins = BTreeMap::new();
+    let mut env_values = EnvValues::default();
     for source in sources {
         let mut value: Value = match serde_saphyr::from_str(&source.text) {
             Ok(Value::Null) => Value::Object(Map::new()),
@@ -285,7 +332,13 @@ pub fn load(sources: &[ConfigSource], env: EnvLookup<'_>) -> Result<Config, Conf
             ));
             continue;
         };
-        substitute_env(map, &source.name, "", env, &mut errors);
+        let mut substitution = Substitution {
+            file: &source.name,
+            env,
+            errors: &mut errors,
+            values: &mut env_values,
+        };
+        substitution.map(map, "");
         for (key, section) in map.iter() {
             if !TOP_LEVEL.contains(&key.as_str()) {
                 errors.push(err(
@@ -319,6 +372,7 @@ pub fn load(sources: &[ConfigSource], env: EnvLookup<'_>) -> Result<Config, Conf
     let mut config = Config {
         origins,
         files: sources.iter().map(|s| s.name.clone()).collect(),
+        env_values,
         ..Config::default()
     };
     for (name, kind) in SECTIONS {
@@ -353,19 +407,22 @@ pub fn load(sources: &[ConfigSource], env: EnvLookup<'_>) -> Result<Config, Conf
     }
     match merged.remove("service") {
         None | Some(Value::Null) => {}
-        Some(service) => match serde_path_to_error::deserialize::<_, ServiceConfig>(&service) {
-            Ok(s) => config.service = s,
-            Err(e) => {
-                let path = e.path().to_string();
-                let file = service_origin(&config, &path).to_string();
-                let (path, message) = crate::factory::describe_serde_error(&path, e.inner());
-                errors.push(err(&file, "service", &path, message));
+        Some(service) => {
+            match serde_path_to_error::deserialize::<_, ServiceConfig>(ConfigValue(&service)) {
+                Ok(s) => config.service = s,
+                Err(e) => {
+                    let path = e.path().to_string();
+                    let file = service_origin(&config, &path).to_string();
+                    let (path, message) = crate::factory::describe_serde_error(&path, e.inner());
+                    errors.push(err(&file, "service", &path, message));
+                }
             }
-        },
+        }
     }
     if errors.is_empty() {
         Ok(config)
     } else {
+        config.env_values.redact_errors(&mut errors);
         Err(ConfigErrors(errors))
     }
 }
@@ -401,65 +458,75 @@ fn deep_merge(base: &mut Map<String, Value>, overlay: Map<String, Value>) {
     }
 }
 
-fn substitute_env(
-    map: &mut Map<String, Value>,
-    file: &str,
-    path: &str,
-    env: EnvLookup<'_>,
-    errors: &mut Vec<ConfigError>,
-) {
-    for (key, value) in map.iter_mut() {
-        let p = if path.is_empty() {
-            key.clone()
-        } else {
-            format!("{path}.{key}")
-        };
-        substitute_value(value, file, &p, env, errors);
+/// `${env:...}` substitution over one file's values.
+struct Substitution<'a, 'e> {
+    file: &'a str,
+    env: EnvLookup<'e>,
+    errors: &'a mut Vec<ConfigError>,
+    values: &'a mut EnvValues,
+}
+
+impl Substitution<'_, '_> {
+    fn map(&mut self, map: &mut Map<String, Value>, path: &str) {
+        for (key, value) in map.iter_mut() {
+            let p = if path.is_empty() {
+                key.clone()
+            } else {
+                format!("{path}.{key}")
+            };
+            self.value(value, &p);
+        }
+    }
+
+    fn value(&mut self, value: &mut Value, path: &str) {
+        match value {
+            Value::Object(m) => self.map(m, path),
+            Value::Array(items) => {
+                for (i, v) in items.iter_mut().enumerate() {
+                    self.value(v, &format!("{path}[{i}]"));
+                }
+            }
+            Value::String(s) if s.contains('$') => {
+                let values = &mut *self.values;
+                match expand_recording(s, self.env, &mut |name, v| values.record(name, v)) {
+                    Ok((expanded, whole)) => *value = typed(expanded, whole),
+                    Err(m) => self.errors.push(err(self.file, "", path, m)),
+                }
+            }
+            _ => {}
+        }
     }
 }
 
-fn substitute_value(
-    value: &mut Value,
-    file: &str,
-    path: &str,
-    env: EnvLookup<'_>,
-    errors: &mut Vec<ConfigError>,
-) {
-    match value {
-        Value::Object(m) => substitute_env(m, file, path, env, errors),
-        Value::Array(items) => {
-            for (i, v) in items.iter_mut().enumerate() {
-                substitute_value(v, file, &format!("{path}[{i}]"), env, errors);
-            }
-        }
-        Value::String(s) if s.contains('$') => match expand(s, env) {
-            Ok((expanded, whole)) => {
-                // A value that is one reference alone takes the variable's YAML type, so
-                // `${env:PORT}` can be a number; but only a number that reads back as the
-                // same text: `007`, `1e3` or `0x1F` in a secret (a hash key) stay strings
-                // instead of becoming 7, 1000.0 or 31.
-                *value = if whole {
-                    serde_saphyr::from_str::<Value>(&expanded)
-                        .ok()
-                        .filter(|v| !v.is_object() && !v.is_array() && !v.is_null())
-                        .filter(|v| {
-                            !v.is_number()
-                                || serde_json::to_string(v).is_ok_and(|t| t == expanded.trim())
-                        })
-                        .unwrap_or(Value::String(expanded))
-                } else {
-                    Value::String(expanded)
-                };
-            }
-            Err(m) => errors.push(err(file, "", path, m)),
-        },
-        _ => {}
+/// A value that is one reference alone takes the variable's YAML type, so `${env:PORT}` can
+/// be a number; but only a number or boolean that prints back as exactly the same text:
+/// `007`, `1e3`, `0x1F`, ` 42` or `yes` stay strings instead of becoming 7, 1000.0, 31, 42
+/// or true, and any other text stays the string it is (never read as YAML, which would
+/// cut `abc #1` at the `#` or unquote `'abc'`). A string-typed field then takes the number or boolean as that text (see
+/// [`ConfigValue`]), so nothing substituted changes on its way to a string field.
+fn typed(expanded: String, whole: bool) -> Value {
+    if !whole {
+        return Value::String(expanded);
     }
+    serde_saphyr::from_str::<Value>(&expanded)
+        .ok()
+        .filter(|v| v.is_number() || v.is_boolean())
+        .filter(|v| serde_json::to_string(v).is_ok_and(|t| t == expanded))
+        .unwrap_or(Value::String(expanded))
 }
 
 /// Expands `${env:VAR}`, `${env:VAR:-default}` and `$$`. Returns the text and whether the
 /// input was a single reference and nothing else.
 pub fn expand(s: &str, env: EnvLookup<'_>) -> Result<(String, bool), String> {
+    expand_recording(s, env, &mut |_, _| {})
+}
+
+/// [`expand`], telling `found` each variable's name and the value it had.
+fn expand_recording(
+    s: &str,
+    env: EnvLookup<'_>,
+    found: &mut dyn FnMut(&str, &str),
+) -> Result<(String, bool), String> {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     let mut references = 0;
@@ -488,7 +555,10 @@ pub fn expand(s: &str, env: EnvLookup<'_>) -> Result<(String, bool), String> {
                 return Err(format!("invalid environment variable name {name:?}"));
             }
             match (env(name), default) {
-                (Some(v), _) => out.push_str(&v),
+                (Some(v), _) => {
+                    found(name, &v);
+                    out.push_str(&v);
+                }
                 (None, Some(d)) => out.push_str(d),
                 (None, None) => {
                     return Err(format!(
@@ -519,6 +589,12 @@ mod tests {
             "KEY" => Some("007".into()),
             "HEXKEY" => Some("1e3".into()),
             "HOST" => Some("example".into()),
+            "API_KEY" => Some("80417365".into()),
+            "PADDED" => Some(" 42".into()),
+            "HASHED" => Some("abc #1".into()),
+            "QUOTED" => Some("'abc'".into()),
+            "YES" => Some("yes".into()),
+            "TRUE" => Some("true".into()),
             _ => None,
         }
     }
@@ -563,6 +639,67 @@ mod tests {
         let r = v.values().next().unwrap();
         assert_eq!(r["hash_key"], serde_json::json!("007"));
         assert_eq!(r["other"], serde_json::json!("1e3"));
+    }
+
+    #[test]
+    fn substituted_text_reaches_string_fields_unchanged() {
+        let c = load(
+            &[src(
+                "a.yaml",
+                "exporters: {x: {key: '${env:API_KEY}', padded: '${env:PADDED}', hashed: '${env:HASHED}', \
+                 quoted: '${env:QUOTED}', yes: '${env:YES}', flag: '${env:TRUE}'}}",
+            )],
+            &env,
+        )
+        .unwrap();
+        let x = c.components[&ComponentKind::Exporter]
+            .values()
+            .next()
+            .unwrap();
+        // A number that prints as its own text stays a number, for number fields...
+        assert_eq!(x["key"], serde_json::json!(80_417_365));
+        assert_eq!(x["flag"], serde_json::json!(true));
+        // ...and anything else stays exactly the text it was.
+        assert_eq!(x["padded"], serde_json::json!(" 42"));
+        assert_eq!(x["hashed"], serde_json::json!("abc #1"));
+        assert_eq!(x["quoted"], serde_json::json!("'abc'"));
+        assert_eq!(x["yes"], serde_json::json!("yes"));
+
+        #[derive(serde::Deserialize)]
+        struct Strings {
+            key: String,
+            flag: String,
+        }
+        let typed: Strings = crate::factory::parse_config(x).unwrap();
+        assert_eq!(typed.key, "80417365");
+        assert_eq!(typed.flag, "true");
+    }
+
+    #[test]
+    fn messages_name_the_reference_not_the_value() {
+        let e = load(
+            &[src(
+                "a.yaml",
+                "service: {telemetry: {logs: {format: '${env:API_KEY}'}}}",
+            )],
+            &env,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(!e.contains("80417365"), "{e}");
+        assert!(e.contains("${env:API_KEY}"), "{e}");
+        let c = load(
+            &[src(
+                "a.yaml",
+                "exporters: {x: {key: 'k${env:API_KEY}', p: '${env:PORT}'}}",
+            )],
+            &env,
+        )
+        .unwrap();
+        assert_eq!(
+            c.env_values.redact("bad key \"k80417365\" on port 4317"),
+            "bad key \"k${env:API_KEY}\" on port ${env:PORT}"
+        );
     }
 
     #[test]

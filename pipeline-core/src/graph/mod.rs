@@ -153,7 +153,8 @@ fn addresses_clash(a: &str, b: &str) -> bool {
 
 /// Checks `config` against `registry`: every component type known and its config valid,
 /// every pipeline well-formed, connectors used on both sides without cycles, no two
-/// listeners on one port. Unused components are warnings.
+/// listeners on one port. Unused components are warnings. Values substituted from the
+/// environment appear in messages as their `${env:VAR}` reference.
 pub fn validate(config: &Config, registry: &Registry) -> Validation {
     let mut v = Validation::default();
     for (kind, section) in &config.components {
@@ -216,6 +217,9 @@ pub fn validate(config: &Config, registry: &Registry) -> Validation {
             }
         }
     }
+    // Messages may quote config values (serde's "invalid type: integer `...`", a URL that
+    // does not parse); none may quote what came from the environment.
+    config.env_values.redact_errors(&mut v.errors);
     v
 }
 
