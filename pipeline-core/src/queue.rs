@@ -27,7 +27,8 @@ pub enum FullPolicy {
 /// A queue of batches that exporter workers drain.
 #[async_trait]
 pub trait BatchQueue: Send + Sync {
-    /// Adds a batch, subject to the queue's [`FullPolicy`].
+    /// Adds a batch, subject to the queue's [`FullPolicy`]. A refused batch is resolved as
+    /// dropped (its sender is told by the error).
     async fn push(&self, batch: Batch) -> Result<(), ConsumeError>;
     /// The next batch; `None` once the queue is closed and empty.
     async fn pop(&self) -> Option<Batch>;
@@ -120,7 +121,11 @@ impl BatchQueue for MemoryQueue {
                     batch = b;
                     notified.await;
                 }
-                Err((_, e)) => return Err(e),
+                Err((b, e)) => {
+                    // Refused: the batch's fate goes back to the caller.
+                    b.dropped();
+                    return Err(e);
+                }
             }
         }
     }
