@@ -195,6 +195,23 @@ impl AckProbe {
     }
 }
 
+/// The sum of the samples of metric `name` in Prometheus text `text` whose labels include
+/// every `key="value"` pair of `labels` (0 when there is none).
+pub fn metric_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .filter(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// An attribute of any value type.
 pub fn attribute(key: &str, value: any_value::Value) -> KeyValue {
     KeyValue {
