@@ -9,8 +9,11 @@ use pipeline_core::proto::tonic::common::v1::{
 use pipeline_core::proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use pipeline_core::proto::tonic::resource::v1::Resource;
 use pipeline_core::proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, span::SpanKind};
-use pipeline_core::testing::{CollectingConsumer, check_processor};
-use pipeline_core::{AckToken, Batch, ComponentKind, ConsumeError, Consumer, Host, Payload};
+use pipeline_core::telemetry::Telemetry;
+use pipeline_core::testing::{AckProbe, CollectingConsumer, check_processor, metric_sum};
+use pipeline_core::{
+    AckOutcome, AckToken, Batch, ComponentId, ComponentKind, ConsumeError, Consumer, Host, Payload,
+};
 use serde_json::json;
 use tokio::time::Instant;
 
@@ -34,6 +37,7 @@ struct Pair {
     traces_out: Arc<CollectingConsumer>,
     logs_out: Arc<CollectingConsumer>,
     ctx: CreateContext,
+    telemetry: Telemetry,
 }
 
 impl Pair {
@@ -46,7 +50,12 @@ impl Pair {
         logs_out: Arc<CollectingConsumer>,
         logs_next: Option<SharedConsumer>,
     ) -> Pair {
-        let ctx = CreateContext::for_tests(ComponentKind::Processor, "request_id");
+        let telemetry = Telemetry::new();
+        let mut ctx = CreateContext::for_tests(ComponentKind::Processor, "request_id");
+        ctx.telemetry = telemetry.component(
+            ComponentKind::Processor,
+            &ComponentId::parse("request_id").unwrap(),
+        );
         let traces_out = CollectingConsumer::new();
         let traces = Factory
             .create(ctx.clone(), &config, Signal::Traces, traces_out.clone())
@@ -61,7 +70,17 @@ impl Pair {
             traces_out,
             logs_out,
             ctx,
+            telemetry,
         }
+    }
+
+    /// Items counted as dropped with `reason`.
+    fn dropped(&self, reason: &str) -> f64 {
+        metric_sum(
+            &self.telemetry.render(),
+            "sightline_component_items_dropped_total",
+            &[("reason", reason)],
+        )
     }
 
     async fn start(&self) {
@@ -798,7 +817,7 @@ async fn shutdown_releases_every_held_record_and_their_acks() {
         .await
         .unwrap();
     assert_eq!(p.records().len(), 5);
-    // The collector keeps the batches (and their tokens) until it goes.
+    // The collector resolved the handles as delivered when it took the records.
     drop(p);
     assert_eq!(acked.load(Ordering::SeqCst), 1);
     assert!(ok.load(Ordering::SeqCst));
@@ -821,10 +840,123 @@ struct Refusing(AtomicUsize);
 
 #[async_trait]
 impl Consumer for Refusing {
-    async fn consume(&self, _batch: Batch) -> Result<(), ConsumeError> {
+    async fn consume(&self, batch: Batch) -> Result<(), ConsumeError> {
         self.0.fetch_add(1, Ordering::SeqCst);
+        batch.dropped();
         Err(ConsumeError::Full)
     }
+}
+
+/// Passes the first `pass` batches to `out` at once; later ones wait until `open`.
+struct Gated {
+    out: Arc<CollectingConsumer>,
+    pass: usize,
+    calls: AtomicUsize,
+    open: tokio::sync::Semaphore,
+}
+
+impl Gated {
+    /// A gate in front of a new collector, letting `pass` batches through unopened.
+    fn new(pass: usize) -> (Arc<CollectingConsumer>, Arc<Gated>) {
+        let out = CollectingConsumer::new();
+        let gated = Arc::new(Gated {
+            out: out.clone(),
+            pass,
+            calls: AtomicUsize::new(0),
+            open: tokio::sync::Semaphore::new(0),
+        });
+        (out, gated)
+    }
+}
+
+#[async_trait]
+impl Consumer for Gated {
+    async fn consume(&self, batch: Batch) -> Result<(), ConsumeError> {
+        if self.calls.fetch_add(1, Ordering::SeqCst) >= self.pass {
+            let _permit = self.open.acquire().await;
+        }
+        self.out.consume(batch).await
+    }
+}
+
+#[tokio::test]
+async fn records_released_by_a_caller_that_times_out_are_still_delivered() {
+    let (out, gated) = Gated::new(0);
+    let p = Pair::with_logs_next(
+        json!({"wait": "1h", "ttl": "2h", "max_pending_items": 2}),
+        out.clone(),
+        Some(gated.clone()),
+    );
+    p.start().await;
+    let probe = AckProbe::new();
+    // Request A's records wait for their request ID to become known.
+    p.logs
+        .consume(probe.track(logs(vec![log(Some("a"), "a1"), log(Some("a"), "a2")])))
+        .await
+        .unwrap();
+    assert_eq!(p.gauge(PENDING_METRIC), 2);
+    // Request B's record is held too, which pushes A's first (the oldest over the limit)
+    // out from B's call; `next` stalls on it longer than B's receiver waits (its pipeline
+    // timeout, or the client's grpc-timeout), so B's future is dropped while releasing it.
+    let b = probe.track(Batch::new(Payload::Logs(vec![logs_of(
+        "edge",
+        vec![log(Some("b"), "b1")],
+    )])));
+    let answered = tokio::time::timeout(Duration::from_millis(100), p.logs.consume(b)).await;
+    assert!(answered.is_err(), "B's caller gave up (its client retries)");
+    gated.open.add_permits(10);
+    assert_eq!(
+        out.wait_for_items(1, SOON).await,
+        1,
+        "A's released record is not lost"
+    );
+    assert_eq!(p.records().iter().map(message).collect::<Vec<_>>(), ["a1"]);
+    // A is not acknowledged while a record of it waits: a checkpoint stays put.
+    assert_eq!(probe.outcome(0), None);
+    // The rest leaves at shutdown; everything delivered and resolved, nothing dropped.
+    p.shutdown().await;
+    let released: Vec<String> = p.records().iter().map(message).collect();
+    assert_eq!(released, vec!["a1", "a2", "b1"]);
+    assert!(probe.wait_settled(SOON).await);
+    assert_eq!(probe.count(AckOutcome::Delivered), 2);
+    probe.assert_resolved();
+    assert_eq!(
+        p.dropped("shutdown_timeout") + p.dropped("refused_downstream"),
+        0.0
+    );
+}
+
+#[tokio::test]
+async fn records_cut_off_at_the_shutdown_deadline_are_counted_and_fail_their_source() {
+    let (out, gated) = Gated::new(0);
+    let p = Pair::with_logs_next(
+        json!({"wait": "1h", "ttl": "2h"}),
+        out.clone(),
+        Some(gated.clone()),
+    );
+    p.start().await;
+    let outcome = Arc::new(std::sync::Mutex::new(None));
+    let mut batch = logs(vec![log(Some("a"), "a1"), log(Some("a"), "a2")]);
+    {
+        let outcome = outcome.clone();
+        batch.ctx.acks.push(AckToken::new(move |ok| {
+            *outcome.lock().unwrap() = Some(ok);
+        }));
+    }
+    p.logs.consume(batch).await.unwrap();
+    // Shutdown releases them; `next` never answers before the deadline.
+    p.logs
+        .shutdown(Instant::now() + Duration::from_millis(100))
+        .await
+        .unwrap();
+    assert_eq!(p.dropped("shutdown_timeout"), 2.0);
+    assert_eq!(
+        *outcome.lock().unwrap(),
+        Some(false),
+        "read again after a restart"
+    );
+    assert_eq!(out.item_count(), 0);
+    p.traces.shutdown(deadline()).await.unwrap();
 }
 
 #[tokio::test]
