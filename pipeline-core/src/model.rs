@@ -97,6 +97,9 @@ impl Payload {
 
     /// Splits off the first `max_items` items (whole metrics for the metrics signal, so a
     /// metric with many points may exceed the limit) and returns them; `self` keeps the rest.
+    /// Items are counted as [`Payload::item_count`] counts them: a metric without data points
+    /// weighs nothing and goes with the part it stands in, so the front part holds
+    /// `max_items` items whenever `self` had more.
     pub fn split_front(&mut self, max_items: usize) -> Payload {
         match self {
             Payload::Traces(rs) => Payload::Traces(split_front(rs, max_items)),
@@ -123,7 +126,7 @@ fn split_front<R: SplitGroup>(groups: &mut Vec<R>, max_items: usize) -> Vec<R> {
         if groups[first_empty].is_empty_group() {
             first_empty += 1;
         }
-        if n > 0 {
+        if !part.is_empty_group() {
             out.push(part);
         }
     }
@@ -217,7 +220,7 @@ impl_split_group!(
     ResourceMetrics,
     scope_metrics,
     metrics,
-    |m: &crate::proto::tonic::metrics::v1::Metric| metric_points(m.data.as_ref()).max(1)
+    |m: &crate::proto::tonic::metrics::v1::Metric| metric_points(m.data.as_ref())
 );
 
 /// Spans in a list of resource groups.
