@@ -847,31 +847,40 @@ impl Consumer for Refusing {
     }
 }
 
-/// Passes the first `pass` batches to `out` at once; later ones wait until `open`.
+/// Passes the first `pass` batches to `out` at once; later ones wait until `open`. Refuses
+/// everything while `refuse` is set.
 struct Gated {
     out: Arc<CollectingConsumer>,
+    refuse: AtomicBool,
     pass: usize,
     calls: AtomicUsize,
     open: tokio::sync::Semaphore,
 }
 
 impl Gated {
-    /// A gate in front of a new collector, letting `pass` batches through unopened.
-    fn new(pass: usize) -> (Arc<CollectingConsumer>, Arc<Gated>) {
+    /// A started pair whose logs go through a gate letting `pass` batches through unopened.
+    async fn pair(config: Value, pass: usize) -> (Pair, Arc<Gated>) {
         let out = CollectingConsumer::new();
         let gated = Arc::new(Gated {
             out: out.clone(),
+            refuse: AtomicBool::new(false),
             pass,
             calls: AtomicUsize::new(0),
             open: tokio::sync::Semaphore::new(0),
         });
-        (out, gated)
+        let p = Pair::with_logs_next(config, out, Some(gated.clone()));
+        p.start().await;
+        (p, gated)
     }
 }
 
 #[async_trait]
 impl Consumer for Gated {
     async fn consume(&self, batch: Batch) -> Result<(), ConsumeError> {
+        if self.refuse.load(Ordering::SeqCst) {
+            batch.dropped();
+            return Err(ConsumeError::Full);
+        }
         if self.calls.fetch_add(1, Ordering::SeqCst) >= self.pass {
             let _permit = self.open.acquire().await;
         }
@@ -881,13 +890,12 @@ impl Consumer for Gated {
 
 #[tokio::test]
 async fn records_released_by_a_caller_that_times_out_are_still_delivered() {
-    let (out, gated) = Gated::new(0);
-    let p = Pair::with_logs_next(
+    let (p, gated) = Gated::pair(
         json!({"wait": "1h", "ttl": "2h", "max_pending_items": 2}),
-        out.clone(),
-        Some(gated.clone()),
-    );
-    p.start().await;
+        0,
+    )
+    .await;
+    let out = p.logs_out.clone();
     let probe = AckProbe::new();
     // Request A's records wait for their request ID to become known.
     p.logs
@@ -927,14 +935,35 @@ async fn records_released_by_a_caller_that_times_out_are_still_delivered() {
 }
 
 #[tokio::test]
+async fn a_batch_released_in_parts_is_acknowledged_by_every_part() {
+    let (p, next) = Gated::pair(json!({"wait": "1h", "ttl": "2h"}), usize::MAX).await;
+    next.refuse.store(true, Ordering::SeqCst);
+    let probe = AckProbe::new();
+    p.logs
+        .consume(probe.track(logs(vec![log(Some("a"), "a1"), log(Some("b"), "b1")])))
+        .await
+        .unwrap();
+    // Request "a" becomes known: a1 leaves alone, and the destination refuses it.
+    p.traces
+        .consume(spans(vec![span(Some("a"), 1, 1, SpanKind::Server, None)]))
+        .await
+        .unwrap();
+    let until = Instant::now() + SOON;
+    while p.dropped("refused_downstream") < 1.0 && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert_eq!(p.dropped("refused_downstream"), 1.0);
+    // b1 is delivered at shutdown; the batch as a whole was not.
+    next.refuse.store(false, Ordering::SeqCst);
+    p.shutdown().await;
+    assert_eq!(p.records().iter().map(message).collect::<Vec<_>>(), ["b1"]);
+    assert!(probe.wait_settled(SOON).await);
+    assert_eq!(probe.outcome(0), Some(AckOutcome::Dropped));
+}
+
+#[tokio::test]
 async fn records_cut_off_at_the_shutdown_deadline_are_counted_and_fail_their_source() {
-    let (out, gated) = Gated::new(0);
-    let p = Pair::with_logs_next(
-        json!({"wait": "1h", "ttl": "2h"}),
-        out.clone(),
-        Some(gated.clone()),
-    );
-    p.start().await;
+    let (p, _gate) = Gated::pair(json!({"wait": "1h", "ttl": "2h"}), 0).await;
     let outcome = Arc::new(std::sync::Mutex::new(None));
     let mut batch = logs(vec![log(Some("a"), "a1"), log(Some("a"), "a2")]);
     {
@@ -955,7 +984,7 @@ async fn records_cut_off_at_the_shutdown_deadline_are_counted_and_fail_their_sou
         Some(false),
         "read again after a restart"
     );
-    assert_eq!(out.item_count(), 0);
+    assert_eq!(p.logs_out.item_count(), 0);
     p.traces.shutdown(deadline()).await.unwrap();
 }
 
