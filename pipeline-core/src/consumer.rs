@@ -259,4 +259,58 @@ mod fanout_tests {
         a.consume_ref(&batch).await.unwrap();
         assert_eq!(a.batches().len(), 2);
     }
+
+    /// Refuses every batch it is lent.
+    struct RefusingReader;
+
+    #[async_trait]
+    impl Consumer for RefusingReader {
+        async fn consume(&self, batch: Batch) -> Result<(), ConsumeError> {
+            batch.dropped();
+            Err(ConsumeError::Full)
+        }
+        fn reads_by_ref(&self) -> bool {
+            true
+        }
+        async fn consume_ref(&self, _batch: &Batch) -> Result<(), ConsumeError> {
+            Err(ConsumeError::Full)
+        }
+    }
+
+    #[tokio::test]
+    async fn every_copy_is_resolved_and_readers_only_fanouts_resolve_the_batch() {
+        use crate::model::AckOutcome;
+        use crate::testing::AckProbe;
+
+        let probe = AckProbe::new();
+        let (a, b) = (CollectingConsumer::new(), CollectingConsumer::new());
+        let owners = Fanout::new(vec![a.clone() as SharedConsumer, b as SharedConsumer]);
+        owners.consume(probe.track(span_batch(2))).await.unwrap();
+        assert_eq!(probe.outcome(0), Some(AckOutcome::Delivered));
+
+        let readers = Fanout::new(vec![Arc::new(Reader::default()) as SharedConsumer]);
+        readers.consume(probe.track(span_batch(2))).await.unwrap();
+        assert_eq!(probe.outcome(1), Some(AckOutcome::Delivered));
+
+        let refusing = Fanout::new(vec![
+            Arc::new(Reader::default()) as SharedConsumer,
+            Arc::new(RefusingReader) as SharedConsumer,
+        ]);
+        assert!(refusing.consume(probe.track(span_batch(2))).await.is_err());
+        assert_eq!(probe.outcome(2), Some(AckOutcome::Dropped));
+
+        // A refusing reader answers with its error (the sender retries); it owns no copy, so
+        // the token follows the owners.
+        let mixed = Fanout::new(vec![
+            a as SharedConsumer,
+            Arc::new(RefusingReader) as SharedConsumer,
+        ]);
+        assert!(mixed.consume(probe.track(span_batch(2))).await.is_err());
+        assert_eq!(
+            probe.outcome(3),
+            Some(AckOutcome::Delivered),
+            "the reader owns no copy"
+        );
+        probe.assert_resolved();
+    }
 }
