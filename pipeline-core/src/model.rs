@@ -27,6 +27,10 @@
 //! batches merges their handles. The source's callback runs once, when the last handle is
 //! gone, with [`AckOutcome::Delivered`] only if every handle was resolved as delivered.
 //!
+//! A future that waits before taking a batch on (for room in a queue, for its turn) holds it in
+//! a [`WaitingBatch`], so a caller that gives up there refuses the batch (resolves it as
+//! dropped) instead of dropping it unresolved.
+//!
 //! A handle dropped without being resolved (a forgotten path, a future cancelled while it held
 //! the batch) counts as *not delivered*, so the next bug of this kind produces a duplicate (the
 //! source offers the data again) rather than a silent loss. It is counted in
@@ -313,6 +317,38 @@ impl Batch {
     /// queue) offer the data again.
     pub fn dropped(self) {
         self.ctx.dropped();
+    }
+}
+
+/// A batch a future holds while it waits before taking it on (for room in a queue, for its
+/// turn): if the future is dropped there (its caller gave up: a receiver's timeout, a stopping
+/// source), the batch is resolved as dropped, as a refusal would be, rather than dropped
+/// unresolved. The caller tells its sender that nothing went through.
+#[derive(Debug)]
+pub struct WaitingBatch(Option<Batch>);
+
+impl WaitingBatch {
+    /// Holds `batch` until [`WaitingBatch::take`].
+    pub fn new(batch: Batch) -> WaitingBatch {
+        WaitingBatch(Some(batch))
+    }
+
+    /// The batch, to look at while waiting.
+    pub fn get(&self) -> Option<&Batch> {
+        self.0.as_ref()
+    }
+
+    /// Takes the batch on: from now on the taker resolves it.
+    pub fn take(mut self) -> Option<Batch> {
+        self.0.take()
+    }
+}
+
+impl Drop for WaitingBatch {
+    fn drop(&mut self) {
+        if let Some(batch) = self.0.take() {
+            batch.dropped();
+        }
     }
 }
 

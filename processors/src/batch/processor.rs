@@ -21,6 +21,7 @@ use pipeline_core::consumer::SharedConsumer;
 use pipeline_core::telemetry::{ComponentTelemetry, reason};
 use pipeline_core::{
     Batch, BatchContext, Component, ComponentError, ConsumeError, Consumer, Host, Payload, Signal,
+    WaitingBatch,
 };
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -239,21 +240,22 @@ impl Consumer for BatchProcessor {
             return Ok(());
         }
         let limit = s.config.pending_limit();
-        let mut batch = Some(batch);
+        // Waiting for room, the batch is not ours yet: a caller that gives up refuses it.
+        let mut batch = Some(WaitingBatch::new(batch));
         loop {
             let room = s.room.notified();
             tokio::pin!(room);
             room.as_mut().enable();
             if s.stopping.load(Ordering::Acquire) {
-                if let Some(batch) = batch.take() {
-                    batch.dropped();
-                }
+                // Refused: dropping the waiting batch resolves it as dropped.
+                drop(batch);
                 return Err(ConsumeError::ShuttingDown);
             }
             {
                 let mut p = s.lock();
                 if p.items == 0 || p.items + n <= limit {
-                    let Some(Batch { payload, ctx }) = batch.take() else {
+                    let Some(Batch { payload, ctx }) = batch.take().and_then(WaitingBatch::take)
+                    else {
                         return Ok(());
                     };
                     if let Err(other) = p.payload.append(payload) {

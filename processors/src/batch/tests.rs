@@ -268,6 +268,36 @@ async fn shutdown_deadline_fails_the_tokens_of_lost_data() {
 }
 
 #[tokio::test]
+async fn a_caller_that_gives_up_waiting_for_room_has_its_batch_refused_not_lost() {
+    let stuck = Arc::new(Stuck::default());
+    let p = build_with(
+        serde_json::json!({"send_batch_size": 2, "timeout": "1h"}),
+        stuck.clone(),
+    );
+    p.start(&Host::new(std::env::temp_dir())).await.unwrap();
+    let probe = AckProbe::new();
+    // Two in flight (stuck), two pending: the limit. The next caller waits for room.
+    p.consume(probe.track(span_batch(2))).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !stuck.entered.load(std::sync::atomic::Ordering::Acquire) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    p.consume(probe.track(span_batch(4))).await.unwrap();
+    let waited = tokio::time::timeout(
+        Duration::from_millis(50),
+        p.consume(probe.track(span_batch(1))),
+    )
+    .await;
+    assert!(waited.is_err(), "the caller waited for room");
+    // Its batch is resolved as not delivered (the sender was told nothing went through),
+    // and no handle was dropped unresolved (a strict probe token would have panicked).
+    assert_eq!(probe.outcome(2), Some(AckOutcome::Dropped));
+    p.shutdown(Instant::now() + Duration::from_millis(50))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
 async fn conformance() {
     check_processor(&Factory).await;
 }

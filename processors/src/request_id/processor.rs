@@ -31,6 +31,7 @@ use pipeline_core::proto::tonic::logs::v1::{LogRecord, ResourceLogs};
 use pipeline_core::telemetry::{ComponentTelemetry, reason};
 use pipeline_core::{
     Batch, Capabilities, Component, ComponentError, ConsumeError, Consumer, Host, Payload, Signal,
+    WaitingBatch,
 };
 use prometheus::{IntCounter, IntGauge};
 use tokio::sync::{Notify, OwnedMutexGuard};
@@ -467,8 +468,13 @@ impl Shared {
             batch.dropped();
             return Err(ConsumeError::permanent("request_id: unknown logs pipeline"));
         };
+        // Waiting for the lane, the batch is not taken on yet: a caller that gives up
+        // refuses it.
+        let waiting = WaitingBatch::new(batch);
         let lane = Arc::clone(&link.lane).lock_owned().await;
-        let Batch { payload, ctx } = batch;
+        let Some(Batch { payload, ctx }) = waiting.take() else {
+            return Ok(());
+        };
         let rls = match payload {
             Payload::Logs(rls) => rls,
             other => {
