@@ -472,7 +472,7 @@ impl Shared {
         // refuses it.
         let waiting = WaitingBatch::new(batch);
         let lane = Arc::clone(&link.lane).lock_owned().await;
-        let Some(Batch { payload, ctx }) = waiting.take() else {
+        let Some(Batch { payload, mut ctx }) = waiting.take() else {
             return Ok(());
         };
         let rls = match payload {
@@ -512,18 +512,27 @@ impl Shared {
                 })
                 .await;
         }
-        if !out.is_empty()
-            && let Err(e) = link
-                .next
-                .consume(Batch {
-                    payload: Payload::Logs(out),
-                    ctx: ctx.clone(),
-                })
-                .await
-        {
-            // Nothing was held: the whole batch goes back to the caller.
-            ctx.dropped();
-            return Err(e);
+        if !out.is_empty() {
+            // The held part is not held yet: a caller that gives up during this send refuses
+            // the batch (its handles resolve as dropped with the waiting shell).
+            let waiting = WaitingBatch::new(Batch {
+                payload: Payload::empty(Signal::Logs),
+                ctx,
+            });
+            let passing = Batch {
+                payload: Payload::Logs(out),
+                ctx: waiting.get().map(|b| b.ctx.clone()).unwrap_or_default(),
+            };
+            let sent = link.next.consume(passing).await;
+            let Some(Batch { ctx: taken, .. }) = waiting.take() else {
+                return Ok(());
+            };
+            ctx = taken;
+            if let Err(e) = sent {
+                // Nothing was held: the whole batch goes back to the caller.
+                ctx.dropped();
+                return Err(e);
+            }
         }
         let (released, first) = {
             let mut guard = self.lock();

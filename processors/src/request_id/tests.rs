@@ -881,10 +881,16 @@ impl Consumer for Gated {
             batch.dropped();
             return Err(ConsumeError::Full);
         }
+        // Waiting, it has not taken the batch on (as the batch processor and the exporter
+        // queues do): a caller that gives up refuses it.
+        let waiting = pipeline_core::WaitingBatch::new(batch);
         if self.calls.fetch_add(1, Ordering::SeqCst) >= self.pass {
             let _permit = self.open.acquire().await;
         }
-        self.out.consume(batch).await
+        match waiting.take() {
+            Some(batch) => self.out.consume(batch).await,
+            None => Ok(()),
+        }
     }
 }
 
@@ -959,6 +965,24 @@ async fn a_batch_released_in_parts_is_acknowledged_by_every_part() {
     assert_eq!(p.records().iter().map(message).collect::<Vec<_>>(), ["b1"]);
     assert!(probe.wait_settled(SOON).await);
     assert_eq!(probe.outcome(0), Some(AckOutcome::Dropped));
+}
+
+#[tokio::test]
+async fn a_caller_that_gives_up_while_its_passing_records_are_sent_has_its_batch_refused() {
+    let (p, gated) = Gated::pair(json!({"wait": "1h", "ttl": "2h"}), 0).await;
+    let probe = AckProbe::new();
+    let batch = probe.track(Batch::new(Payload::Logs(vec![
+        logs_of("api", vec![log(None, "passes")]),
+        logs_of("worker", vec![log(Some("w"), "would wait")]),
+    ])));
+    let gave_up = tokio::time::timeout(Duration::from_millis(50), p.logs.consume(batch)).await;
+    assert!(gave_up.is_err());
+    // Refused as a whole (the client sends it again): nothing held, no handle left unresolved.
+    assert_eq!(probe.outcome(0), Some(AckOutcome::Dropped));
+    assert_eq!(p.gauge(PENDING_METRIC), 0);
+    probe.assert_resolved();
+    gated.open.add_permits(10);
+    p.shutdown().await;
 }
 
 #[tokio::test]
