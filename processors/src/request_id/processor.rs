@@ -238,7 +238,6 @@ impl Shared {
             Some(Err(e)) => {
                 let why = match e {
                     ConsumeError::Permanent(_) => reason::REJECTED,
-                    ConsumeError::ShuttingDown => reason::SHUTDOWN_TIMEOUT,
                     _ => "refused_downstream",
                 };
                 tracing::warn!(error = %e, records = n, "request_id: downstream refused released log records; dropping them");
