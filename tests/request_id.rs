@@ -345,6 +345,17 @@ async fn flask_logs_get_the_trace_of_their_request_before_or_after_the_spans() {
     );
     // Nothing else came out: every record is one of the twelve.
     assert_eq!(received_records(&downstream.received).len(), 12);
+    // Every acknowledgement handle on the way (filelog's tokens through request_id, batch
+    // and the exporter) was resolved.
+    assert!(
+        metrics.contains(r#"sightline_ack_unresolved_total{component_id="request_id"} 0"#),
+        "{metrics}"
+    );
+    assert_eq!(
+        pipeline_core::testing::metric_sum(&metrics, "sightline_ack_unresolved_total", &[]),
+        0.0,
+        "{metrics}"
+    );
 }
 
 fn otlp_logs(rids: &[String]) -> ExportLogsServiceRequest {

@@ -68,6 +68,10 @@ impl ConsumeError {
 }
 
 /// Takes batches of telemetry.
+///
+/// A consumer given a batch owns its fate: it passes it on, keeps it, or resolves its
+/// acknowledgement handles with [`Batch::delivered`] / [`Batch::dropped`], also when it
+/// returns an error (see [`crate::model`]).
 #[async_trait]
 pub trait Consumer: Send + Sync {
     /// What this consumer does with the data it is given.
@@ -75,7 +79,8 @@ pub trait Consumer: Send + Sync {
         Capabilities::default()
     }
 
-    /// Takes a batch. `Ok` means accepted; an error hands the batch's fate back to the caller.
+    /// Takes a batch. `Ok` means accepted; an error means refused: the callee resolved the
+    /// batch as dropped and the caller answers its sender (a retryable error: try again).
     async fn consume(&self, batch: Batch) -> Result<(), ConsumeError>;
 
     /// Whether this consumer only reads batches and takes them by reference through
@@ -85,8 +90,10 @@ pub trait Consumer: Send + Sync {
         false
     }
 
-    /// Takes a batch it only reads. The default clones it into [`Consumer::consume`];
-    /// consumers that say [`Consumer::reads_by_ref`] implement it without the copy.
+    /// Takes a batch it only reads. The default clones it into [`Consumer::consume`] (the
+    /// clone's handles are the callee's to resolve); consumers that say
+    /// [`Consumer::reads_by_ref`] implement it without the copy and own no handle: their
+    /// `Ok` or error is their whole answer.
     async fn consume_ref(&self, batch: &Batch) -> Result<(), ConsumeError> {
         self.consume(batch.clone()).await
     }
@@ -98,7 +105,9 @@ pub type SharedConsumer = Arc<dyn Consumer>;
 /// Sends each batch to several consumers: branches that [read by
 /// reference](Consumer::reads_by_ref) are lent the batch, the others get clones except the
 /// last of them, which gets the original. The first error is returned after every branch was
-/// tried.
+/// tried. Each owning branch resolves the acknowledgement handles of its copy; when every
+/// branch only reads, the fanout resolves the batch itself (delivered when every reader took
+/// it, dropped when one refused).
 pub struct Fanout {
     branches: Vec<SharedConsumer>,
 }
@@ -128,10 +137,15 @@ impl Consumer for Fanout {
                 first_error.get_or_insert(e);
             }
         }
-        if let Some(last) = last_owner.and_then(|i| self.branches.get(i))
-            && let Err(e) = last.consume(batch).await
-        {
-            first_error.get_or_insert(e);
+        match last_owner.and_then(|i| self.branches.get(i)) {
+            Some(last) => {
+                if let Err(e) = last.consume(batch).await {
+                    first_error.get_or_insert(e);
+                }
+            }
+            // Only readers: they took the data in (or refused it), the batch ends here.
+            None if first_error.is_none() => batch.delivered(),
+            None => batch.dropped(),
         }
         first_error.map_or(Ok(()), Err)
     }
@@ -244,5 +258,59 @@ mod fanout_tests {
         // The default `consume_ref` hands a copy to an owner.
         a.consume_ref(&batch).await.unwrap();
         assert_eq!(a.batches().len(), 2);
+    }
+
+    /// Refuses every batch it is lent.
+    struct RefusingReader;
+
+    #[async_trait]
+    impl Consumer for RefusingReader {
+        async fn consume(&self, batch: Batch) -> Result<(), ConsumeError> {
+            batch.dropped();
+            Err(ConsumeError::Full)
+        }
+        fn reads_by_ref(&self) -> bool {
+            true
+        }
+        async fn consume_ref(&self, _batch: &Batch) -> Result<(), ConsumeError> {
+            Err(ConsumeError::Full)
+        }
+    }
+
+    #[tokio::test]
+    async fn every_copy_is_resolved_and_readers_only_fanouts_resolve_the_batch() {
+        use crate::model::AckOutcome;
+        use crate::testing::AckProbe;
+
+        let probe = AckProbe::new();
+        let (a, b) = (CollectingConsumer::new(), CollectingConsumer::new());
+        let owners = Fanout::new(vec![a.clone() as SharedConsumer, b as SharedConsumer]);
+        owners.consume(probe.track(span_batch(2))).await.unwrap();
+        assert_eq!(probe.outcome(0), Some(AckOutcome::Delivered));
+
+        let readers = Fanout::new(vec![Arc::new(Reader::default()) as SharedConsumer]);
+        readers.consume(probe.track(span_batch(2))).await.unwrap();
+        assert_eq!(probe.outcome(1), Some(AckOutcome::Delivered));
+
+        let refusing = Fanout::new(vec![
+            Arc::new(Reader::default()) as SharedConsumer,
+            Arc::new(RefusingReader) as SharedConsumer,
+        ]);
+        assert!(refusing.consume(probe.track(span_batch(2))).await.is_err());
+        assert_eq!(probe.outcome(2), Some(AckOutcome::Dropped));
+
+        // A refusing reader answers with its error (the sender retries); it owns no copy, so
+        // the token follows the owners.
+        let mixed = Fanout::new(vec![
+            a as SharedConsumer,
+            Arc::new(RefusingReader) as SharedConsumer,
+        ]);
+        assert!(mixed.consume(probe.track(span_batch(2))).await.is_err());
+        assert_eq!(
+            probe.outcome(3),
+            Some(AckOutcome::Delivered),
+            "the reader owns no copy"
+        );
+        probe.assert_resolved();
     }
 }

@@ -38,6 +38,6 @@ pub use factory::{
     BuildError, ConnectorFactory, CreateContext, ExporterFactory, FieldError, ProcessorFactory,
     ReceiverFactory, SignalConsumers, parse_checked, parse_config,
 };
-pub use model::{AckToken, Batch, BatchContext, Payload};
+pub use model::{AckHolder, AckOutcome, AckToken, Batch, BatchContext, Payload, WaitingBatch};
 pub use registry::{Registry, RegistryError};
 pub use signal::{PerSignal, Signal};

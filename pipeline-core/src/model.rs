@@ -2,9 +2,45 @@
 //!
 //! Receivers decode once into these types, processors mutate them in place, exporters encode
 //! straight from them. There is no intermediate representation on the OTLP path.
+//!
+//! # Who owns a batch's fate: the acknowledgement contract
+//!
+//! A batch carries the [`AckToken`]s of the sources whose data it holds (a file tailer's
+//! checkpoint, a persistent queue). Every token is a *handle* that its holder must resolve
+//! exactly once, explicitly:
+//!
+//! * [`Batch::delivered`] when the data reached its destination: a backend accepted it, a
+//!   file was written and flushed, an aggregate took it in, a test collector kept it.
+//! * [`Batch::dropped`] when it will not get there: after counting the drop with its reason
+//!   (`sightline_component_items_dropped_total{reason}`), or when refusing the batch (returning
+//!   an error from [`Consumer::consume`](crate::Consumer::consume); the graph counts refusals).
+//!
+//! Ownership moves with the batch. The caller of `consume` owns it until the call; from the
+//! call on, the callee does, whether it returns `Ok` (it passes the batch on, keeps it in a
+//! queue or buffer, or resolves it) or an error (it resolves it as dropped before returning).
+//! A component that keeps a batch keeps its handles and resolves them when the batch's life
+//! ends in it: the exporter helper after the last try, the batch processor through the
+//! batches it sends on, a connector when it has taken the data in.
+//!
+//! Copies carry their own obligation: cloning a batch (a fan-out to several pipelines, a split
+//! into parts) clones its handles, and each copy must be resolved by whoever holds it. Merging
+//! batches merges their handles. The source's callback runs once, when the last handle is
+//! gone, with [`AckOutcome::Delivered`] only if every handle was resolved as delivered.
+//!
+//! A future that waits before taking a batch on (for room in a queue, for its turn) holds it in
+//! a [`WaitingBatch`], so a caller that gives up there refuses the batch (resolves it as
+//! dropped) instead of dropping it unresolved.
+//!
+//! A handle dropped without being resolved (a forgotten path, a future cancelled while it held
+//! the batch) counts as *not delivered*, so the next bug of this kind produces a duplicate (the
+//! source offers the data again) rather than a silent loss. It is counted in
+//! `sightline_ack_unresolved_total{component_id}` under the component that held it last (the
+//! graph stamps each handle with the component a batch enters, see [`BatchContext::stamp`]),
+//! and in tests it fails the check of [`testing::AckProbe`](crate::testing::AckProbe), whose
+//! handles also panic at the drop in debug builds.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use crate::proto::tonic::logs::v1::ResourceLogs;
 use crate::proto::tonic::metrics::v1::{ResourceMetrics, metric::Data};
@@ -65,6 +101,9 @@ impl Payload {
 
     /// Splits off the first `max_items` items (whole metrics for the metrics signal, so a
     /// metric with many points may exceed the limit) and returns them; `self` keeps the rest.
+    /// Items are counted as [`Payload::item_count`] counts them: a metric without data points
+    /// weighs nothing and goes with the part it stands in, so the front part holds
+    /// `max_items` items whenever `self` had more.
     pub fn split_front(&mut self, max_items: usize) -> Payload {
         match self {
             Payload::Traces(rs) => Payload::Traces(split_front(rs, max_items)),
@@ -91,7 +130,7 @@ fn split_front<R: SplitGroup>(groups: &mut Vec<R>, max_items: usize) -> Vec<R> {
         if groups[first_empty].is_empty_group() {
             first_empty += 1;
         }
-        if n > 0 {
+        if !part.is_empty_group() {
             out.push(part);
         }
     }
@@ -185,7 +224,7 @@ impl_split_group!(
     ResourceMetrics,
     scope_metrics,
     metrics,
-    |m: &crate::proto::tonic::metrics::v1::Metric| metric_points(m.data.as_ref()).max(1)
+    |m: &crate::proto::tonic::metrics::v1::Metric| metric_points(m.data.as_ref())
 );
 
 /// Spans in a list of resource groups.
@@ -235,6 +274,9 @@ pub fn is_valid_span_id(id: &[u8]) -> bool {
 }
 
 /// A unit of work in the graph: one signal's payload and the context that travels with it.
+///
+/// Its acknowledgement handles must be resolved: see the [module docs](self) for who calls
+/// [`Batch::delivered`] or [`Batch::dropped`] when.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Batch {
     /// The telemetry.
@@ -262,67 +304,185 @@ impl Batch {
         self.payload.signal()
     }
 
-    /// Resolves every acknowledgement token of the batch as delivered: the component that
+    /// Resolves every acknowledgement handle of the batch as delivered: the component that
     /// calls it has handed the data to its destination (a backend accepted it, a file was
     /// written and flushed, an aggregate took it in). Call it exactly when that is true.
     pub fn delivered(self) {
         self.ctx.delivered();
     }
 
-    /// Resolves every acknowledgement token of the batch as not delivered. The caller has
-    /// counted the drop with its reason (`sightline_component_items_dropped_total{reason}`);
-    /// sources that can (a file tailer, a persistent queue) will offer the data again.
+    /// Resolves every acknowledgement handle of the batch as not delivered. The caller has
+    /// counted the drop with its reason (`sightline_component_items_dropped_total{reason}`)
+    /// or is refusing the batch with an error; sources that can (a file tailer, a persistent
+    /// queue) offer the data again.
     pub fn dropped(self) {
         self.ctx.dropped();
+    }
+}
+
+/// A batch a future holds while it waits before taking it on (for room in a queue, for its
+/// turn): if the future is dropped there (its caller gave up: a receiver's timeout, a stopping
+/// source), the batch is resolved as dropped, as a refusal would be, rather than dropped
+/// unresolved. The caller tells its sender that nothing went through.
+#[derive(Debug)]
+pub struct WaitingBatch(Option<Batch>);
+
+impl WaitingBatch {
+    /// Holds `batch` until [`WaitingBatch::take`].
+    pub fn new(batch: Batch) -> WaitingBatch {
+        WaitingBatch(Some(batch))
+    }
+
+    /// The batch, to look at while waiting.
+    pub fn get(&self) -> Option<&Batch> {
+        self.0.as_ref()
+    }
+
+    /// Takes the batch on: from now on the taker resolves it.
+    pub fn take(mut self) -> Option<Batch> {
+        self.0.take()
+    }
+}
+
+impl Drop for WaitingBatch {
+    fn drop(&mut self) {
+        if let Some(batch) = self.0.take() {
+            batch.dropped();
+        }
     }
 }
 
 /// What travels with a batch besides the data.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct BatchContext {
-    /// Acknowledgement tokens of the requests whose data this batch carries. When batches are
-    /// merged the tokens are merged; when one is cloned for fan-out the tokens are shared.
+    /// Acknowledgement handles of the sources whose data this batch carries. When batches are
+    /// merged the handles are merged; when a batch is cloned (fan-out, split) each clone holds
+    /// clones of the handles, which its holder must resolve in turn.
     pub acks: Vec<AckToken>,
 }
 
 impl BatchContext {
-    /// Moves `other`'s tokens into this context (when two batches are merged).
+    /// Moves `other`'s handles into this context (when two batches are merged).
     pub fn merge(&mut self, other: BatchContext) {
         self.acks.extend(other.acks);
     }
 
-    /// Resolves every token as delivered (see [`Batch::delivered`]).
+    /// Whether the context carries no handle (nothing to resolve).
+    pub fn is_empty(&self) -> bool {
+        self.acks.is_empty()
+    }
+
+    /// Resolves every handle as delivered (see [`Batch::delivered`]).
     pub fn delivered(self) {
         for token in self.acks {
             token.delivered();
         }
     }
 
-    /// Resolves every token as not delivered (see [`Batch::dropped`]).
+    /// Resolves every handle as not delivered (see [`Batch::dropped`]).
     pub fn dropped(self) {
         for token in self.acks {
             token.dropped();
         }
     }
+
+    /// Records `holder` as the component now holding every handle, so that a handle it drops
+    /// unresolved is counted under its ID. The graph calls it on each edge a batch crosses.
+    pub fn stamp(&mut self, holder: &AckHolder) {
+        for token in &mut self.acks {
+            token.holder = Some(holder.clone());
+        }
+    }
 }
 
-/// An end-to-end acknowledgement token.
+/// The component a handle was last given to, where an unresolved drop is counted
+/// (`sightline_ack_unresolved_total{component_id}`).
+#[derive(Clone)]
+pub struct AckHolder(Arc<AckHolderInner>);
+
+struct AckHolderInner {
+    component_id: String,
+    unresolved: prometheus::IntCounter,
+}
+
+impl AckHolder {
+    /// A holder that counts unresolved drops in `unresolved` (the component's series of
+    /// `sightline_ack_unresolved_total`).
+    pub fn new(component_id: impl Into<String>, unresolved: prometheus::IntCounter) -> AckHolder {
+        AckHolder(Arc::new(AckHolderInner {
+            component_id: component_id.into(),
+            unresolved,
+        }))
+    }
+
+    /// The holder's component ID.
+    pub fn component_id(&self) -> &str {
+        &self.0.component_id
+    }
+}
+
+impl std::fmt::Debug for AckHolder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("AckHolder")
+            .field(&self.0.component_id)
+            .finish()
+    }
+}
+
+/// How the data behind an [`AckToken`] ended, as its source's callback receives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckOutcome {
+    /// Every handle was resolved as delivered.
+    Delivered,
+    /// Some handle was resolved as dropped (counted, or refused to its sender), none was
+    /// dropped unresolved.
+    Dropped,
+    /// Some handle was dropped without being resolved: a bug, treated as not delivered.
+    Unresolved,
+}
+
+impl AckOutcome {
+    /// Whether the data was delivered by every holder.
+    pub fn is_delivered(self) -> bool {
+        self == AckOutcome::Delivered
+    }
+}
+
+/// An end-to-end acknowledgement handle.
 ///
 /// A source that needs to know when its data is safe (a persistent queue, a file tailer's
-/// checkpoint) attaches a token; every holder that fails to deliver calls [`AckToken::fail`];
-/// when the last clone is dropped the callback runs with the outcome.
-#[derive(Clone)]
-pub struct AckToken(Arc<AckInner>);
-
-struct AckInner {
-    failed: AtomicBool,
-    on_done: Option<Box<dyn Fn(bool) + Send + Sync>>,
+/// checkpoint) creates a token and attaches it to the batch it emits. Each clone is a handle
+/// of its own that its holder resolves with [`AckToken::delivered`] or [`AckToken::dropped`]
+/// (usually through [`Batch::delivered`] / [`Batch::dropped`]). When the last handle is gone
+/// the callback runs once with the outcome: delivered only if every handle was resolved as
+/// delivered. A handle dropped unresolved counts as not delivered and is counted in
+/// `sightline_ack_unresolved_total` (see the [module docs](self)). A source that keeps a
+/// handle to clone into later batches resolves its own with `delivered` when it stops adding.
+pub struct AckToken {
+    shared: Arc<AckShared>,
+    resolved: bool,
+    holder: Option<AckHolder>,
 }
 
-impl Drop for AckInner {
+struct AckShared {
+    failed: AtomicBool,
+    unresolved: AtomicUsize,
+    /// Handles panic when dropped unresolved (debug builds; [`crate::testing::AckProbe`]).
+    strict: bool,
+    on_done: Option<Box<dyn Fn(AckOutcome) + Send + Sync>>,
+}
+
+impl Drop for AckShared {
     fn drop(&mut self) {
         if let Some(f) = self.on_done.take() {
-            f(!self.failed.load(Ordering::Acquire));
+            let outcome = if self.unresolved.load(Ordering::Acquire) > 0 {
+                AckOutcome::Unresolved
+            } else if self.failed.load(Ordering::Acquire) {
+                AckOutcome::Dropped
+            } else {
+                AckOutcome::Delivered
+            };
+            f(outcome);
         }
     }
 }
@@ -330,39 +490,103 @@ impl Drop for AckInner {
 impl AckToken {
     /// A token whose callback receives `true` when every holder delivered, `false` otherwise.
     pub fn new(on_done: impl Fn(bool) + Send + Sync + 'static) -> AckToken {
-        AckToken(Arc::new(AckInner {
-            failed: AtomicBool::new(false),
-            on_done: Some(Box::new(on_done)),
-        }))
+        AckToken::with_outcome(move |outcome| on_done(outcome.is_delivered()))
     }
 
-    /// Marks the data as not delivered.
+    /// A token whose callback receives the full outcome.
+    pub fn with_outcome(on_done: impl Fn(AckOutcome) + Send + Sync + 'static) -> AckToken {
+        AckToken::build(false, Box::new(on_done))
+    }
+
+    /// A token whose handles panic when dropped unresolved (debug builds), for tests.
+    pub(crate) fn strict(on_done: impl Fn(AckOutcome) + Send + Sync + 'static) -> AckToken {
+        AckToken::build(true, Box::new(on_done))
+    }
+
+    fn build(strict: bool, on_done: Box<dyn Fn(AckOutcome) + Send + Sync>) -> AckToken {
+        AckToken {
+            shared: Arc::new(AckShared {
+                failed: AtomicBool::new(false),
+                unresolved: AtomicUsize::new(0),
+                strict,
+                on_done: Some(on_done),
+            }),
+            resolved: false,
+            holder: None,
+        }
+    }
+
+    /// Marks the data as not delivered for every holder. This handle must still be resolved.
     pub fn fail(&self) {
-        self.0.failed.store(true, Ordering::Release);
+        self.shared.failed.store(true, Ordering::Release);
     }
 
     /// This holder delivered its copy of the data.
-    pub fn delivered(self) {
-        drop(self);
+    pub fn delivered(mut self) {
+        self.resolved = true;
     }
 
-    /// This holder could not deliver its copy of the data (and counted the drop).
-    pub fn dropped(self) {
+    /// This holder did not deliver its copy of the data (and counted the drop, or refused
+    /// the batch with an error).
+    pub fn dropped(mut self) {
         self.fail();
+        self.resolved = true;
+    }
+
+    /// The component this handle was last given to, if the graph stamped it.
+    pub fn holder(&self) -> Option<&AckHolder> {
+        self.holder.as_ref()
+    }
+}
+
+impl Clone for AckToken {
+    /// Another handle on the same data: the clone's holder must resolve it as well.
+    fn clone(&self) -> Self {
+        AckToken {
+            shared: Arc::clone(&self.shared),
+            resolved: false,
+            holder: self.holder.clone(),
+        }
+    }
+}
+
+impl Drop for AckToken {
+    fn drop(&mut self) {
+        if self.resolved {
+            return;
+        }
+        self.shared.failed.store(true, Ordering::Release);
+        self.shared.unresolved.fetch_add(1, Ordering::AcqRel);
+        let holder = self.holder.as_ref().map(|h| {
+            h.0.unresolved.inc();
+            h.component_id()
+        });
+        tracing::warn!(
+            component_id = holder.unwrap_or("(not in a graph)"),
+            "an acknowledgement handle was dropped without being resolved as delivered or dropped; its source treats the data as not delivered"
+        );
+        if self.shared.strict && cfg!(debug_assertions) && !std::thread::panicking() {
+            panic!(
+                "acknowledgement handle dropped unresolved (last holder: {})",
+                holder.unwrap_or("not in a graph")
+            );
+        }
     }
 }
 
 impl std::fmt::Debug for AckToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AckToken")
-            .field("failed", &self.0.failed.load(Ordering::Relaxed))
+            .field("failed", &self.shared.failed.load(Ordering::Relaxed))
+            .field("resolved", &self.resolved)
+            .field("holder", &self.holder)
             .finish()
     }
 }
 
 impl PartialEq for AckToken {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
+        Arc::ptr_eq(&self.shared, &other.shared)
     }
 }
 
@@ -379,5 +603,65 @@ mod id_tests {
         assert!(is_valid_span_id(&[1; 8]));
         assert!(!is_valid_span_id(&[0; 8]));
         assert!(!is_valid_span_id(&[1; 16]));
+    }
+}
+
+#[cfg(test)]
+mod ack_tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    fn recording() -> (AckToken, Arc<Mutex<Vec<AckOutcome>>>) {
+        let seen: Arc<Mutex<Vec<AckOutcome>>> = Arc::default();
+        let s = seen.clone();
+        (
+            AckToken::with_outcome(move |o| s.lock().unwrap().push(o)),
+            seen,
+        )
+    }
+
+    #[test]
+    fn the_callback_runs_once_when_every_clone_is_resolved() {
+        let (token, seen) = recording();
+        let (a, b) = (token.clone(), token.clone());
+        token.delivered();
+        a.delivered();
+        assert!(seen.lock().unwrap().is_empty(), "b still holds the data");
+        b.delivered();
+        assert_eq!(*seen.lock().unwrap(), vec![AckOutcome::Delivered]);
+
+        let (token, seen) = recording();
+        let copy = token.clone();
+        token.delivered();
+        copy.dropped();
+        assert_eq!(*seen.lock().unwrap(), vec![AckOutcome::Dropped]);
+    }
+
+    #[test]
+    fn a_handle_dropped_unresolved_counts_as_not_delivered_and_under_its_holder() {
+        let (token, seen) = recording();
+        let counter = prometheus::IntCounter::new("x", "x").unwrap();
+        let mut ctx = BatchContext {
+            acks: vec![token.clone()],
+        };
+        ctx.stamp(&AckHolder::new("exporter/x", counter.clone()));
+        token.delivered();
+        assert_eq!(ctx.acks[0].holder().unwrap().component_id(), "exporter/x");
+        drop(ctx);
+        assert_eq!(*seen.lock().unwrap(), vec![AckOutcome::Unresolved]);
+        assert_eq!(counter.get(), 1);
+    }
+
+    #[test]
+    fn a_cloned_batch_carries_its_own_obligation() {
+        let (token, seen) = recording();
+        let mut batch = Batch::new(Payload::Logs(Vec::new()));
+        batch.ctx.acks.push(token);
+        let copy = batch.clone();
+        batch.delivered();
+        assert!(seen.lock().unwrap().is_empty());
+        copy.delivered();
+        assert_eq!(*seen.lock().unwrap(), vec![AckOutcome::Delivered]);
     }
 }

@@ -13,7 +13,7 @@ use prometheus::IntGauge;
 use tokio::sync::Notify;
 
 use crate::consumer::ConsumeError;
-use crate::model::Batch;
+use crate::model::{Batch, WaitingBatch};
 
 /// What `push` does when the queue is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,7 +27,8 @@ pub enum FullPolicy {
 /// A queue of batches that exporter workers drain.
 #[async_trait]
 pub trait BatchQueue: Send + Sync {
-    /// Adds a batch, subject to the queue's [`FullPolicy`].
+    /// Adds a batch, subject to the queue's [`FullPolicy`]. A refused batch is resolved as
+    /// dropped (its sender is told by the error).
     async fn push(&self, batch: Batch) -> Result<(), ConsumeError>;
     /// The next batch; `None` once the queue is closed and empty.
     async fn pop(&self) -> Option<Batch>;
@@ -117,10 +118,19 @@ impl BatchQueue for MemoryQueue {
             match self.try_push(batch) {
                 Ok(()) => return Ok(()),
                 Err((b, ConsumeError::Full)) if self.policy == FullPolicy::Block => {
-                    batch = b;
+                    // If the caller gives up while waiting, the batch is refused, not lost.
+                    let waiting = WaitingBatch::new(b);
                     notified.await;
+                    match waiting.take() {
+                        Some(b) => batch = b,
+                        None => return Err(ConsumeError::ShuttingDown),
+                    }
                 }
-                Err((_, e)) => return Err(e),
+                Err((b, e)) => {
+                    // Refused: the batch's fate goes back to the caller.
+                    b.dropped();
+                    return Err(e);
+                }
             }
         }
     }
@@ -196,6 +206,29 @@ mod tests {
         let q = MemoryQueue::new(10, FullPolicy::Refuse, None);
         q.push(span_batch(50)).await.unwrap();
         assert_eq!(q.pop().await.unwrap().item_count(), 50);
+    }
+
+    #[tokio::test]
+    async fn a_push_given_up_while_blocked_refuses_its_batch_and_a_refused_one_is_dropped() {
+        use crate::model::AckOutcome;
+        use crate::testing::AckProbe;
+
+        let probe = AckProbe::new();
+        let q = MemoryQueue::new(10, FullPolicy::Block, None);
+        q.push(probe.track(span_batch(8))).await.unwrap();
+        let gave_up = tokio::time::timeout(
+            Duration::from_millis(20),
+            q.push(probe.track(span_batch(5))),
+        )
+        .await;
+        assert!(gave_up.is_err());
+        assert_eq!(probe.outcome(1), Some(AckOutcome::Dropped));
+        q.close();
+        assert!(q.push(probe.track(span_batch(1))).await.is_err());
+        assert_eq!(probe.outcome(2), Some(AckOutcome::Dropped));
+        q.pop().await.unwrap().delivered();
+        assert_eq!(probe.outcome(0), Some(AckOutcome::Delivered));
+        probe.assert_resolved();
     }
 
     #[tokio::test]

@@ -17,7 +17,7 @@ use prometheus::{
 
 use crate::component::{ComponentId, ComponentKind};
 use crate::consumer::{ConsumeError, Consumer, SharedConsumer};
-use crate::model::Batch;
+use crate::model::{AckHolder, Batch};
 use crate::signal::{PerSignal, Signal};
 
 /// Why items were dropped, as the `reason` label says it.
@@ -43,6 +43,7 @@ pub struct Telemetry {
     refused: IntCounterVec,
     dropped: IntCounterVec,
     rejected_requests: IntCounterVec,
+    ack_unresolved: IntCounterVec,
     queue_size: IntGaugeVec,
     queue_capacity: IntGaugeVec,
     send_duration: HistogramVec,
@@ -147,6 +148,12 @@ impl Telemetry {
                 "Requests a receiver rejected before decoding any item, by reason.",
                 &["component_id", "protocol", "reason"],
             ),
+            ack_unresolved: counter(
+                &registry,
+                "sightline_ack_unresolved_total",
+                "Acknowledgement handles a component dropped without resolving them as delivered or dropped (a bug; the source treats the data as not delivered).",
+                &["component_id"],
+            ),
             queue_size: gauge(
                 &registry,
                 "sightline_queue_size",
@@ -177,6 +184,10 @@ impl Telemetry {
                 received: PerSignal::from_fn(|s| self.received.with_label_values(&labels(s))),
                 sent: PerSignal::from_fn(|s| self.sent.with_label_values(&labels(s))),
                 refused: PerSignal::from_fn(|s| self.refused.with_label_values(&labels(s))),
+                ack_holder: AckHolder::new(
+                    id.as_str(),
+                    self.ack_unresolved.with_label_values(&[id.as_str()]),
+                ),
                 telemetry: self.clone(),
             }),
         }
@@ -205,6 +216,7 @@ struct ComponentTelemetryInner {
     received: PerSignal<IntCounter>,
     sent: PerSignal<IntCounter>,
     refused: PerSignal<IntCounter>,
+    ack_holder: AckHolder,
     telemetry: Telemetry,
 }
 
@@ -218,6 +230,12 @@ impl ComponentTelemetry {
     /// The component's ID.
     pub fn id(&self) -> &ComponentId {
         &self.inner.id
+    }
+
+    /// The component as the holder of acknowledgement handles: where the handles it drops
+    /// unresolved are counted (see [`crate::model`]).
+    pub fn ack_holder(&self) -> &AckHolder {
+        &self.inner.ack_holder
     }
 
     /// Counts items handed to the component.
@@ -374,7 +392,9 @@ fn own_conflict(name: &str) -> prometheus::Error {
 }
 
 /// Counts what crosses one edge of the graph: items received and refused by the component
-/// downstream, and items sent by the component upstream (when there is one).
+/// downstream, and items sent by the component upstream (when there is one). It also stamps
+/// the batch's acknowledgement handles with the component downstream, their holder from now
+/// on (see [`crate::model`]).
 pub struct Instrumented {
     upstream: Option<ComponentTelemetry>,
     downstream: Option<ComponentTelemetry>,
@@ -402,8 +422,11 @@ impl Consumer for Instrumented {
         self.inner.capabilities()
     }
 
-    async fn consume(&self, batch: Batch) -> Result<(), ConsumeError> {
+    async fn consume(&self, mut batch: Batch) -> Result<(), ConsumeError> {
         let (signal, items) = self.before(&batch);
+        if let Some(d) = &self.downstream {
+            batch.ctx.stamp(d.ack_holder());
+        }
         let result = self.inner.consume(batch).await;
         self.after(signal, items, &result);
         result

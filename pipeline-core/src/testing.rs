@@ -15,25 +15,27 @@ use crate::consumer::{ConsumeError, Consumer, SharedConsumer};
 use crate::factory::{
     ConnectorFactory, CreateContext, ExporterFactory, ProcessorFactory, ReceiverFactory,
 };
-use crate::model::{Batch, Payload};
+use crate::model::{AckOutcome, AckToken, Batch, Payload};
 use crate::proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
 use crate::proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use crate::proto::tonic::resource::v1::Resource;
 use crate::proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span};
 use crate::signal::{PerSignal, Signal};
 
-/// Accepts and discards everything.
+/// Accepts and discards everything, resolving it as delivered.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct NopConsumer;
 
 #[async_trait]
 impl Consumer for NopConsumer {
-    async fn consume(&self, _batch: Batch) -> Result<(), ConsumeError> {
+    async fn consume(&self, batch: Batch) -> Result<(), ConsumeError> {
+        batch.delivered();
         Ok(())
     }
 }
 
-/// Keeps every batch it is given.
+/// Keeps every batch it is given: the data, with its acknowledgement handles resolved as
+/// delivered (the kept batches carry none).
 #[derive(Default)]
 pub struct CollectingConsumer {
     batches: Mutex<Vec<Batch>>,
@@ -81,13 +83,133 @@ impl CollectingConsumer {
 #[async_trait]
 impl Consumer for CollectingConsumer {
     async fn consume(&self, batch: Batch) -> Result<(), ConsumeError> {
+        let Batch { payload, ctx } = batch;
+        ctx.delivered();
         self.batches
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push(batch);
+            .push(Batch::new(payload));
         self.notify.notify_waiters();
         Ok(())
     }
+}
+
+/// Hands out acknowledgement tokens and records how each ended, so a test can check that
+/// every handle was resolved (none dropped unresolved) and what was delivered. Its tokens are
+/// strict: a handle dropped unresolved also panics where it is dropped (debug builds), which
+/// fails the test when that happens in the test's own task, and is recorded here when it
+/// happens in a task whose panic nobody sees.
+#[derive(Clone, Default)]
+pub struct AckProbe {
+    state: Arc<Mutex<ProbeState>>,
+    settled: Arc<Notify>,
+}
+
+#[derive(Default)]
+struct ProbeState {
+    issued: usize,
+    outcomes: Vec<(usize, AckOutcome)>,
+}
+
+impl AckProbe {
+    /// A probe with no tokens yet.
+    pub fn new() -> AckProbe {
+        AckProbe::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ProbeState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A new token; its outcome is recorded under the returned index order (0, 1, ...).
+    pub fn token(&self) -> AckToken {
+        let index = {
+            let mut s = self.lock();
+            s.issued += 1;
+            s.issued - 1
+        };
+        let state = Arc::clone(&self.state);
+        let settled = Arc::clone(&self.settled);
+        AckToken::strict(move |outcome| {
+            state
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .outcomes
+                .push((index, outcome));
+            settled.notify_waiters();
+        })
+    }
+
+    /// `batch` with a new token of this probe attached.
+    pub fn track(&self, mut batch: Batch) -> Batch {
+        batch.ctx.acks.push(self.token());
+        batch
+    }
+
+    /// The outcome of token `index`, once its last handle is gone.
+    pub fn outcome(&self, index: usize) -> Option<AckOutcome> {
+        self.lock()
+            .outcomes
+            .iter()
+            .find(|(i, _)| *i == index)
+            .map(|(_, o)| *o)
+    }
+
+    /// Tokens handed out whose handles are not all gone yet.
+    pub fn outstanding(&self) -> usize {
+        let s = self.lock();
+        s.issued - s.outcomes.len()
+    }
+
+    /// Tokens that ended with `outcome`.
+    pub fn count(&self, outcome: AckOutcome) -> usize {
+        self.lock()
+            .outcomes
+            .iter()
+            .filter(|(_, o)| *o == outcome)
+            .count()
+    }
+
+    /// Waits until every token handed out has ended or `timeout` passed; true when all did.
+    pub async fn wait_settled(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let notified = self.settled.notified();
+            if self.outstanding() == 0 {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            let _ = tokio::time::timeout_at(deadline, notified).await;
+        }
+    }
+
+    /// Panics if a handle of any token was dropped unresolved.
+    pub fn assert_resolved(&self) {
+        let unresolved = self.count(AckOutcome::Unresolved);
+        assert_eq!(
+            unresolved, 0,
+            "{unresolved} acknowledgement token(s) had a handle dropped unresolved"
+        );
+    }
+}
+
+/// The sum of the samples of metric `name` in Prometheus text `text` whose labels include
+/// every `key="value"` pair of `labels` (0 when there is none).
+pub fn metric_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .filter(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 /// An attribute of any value type.
@@ -218,14 +340,27 @@ pub async fn check_processor(factory: &dyn ProcessorFactory) {
         p.start(&host())
             .await
             .unwrap_or_else(|e| panic!("{name}: start: {e}"));
+        let probe = AckProbe::new();
         if signal == Signal::Traces {
-            p.consume(span_batch(3))
+            p.consume(probe.track(span_batch(3)))
                 .await
                 .unwrap_or_else(|e| panic!("{name}: consume: {e}"));
         }
         p.shutdown(deadline())
             .await
             .unwrap_or_else(|e| panic!("{name}: shutdown: {e}"));
+        drop(p);
+        // What was accepted reached the (nop) destination, every handle resolved.
+        assert!(
+            probe.wait_settled(Duration::from_secs(5)).await,
+            "{name}: a batch's acknowledgement handles outlived shutdown"
+        );
+        probe.assert_resolved();
+        assert_eq!(
+            probe.count(AckOutcome::Delivered),
+            usize::from(signal == Signal::Traces),
+            "{name}: the accepted batch was not delivered"
+        );
     }
 }
 

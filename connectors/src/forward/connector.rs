@@ -13,10 +13,13 @@ impl Consumer for ForwardConnector {
     async fn consume(&self, batch: Batch) -> Result<(), ConsumeError> {
         match self.next.get(batch.signal()) {
             Some(next) => next.consume(batch).await,
-            None => Err(ConsumeError::permanent(format!(
-                "no {} pipeline receives from this connector",
-                batch.signal()
-            ))),
+            None => {
+                let signal = batch.signal();
+                batch.dropped();
+                Err(ConsumeError::permanent(format!(
+                    "no {signal} pipeline receives from this connector"
+                )))
+            }
         }
     }
 }

@@ -95,6 +95,9 @@ struct Inner {
     closed: AtomicBool,
     stop: CancellationToken,
     flusher: Mutex<Option<JoinHandle<()>>>,
+    /// Points of the flush `next` has not answered yet: counted as dropped if the shutdown
+    /// deadline cuts the flush off (the aggregate has already let go of the deltas).
+    sending: Mutex<usize>,
 }
 
 /// The `sli` connector.
@@ -122,6 +125,7 @@ impl SliConnector {
                 closed: AtomicBool::new(false),
                 stop: CancellationToken::new(),
                 flusher: Mutex::new(None),
+                sending: Mutex::new(0),
             }),
         }
     }
@@ -156,10 +160,31 @@ impl Inner {
             .then(|| Batch::new(Payload::Metrics(flushed.resource_metrics)))
     }
 
+    fn sending(&self) -> std::sync::MutexGuard<'_, usize> {
+        self.sending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counts the points of a flush the shutdown deadline cut off (its task or future is
+    /// gone) as dropped.
+    fn drop_cut_off_flush(&self) {
+        let points = std::mem::take(&mut *self.sending());
+        if points > 0 {
+            tracing::warn!(
+                connector = %self.telemetry.id(), points,
+                "sli: shutdown deadline passed during a flush; dropping it"
+            );
+            self.telemetry
+                .dropped(Signal::Metrics, points, reason::SHUTDOWN_TIMEOUT);
+        }
+    }
+
     /// Hands emitted metrics on; what the metrics pipeline refuses is counted as dropped.
     async fn send(&self, batch: Batch) {
         let points = batch.item_count();
-        if let Err(e) = self.next.consume(batch).await {
+        *self.sending() = points;
+        let result = self.next.consume(batch).await;
+        *self.sending() = 0;
+        if let Err(e) = result {
             let why = match e {
                 ConsumeError::Permanent(_) => reason::REJECTED,
                 _ => REFUSED_DOWNSTREAM,
@@ -188,8 +213,16 @@ async fn run_flusher(inner: Arc<Inner>) {
 
 #[async_trait]
 impl Consumer for SliConnector {
+    /// Given its own copy: once the requests are in the aggregate the batch has reached
+    /// its destination here.
     async fn consume(&self, batch: Batch) -> Result<(), ConsumeError> {
-        self.consume_ref(&batch).await
+        let result = self.consume_ref(&batch).await;
+        if result.is_ok() {
+            batch.delivered();
+        } else {
+            batch.dropped();
+        }
+        result
     }
 
     /// The connector only reads spans and log records, so a fan-out lends it the batch
@@ -273,25 +306,20 @@ impl Component for SliConnector {
             && tokio::time::timeout_at(deadline, &mut task).await.is_err()
         {
             task.abort();
+            // Stopped for sure before the flush it was sending is counted.
+            let _ = task.await;
+            inner.drop_cut_off_flush();
         }
         let Ok(_one_at_a_time) = tokio::time::timeout_at(deadline, inner.flushing.lock()).await
         else {
             return Ok(());
         };
-        if let Some(batch) = inner.collect() {
-            let points = batch.item_count();
-            if tokio::time::timeout_at(deadline, inner.send(batch))
+        if let Some(batch) = inner.collect()
+            && tokio::time::timeout_at(deadline, inner.send(batch))
                 .await
                 .is_err()
-            {
-                tracing::warn!(
-                    connector = %inner.telemetry.id(), points,
-                    "sli: shutdown deadline passed during the last flush; dropping it"
-                );
-                inner
-                    .telemetry
-                    .dropped(Signal::Metrics, points, reason::SHUTDOWN_TIMEOUT);
-            }
+        {
+            inner.drop_cut_off_flush();
         }
         Ok(())
     }

@@ -1390,9 +1390,61 @@ struct Refusing;
 
 #[async_trait::async_trait]
 impl Consumer for Refusing {
-    async fn consume(&self, _batch: Batch) -> Result<(), ConsumeError> {
+    async fn consume(&self, batch: Batch) -> Result<(), ConsumeError> {
+        batch.dropped();
         Err(ConsumeError::permanent("no"))
     }
+}
+
+/// Never answers a `consume`; remembers the points it was offered.
+#[derive(Default)]
+struct Stuck {
+    offered: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl Consumer for Stuck {
+    async fn consume(&self, batch: Batch) -> Result<(), ConsumeError> {
+        self.offered
+            .fetch_add(batch.item_count(), std::sync::atomic::Ordering::SeqCst);
+        std::future::pending().await
+    }
+}
+
+#[tokio::test]
+async fn flushes_cut_off_by_the_shutdown_deadline_are_counted_as_dropped() {
+    let telemetry = Telemetry::new();
+    let tel = telemetry.component(
+        ComponentKind::Connector,
+        &ComponentId::parse("sli").unwrap(),
+    );
+    let metrics = connector::SliMetrics::new(&tel).unwrap();
+    let stuck = Arc::new(Stuck::default());
+    let c = SliConnector::new(
+        parse(&json!({"flush_interval": "10ms"})).unwrap(),
+        stuck.clone(),
+        tel,
+        metrics,
+    );
+    c.start(&Host::new(std::env::temp_dir())).await.unwrap();
+    c.consume(one_request("/a")).await.unwrap();
+    // The flush task hands the points on and hangs there.
+    let until = Instant::now() + Duration::from_secs(5);
+    while stuck.offered.load(std::sync::atomic::Ordering::SeqCst) == 0 && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    c.shutdown(Instant::now() + Duration::from_millis(100))
+        .await
+        .unwrap();
+    let offered = stuck.offered.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(offered > 0);
+    let dropped = pipeline_core::testing::metric_sum(
+        &telemetry.render(),
+        "sightline_component_items_dropped_total",
+        &[("reason", "shutdown_timeout")],
+    );
+    // The flush task's send and the last flush's: every point offered and not taken.
+    assert_eq!(dropped, offered as f64);
 }
 
 #[tokio::test]

@@ -34,7 +34,8 @@ use super::sender::{Delivered, SendError, Sender};
 /// * Counting: items the backend accepted are `sent`; items lost after `consume` returned
 ///   `Ok` are `dropped` with reason `rejected` (permanent error or partial success),
 ///   `retries_exhausted` or `shutdown_timeout`. Every attempt records its duration and
-///   outcome. Dropped batches fail their acknowledgement tokens.
+///   outcome. A batch is resolved as delivered when the backend answered success, as
+///   dropped when it was counted dropped or refused.
 /// * Health: `RecoverableError` while the backend fails retryably, `PermanentError` when it
 ///   refuses us for good ([`SendError::Permanent`] with `health_permanent`), `Ok` again after
 ///   any success.
@@ -134,9 +135,12 @@ impl<S: Sender> Consumer for QueuedExporter<S> {
         // Enter before checking `closing`, so shutdown either sees us or we see it.
         let _guard = inner.in_flight.enter();
         if inner.closing.load(Ordering::SeqCst) {
+            batch.dropped();
             return Err(ConsumeError::ShuttingDown);
         }
         if batch.item_count() == 0 {
+            // Nothing to send (metrics without data points): there is nothing to lose.
+            batch.delivered();
             return Ok(());
         }
         match &inner.queue {
@@ -211,7 +215,7 @@ impl<S: Sender> Component for QueuedExporter<S> {
                     "shutdown deadline passed with data still queued; dropping it"
                 );
             }
-            for batch in &left {
+            for batch in left {
                 inner.drop_batch(batch, reason::SHUTDOWN_TIMEOUT);
             }
         }
@@ -231,7 +235,7 @@ impl<S: Sender> Drop for QueuedExporter<S> {
         if let Some(queue) = &inner.queue {
             queue.close();
             for batch in queue.drain_all() {
-                inner.drop_batch(&batch, reason::SHUTDOWN_TIMEOUT);
+                inner.drop_batch(batch, reason::SHUTDOWN_TIMEOUT);
             }
         }
     }
@@ -254,39 +258,48 @@ impl<S: Sender> Inner<S> {
         self.lifecycle.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Sends a batch taken from the queue; whatever is not delivered is counted here.
+    /// Sends a batch taken from the queue and resolves it: delivered once the backend
+    /// answered success (a partial success's rejected items are counted as dropped), else
+    /// counted here as dropped.
     async fn export_queued(&self, batch: Batch) {
         let signal = batch.signal();
         let items = batch.item_count();
         match self.deliver(&batch).await {
-            Outcome::Sent => {}
+            Outcome::Sent => batch.delivered(),
             Outcome::Rejected(why) => {
                 tracing::error!(
                     exporter = %self.id, %signal, items, reason = %why,
                     "backend rejected the data permanently; dropping it"
                 );
-                self.drop_batch(&batch, reason::REJECTED);
+                self.drop_batch(batch, reason::REJECTED);
             }
             Outcome::Exhausted { reason: why, .. } => {
                 tracing::error!(
                     exporter = %self.id, %signal, items, reason = %why,
                     "no more retries; dropping the data"
                 );
-                self.drop_batch(&batch, reason::RETRIES_EXHAUSTED);
+                self.drop_batch(batch, reason::RETRIES_EXHAUSTED);
             }
             Outcome::Aborted => {
                 tracing::warn!(
                     exporter = %self.id, %signal, items,
                     "shutdown deadline passed while sending; dropping the data"
                 );
-                self.drop_batch(&batch, reason::SHUTDOWN_TIMEOUT);
+                self.drop_batch(batch, reason::SHUTDOWN_TIMEOUT);
             }
         }
     }
 
-    /// Sends in the caller's task (no queue); the caller keeps responsibility on error.
+    /// Sends in the caller's task (no queue); on error the batch is resolved as dropped and
+    /// refused, so the caller keeps responsibility.
     async fn export_now(&self, batch: Batch) -> Result<(), ConsumeError> {
-        match self.deliver(&batch).await {
+        let outcome = self.deliver(&batch).await;
+        if matches!(outcome, Outcome::Sent) {
+            batch.delivered();
+        } else {
+            batch.dropped();
+        }
+        match outcome {
             Outcome::Sent => Ok(()),
             Outcome::Rejected(why) => Err(ConsumeError::permanent(why)),
             Outcome::Exhausted {
@@ -300,12 +313,11 @@ impl<S: Sender> Inner<S> {
         }
     }
 
-    fn drop_batch(&self, batch: &Batch, why: &str) {
+    /// Counts a batch as dropped with `why` and resolves it so.
+    fn drop_batch(&self, batch: Batch, why: &str) {
         self.telemetry
             .dropped(batch.signal(), batch.item_count(), why);
-        for ack in &batch.ctx.acks {
-            ack.fail();
-        }
+        batch.dropped();
     }
 
     /// Attempts until success, a permanent error, the end of retries or abort.

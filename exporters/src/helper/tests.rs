@@ -11,8 +11,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use pipeline_core::config::HumanDuration;
 use pipeline_core::telemetry::reason;
+use pipeline_core::testing::AckProbe;
 use pipeline_core::testing::{log_batch, span_batch};
-use pipeline_core::{AckToken, Batch, Component, ConsumeError, Consumer, Host};
+use pipeline_core::{AckOutcome, Batch, Component, ConsumeError, Consumer, Host};
 use tokio::time::Instant;
 
 use super::testutil::{TestCtx, eventually, fast_retry, fast_settings, in_secs};
@@ -410,29 +411,46 @@ async fn hanging_send_is_aborted_at_the_deadline() {
 }
 
 #[tokio::test]
-async fn dropped_batches_fail_their_acks() {
+async fn every_batch_is_resolved_delivered_or_dropped() {
     let t = TestCtx::new("otlp/ack");
     let x = exporter(
         &t,
         fast_settings(),
-        Scripted::failing(SendError::permanent("bad")),
+        Scripted::new(vec![
+            Step::Reply(Ok(Delivered::all())),
+            Step::Reply(Err(SendError::permanent("bad"))),
+        ]),
     );
     x.start(&host()).await.unwrap();
-    let outcome = Arc::new(Mutex::new(None));
-    let o = Arc::clone(&outcome);
-    let mut batch = span_batch(1);
-    batch.ctx.acks.push(AckToken::new(move |ok| {
-        *o.lock().unwrap() = Some(ok);
-    }));
-    x.consume(batch).await.unwrap();
-    assert!(
-        eventually(Duration::from_secs(5), || async {
-            outcome.lock().unwrap().is_some()
-        })
-        .await
-    );
-    assert_eq!(*outcome.lock().unwrap(), Some(false));
+    let probe = AckProbe::new();
+    x.consume(probe.track(span_batch(1))).await.unwrap();
+    x.consume(probe.track(span_batch(1))).await.unwrap();
+    assert!(probe.wait_settled(Duration::from_secs(5)).await);
+    assert_eq!(probe.count(AckOutcome::Delivered), 1);
+    assert_eq!(probe.count(AckOutcome::Dropped), 1);
     x.shutdown(in_secs(5.0)).await.unwrap();
+    // Refused after shutdown: resolved as dropped, the caller told so.
+    let refused = x.consume(probe.track(span_batch(1))).await;
+    assert!(matches!(refused, Err(ConsumeError::ShuttingDown)));
+    assert_eq!(probe.outcome(2), Some(AckOutcome::Dropped));
+    probe.assert_resolved();
+
+    // Without a queue the caller's call carries the outcome and the resolution.
+    let t = TestCtx::new("otlp/ack_sync");
+    let x = exporter(
+        &t,
+        sync_settings(),
+        Scripted::new(vec![
+            Step::Reply(Ok(Delivered::all())),
+            Step::Reply(Err(SendError::permanent("bad"))),
+        ]),
+    );
+    let probe = AckProbe::new();
+    x.consume(probe.track(span_batch(1))).await.unwrap();
+    assert!(x.consume(probe.track(span_batch(1))).await.is_err());
+    assert_eq!(probe.outcome(0), Some(AckOutcome::Delivered));
+    assert_eq!(probe.outcome(1), Some(AckOutcome::Dropped));
+    probe.assert_resolved();
 }
 
 fn sync_settings() -> ExporterSettings {

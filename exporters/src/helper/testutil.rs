@@ -38,21 +38,7 @@ impl TestCtx {
 
     /// The value of a metric series whose labels include all of `labels`; 0 if absent.
     pub(crate) fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        let text = self.telemetry.render();
-        text.lines()
-            .filter(|l| !l.starts_with('#'))
-            .filter(|l| {
-                l.split(['{', ' '])
-                    .next()
-                    .is_some_and(|metric_name| metric_name == name)
-            })
-            .filter(|l| {
-                labels
-                    .iter()
-                    .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
-            })
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+        pipeline_core::testing::metric_sum(&self.telemetry.render(), name, labels)
     }
 
     pub(crate) fn sent(&self, signal: &str) -> f64 {

@@ -10,7 +10,8 @@ use crate::factory::{
     BuildError, ConnectorFactory, ConsumerComponent, ExporterFactory, ReceiverFactory,
 };
 use crate::model::Batch;
-use crate::testing::{CollectingConsumer, span_batch};
+use crate::model::{AckOutcome, AckToken};
+use crate::testing::{AckProbe, CollectingConsumer, span_batch};
 
 type Log = Arc<Mutex<Vec<String>>>;
 
@@ -67,11 +68,17 @@ impl ReceiverFactory for TestReceiverFactory {
 struct Sink {
     inner: Arc<CollectingConsumer>,
     logged: Logged,
+    /// `sink/leak` has a bug: it accepts batches and forgets them without resolving them.
+    leaks: bool,
 }
 
 #[async_trait]
 impl Consumer for Sink {
     async fn consume(&self, batch: Batch) -> Result<(), ConsumeError> {
+        if self.leaks {
+            drop(batch);
+            return Ok(());
+        }
         self.inner.consume(batch).await
     }
 }
@@ -112,6 +119,7 @@ impl ExporterFactory for SinkFactory {
             .unwrap()
             .insert(ctx.id.to_string(), inner.clone());
         Ok(Arc::new(Sink {
+            leaks: ctx.id.as_str() == "sink/leak",
             inner,
             logged: Logged {
                 name: format!("exporter {}", ctx.id),
@@ -135,7 +143,10 @@ impl Consumer for Pass {
     async fn consume(&self, batch: Batch) -> Result<(), ConsumeError> {
         match self.next.get(batch.signal()) {
             Some(n) => n.consume(batch).await,
-            None => Err(ConsumeError::permanent("no route")),
+            None => {
+                batch.dropped();
+                Err(ConsumeError::permanent("no route"))
+            }
         }
     }
 }
@@ -249,7 +260,10 @@ async fn fanout_fan_in_and_connectors() {
             .is_none(),
         "no logs pipeline names src"
     );
-    src.consume(span_batch(3)).await.unwrap();
+    let probe = AckProbe::new();
+    src.consume(probe.track(span_batch(3))).await.unwrap();
+    // Four copies (a twice, b, c through the connector), each resolved by its holder.
+    assert_eq!(probe.outcome(0), Some(AckOutcome::Delivered));
     let sinks = f.sinks.lock().unwrap().clone();
     assert_eq!(sinks.len(), 3, "one instance per exporter ID");
     // src feeds traces (-> a, b, pass -> c) and traces/2 (-> a): a gets it twice.
@@ -283,6 +297,44 @@ async fn fanout_fan_in_and_connectors() {
     assert!(pos("stop receiver src") < pos("stop connector pass"));
     assert!(pos("stop receiver src/b") < pos("stop connector pass"));
     assert!(pos("stop connector pass") < pos("stop exporter sink/c"));
+}
+
+#[tokio::test]
+async fn a_handle_dropped_unresolved_fails_the_source_and_is_counted_under_its_holder() {
+    let f = fixture();
+    let c = config(
+        "receivers: { src: {} }\nexporters: { sink: {}, sink/leak: {} }\n\
+         service: { pipelines: { traces: { receivers: [src], exporters: [sink, sink/leak] } } }",
+    );
+    let telemetry = Telemetry::new();
+    let graph = Graph::build(&c, &f.registry, &telemetry, &HealthRegistry::default()).unwrap();
+    graph.start(&Host::new(std::env::temp_dir())).await.unwrap();
+    let src = f.receivers.lock().unwrap()["src"]
+        .get(Signal::Traces)
+        .clone()
+        .unwrap();
+    let outcome = Arc::new(Mutex::new(None));
+    let seen = outcome.clone();
+    let mut batch = span_batch(2);
+    batch.ctx.acks.push(AckToken::with_outcome(move |o| {
+        *seen.lock().unwrap() = Some(o)
+    }));
+    src.consume(batch).await.unwrap();
+    // The sink delivered its copy, the leak forgot its own: not delivered, so the source
+    // offers the data again (a duplicate at the sink rather than a loss at the leak).
+    assert_eq!(*outcome.lock().unwrap(), Some(AckOutcome::Unresolved));
+    let text = telemetry.render();
+    assert!(
+        text.contains(r#"sightline_ack_unresolved_total{component_id="sink/leak"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"sightline_ack_unresolved_total{component_id="sink"} 0"#),
+        "{text}"
+    );
+    graph
+        .shutdown(Instant::now() + Duration::from_secs(1))
+        .await;
 }
 
 #[test]

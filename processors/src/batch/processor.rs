@@ -5,6 +5,13 @@
 //! reaches `send_batch_size` or its oldest item has waited `timeout`, split to
 //! `send_batch_max_size`. Pending items are bounded: past the limit `consume` waits for the
 //! flusher, so a slow exporter slows the receivers instead of growing memory.
+//!
+//! Acknowledgements: pending batches' handles are merged into the batch the flusher takes;
+//! each part of a split batch carries clones of them (the last part the originals), and
+//! whoever downstream holds a part resolves it. What the processor itself loses (refused
+//! downstream, or still held when the shutdown deadline aborts the flusher: pending items,
+//! the part in flight and the parts of a split batch not yet sent) is counted as dropped and
+//! its handles resolved as dropped.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -14,6 +21,7 @@ use pipeline_core::consumer::SharedConsumer;
 use pipeline_core::telemetry::{ComponentTelemetry, reason};
 use pipeline_core::{
     Batch, BatchContext, Component, ComponentError, ConsumeError, Consumer, Host, Payload, Signal,
+    WaitingBatch,
 };
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -39,9 +47,18 @@ struct Shared {
     /// Wakes callers waiting for room.
     room: Notify,
     stopping: AtomicBool,
-    /// What the flusher handed to `next` and `next` has not accepted yet: the item count
-    /// and the acknowledgement tokens, counted and failed if the flusher is aborted.
-    in_flight: Mutex<(usize, BatchContext)>,
+    /// The batch the flusher is sending, counted and failed if the flusher is aborted.
+    sending: Mutex<Sending>,
+}
+
+/// The flusher's batch between `take_due` and `next` accepting its last part.
+#[derive(Default)]
+struct Sending {
+    /// The parts not handed to `next` yet.
+    rest: Option<Batch>,
+    /// The part `next` is being handed: its item count and clones of its handles (resolved
+    /// once `next` answers, or as dropped if the flusher is aborted meanwhile).
+    in_flight: Option<(usize, BatchContext)>,
 }
 
 /// The `batch` processor for one pipeline.
@@ -73,7 +90,7 @@ impl BatchProcessor {
                 wake: Notify::new(),
                 room: Notify::new(),
                 stopping: AtomicBool::new(false),
-                in_flight: Mutex::new((0, BatchContext::default())),
+                sending: Mutex::new(Sending::default()),
             }),
             flusher: Mutex::new(None),
         }
@@ -85,12 +102,67 @@ impl Shared {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Swaps in what is in flight now, returning what was.
-    fn set_in_flight(&self, now: (usize, BatchContext)) -> (usize, BatchContext) {
-        std::mem::replace(
-            &mut *self.in_flight.lock().unwrap_or_else(|p| p.into_inner()),
-            now,
-        )
+    fn lock_sending(&self) -> std::sync::MutexGuard<'_, Sending> {
+        self.sending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Settles the part in flight (`next` answered) and takes the next part to send, at
+    /// most `send_batch_max_size` items, recording it as in flight; `None` when all is sent.
+    fn next_part(&self) -> Option<Batch> {
+        let mut sending = self.lock_sending();
+        if let Some((_, handles)) = sending.in_flight.take() {
+            // The part itself was resolved downstream; this copy only guarded the flight.
+            handles.delivered();
+        }
+        let max = self.config.send_batch_max_size;
+        let rest = sending.rest.as_mut()?;
+        let part = if max > 0 && rest.item_count() > max {
+            let front = rest.payload.split_front(max);
+            // A split always makes progress; an empty front would mean sending the rest whole.
+            (front.item_count() > 0).then(|| Batch {
+                payload: front,
+                ctx: rest.ctx.clone(),
+            })
+        } else {
+            None
+        };
+        let part = match part {
+            Some(part) => part,
+            None => sending.rest.take()?,
+        };
+        sending.in_flight = Some((part.item_count(), part.ctx.clone()));
+        Some(part)
+    }
+
+    /// Counts as dropped at the shutdown deadline, and resolves as dropped, everything this
+    /// processor still holds: pending items, the part in flight and the parts not yet sent.
+    /// The flusher must be stopped.
+    fn drop_everything_held(&self) {
+        let (pending_items, pending_ctx) = {
+            let mut p = self.lock();
+            p.oldest = None;
+            p.payload = Payload::empty(self.signal);
+            (std::mem::take(&mut p.items), std::mem::take(&mut p.ctx))
+        };
+        pending_ctx.dropped();
+        let Sending { rest, in_flight } = std::mem::take(&mut *self.lock_sending());
+        let mut left = pending_items;
+        if let Some(rest) = rest {
+            left += rest.item_count();
+            rest.dropped();
+        }
+        if let Some((items, handles)) = in_flight {
+            left += items;
+            handles.dropped();
+        }
+        if left > 0 {
+            tracing::warn!(
+                items = left,
+                "batch: shutdown deadline passed with data not handed on; dropping it"
+            );
+        }
+        self.telemetry
+            .dropped(self.signal, left, reason::SHUTDOWN_TIMEOUT);
     }
 
     /// Takes the pending batch if it is due (or everything when `all`).
@@ -111,29 +183,14 @@ impl Shared {
     }
 
     /// Sends one batch, split to the maximum size; what `next` refuses is counted as dropped
-    /// (with the default blocking queues `next` waits instead of refusing).
-    async fn send(&self, mut batch: Batch) {
-        let max = self.config.send_batch_max_size;
-        loop {
-            let chunk = if max > 0 && batch.item_count() > max {
-                Batch {
-                    payload: batch.payload.split_front(max),
-                    ctx: batch.ctx.clone(),
-                }
-            } else {
-                std::mem::replace(&mut batch, Batch::new(Payload::empty(self.signal)))
-            };
-            let items = chunk.item_count();
-            if items == 0 {
-                break;
-            }
-            self.set_in_flight((items, chunk.ctx.clone()));
-            let result = self.next.consume(chunk).await;
-            let (_, acks) = self.set_in_flight((0, BatchContext::default()));
-            if let Err(e) = result {
-                // Refused data is this processor's to report: its sources must not
-                // count it as delivered.
-                fail_all(&acks);
+    /// (with the default blocking queues `next` waits instead of refusing). The parts not
+    /// sent yet wait in `sending`, where a shutdown that aborts the flusher finds them.
+    async fn send(&self, batch: Batch) {
+        self.lock_sending().rest = Some(batch);
+        while let Some(part) = self.next_part() {
+            let items = part.item_count();
+            if let Err(e) = self.next.consume(part).await {
+                // Refused: `next` resolved the part as dropped; counting it is ours.
                 let why = match e {
                     ConsumeError::Permanent(_) => reason::REJECTED,
                     _ => "refused_downstream",
@@ -178,24 +235,31 @@ impl Consumer for BatchProcessor {
         let s = &self.shared;
         let n = batch.item_count();
         if n == 0 {
+            // Nothing to deliver (metrics without data points): nothing to lose either.
+            batch.delivered();
             return Ok(());
         }
         let limit = s.config.pending_limit();
-        let mut batch = Some(batch);
+        // Waiting for room, the batch is not ours yet: a caller that gives up refuses it.
+        let mut batch = Some(WaitingBatch::new(batch));
         loop {
             let room = s.room.notified();
             tokio::pin!(room);
             room.as_mut().enable();
             if s.stopping.load(Ordering::Acquire) {
+                // Refused: dropping the waiting batch resolves it as dropped.
+                drop(batch);
                 return Err(ConsumeError::ShuttingDown);
             }
             {
                 let mut p = s.lock();
                 if p.items == 0 || p.items + n <= limit {
-                    let Some(Batch { payload, ctx }) = batch.take() else {
+                    let Some(Batch { payload, ctx }) = batch.take().and_then(WaitingBatch::take)
+                    else {
                         return Ok(());
                     };
                     if let Err(other) = p.payload.append(payload) {
+                        ctx.dropped();
                         return Err(ConsumeError::permanent(format!(
                             "batch processor of the {} pipeline got {} data",
                             s.signal,
@@ -216,13 +280,6 @@ impl Consumer for BatchProcessor {
             }
             room.await;
         }
-    }
-}
-
-/// Marks every token in `ctx` as not delivered.
-fn fail_all(ctx: &BatchContext) {
-    for ack in &ctx.acks {
-        ack.fail();
     }
 }
 
@@ -248,18 +305,9 @@ impl Component for BatchProcessor {
             Some(mut task) => {
                 if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
                     task.abort();
-                    // Whatever the flusher had not handed on is lost: count it, and tell
-                    // its sources it was not delivered.
-                    let pending = {
-                        let mut p = s.lock();
-                        fail_all(&std::mem::take(&mut p.ctx));
-                        p.items
-                    };
-                    let (in_flight, acks) = s.set_in_flight((0, BatchContext::default()));
-                    fail_all(&acks);
-                    let left = pending + in_flight;
-                    s.telemetry
-                        .dropped(s.signal, left, reason::SHUTDOWN_TIMEOUT);
+                    // Stopped for sure before what it held is counted.
+                    let _ = task.await;
+                    s.drop_everything_held();
                 }
             }
             None => {
@@ -269,7 +317,7 @@ impl Component for BatchProcessor {
                         .await
                         .is_err()
                 {
-                    tracing::warn!("batch: shutdown deadline passed while sending");
+                    s.drop_everything_held();
                 }
             }
         }

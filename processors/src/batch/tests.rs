@@ -1,7 +1,15 @@
 use std::time::Duration;
 
-use pipeline_core::testing::{CollectingConsumer, check_processor, span_batch};
-use pipeline_core::{AckToken, ComponentKind, ConsumeError, Host};
+use pipeline_core::proto::tonic::metrics::v1::{
+    Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, metric,
+};
+use pipeline_core::telemetry::Telemetry;
+use pipeline_core::testing::{
+    AckProbe, CollectingConsumer, check_processor, metric_sum, span_batch,
+};
+use pipeline_core::{
+    AckOutcome, AckToken, Batch, ComponentId, ComponentKind, ConsumeError, Host, Payload,
+};
 use tokio::time::Instant;
 
 use super::*;
@@ -11,8 +19,33 @@ fn build(config: Value, next: Arc<CollectingConsumer>) -> Arc<dyn ConsumerCompon
 }
 
 fn build_with(config: Value, next: SharedConsumer) -> Arc<dyn ConsumerComponent> {
-    let ctx = CreateContext::for_tests(ComponentKind::Processor, "batch");
-    Factory.create(ctx, &config, Signal::Traces, next).unwrap()
+    build_counted(config, Signal::Traces, next).0
+}
+
+/// A processor whose self-metrics the test can read.
+fn build_counted(
+    config: Value,
+    signal: Signal,
+    next: SharedConsumer,
+) -> (Arc<dyn ConsumerComponent>, Telemetry) {
+    let telemetry = Telemetry::new();
+    let mut ctx = CreateContext::for_tests(ComponentKind::Processor, "batch");
+    ctx.telemetry = telemetry.component(
+        ComponentKind::Processor,
+        &ComponentId::parse("batch").unwrap(),
+    );
+    (
+        Factory.create(ctx, &config, signal, next).unwrap(),
+        telemetry,
+    )
+}
+
+fn dropped(t: &Telemetry, reason: &str) -> f64 {
+    metric_sum(
+        &t.render(),
+        "sightline_component_items_dropped_total",
+        &[("reason", reason)],
+    )
 }
 
 /// A batch of `n` spans carrying a token whose outcome lands in `outcomes`.
@@ -30,9 +63,126 @@ struct Refusing;
 
 #[async_trait::async_trait]
 impl pipeline_core::Consumer for Refusing {
-    async fn consume(&self, _batch: pipeline_core::Batch) -> Result<(), ConsumeError> {
+    async fn consume(&self, batch: pipeline_core::Batch) -> Result<(), ConsumeError> {
+        batch.dropped();
         Err(ConsumeError::permanent("no"))
     }
+}
+
+/// Delivers the first `accept` batches (keeping them), then never finishes a `consume`.
+struct AcceptThenStuck {
+    accept: usize,
+    kept: Arc<CollectingConsumer>,
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl pipeline_core::Consumer for AcceptThenStuck {
+    async fn consume(&self, batch: pipeline_core::Batch) -> Result<(), ConsumeError> {
+        let call = self.calls.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        if call < self.accept {
+            return self.kept.consume(batch).await;
+        }
+        std::future::pending().await
+    }
+}
+
+fn gauge(points: usize) -> Metric {
+    Metric {
+        name: "g".into(),
+        data: Some(metric::Data::Gauge(Gauge {
+            data_points: (0..points)
+                .map(|i| NumberDataPoint {
+                    time_unix_nano: 1 + i as u64,
+                    ..Default::default()
+                })
+                .collect(),
+        })),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn a_front_of_empty_metrics_does_not_lose_the_points_behind_it() {
+    let out = CollectingConsumer::new();
+    let (p, t) = build_counted(
+        serde_json::json!({"send_batch_size": 1000, "send_batch_max_size": 1000, "timeout": "1h"}),
+        Signal::Metrics,
+        out.clone(),
+    );
+    p.start(&Host::new(std::env::temp_dir())).await.unwrap();
+    let metrics = (0..1000)
+        .map(|_| gauge(0))
+        .chain((0..1500).map(|_| gauge(1)))
+        .collect();
+    let probe = AckProbe::new();
+    let batch = probe.track(Batch::new(Payload::Metrics(vec![ResourceMetrics {
+        scope_metrics: vec![ScopeMetrics {
+            metrics,
+            ..Default::default()
+        }],
+        ..Default::default()
+    }])));
+    p.consume(batch).await.unwrap();
+    assert_eq!(out.wait_for_items(1500, Duration::from_secs(5)).await, 1500);
+    let parts: Vec<usize> = out.batches().iter().map(Batch::item_count).collect();
+    assert_eq!(parts, vec![1000, 500], "split by data points");
+    let metrics: usize = out
+        .batches()
+        .iter()
+        .map(|b| match &b.payload {
+            Payload::Metrics(rm) => rm
+                .iter()
+                .flat_map(|r| &r.scope_metrics)
+                .map(|s| s.metrics.len())
+                .sum::<usize>(),
+            _ => 0,
+        })
+        .sum();
+    assert_eq!(metrics, 2500, "the empty metrics travel too");
+    p.shutdown(Instant::now() + Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert!(probe.wait_settled(Duration::from_secs(5)).await);
+    assert_eq!(probe.outcome(0), Some(AckOutcome::Delivered));
+    assert_eq!(
+        metric_sum(&t.render(), "sightline_component_items_dropped_total", &[]),
+        0.0
+    );
+}
+
+#[tokio::test]
+async fn shutdown_deadline_counts_every_part_of_a_split_batch_not_sent() {
+    let kept = CollectingConsumer::new();
+    let next = Arc::new(AcceptThenStuck {
+        accept: 1,
+        kept: kept.clone(),
+        calls: Default::default(),
+    });
+    let (p, t) = build_counted(
+        serde_json::json!({"send_batch_size": 5, "send_batch_max_size": 5, "timeout": "1h"}),
+        Signal::Traces,
+        next.clone(),
+    );
+    p.start(&Host::new(std::env::temp_dir())).await.unwrap();
+    let outcomes = Arc::new(std::sync::Mutex::new(Vec::new()));
+    p.consume(tracked_batch(20, &outcomes)).await.unwrap();
+    // The first part is delivered, the second hangs in flight, two more wait.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while next.calls.load(std::sync::atomic::Ordering::Acquire) < 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    p.shutdown(Instant::now() + Duration::from_millis(100))
+        .await
+        .unwrap();
+    assert_eq!(kept.item_count(), 5);
+    assert_eq!(
+        dropped(&t, "shutdown_timeout"),
+        15.0,
+        "every item is delivered or counted"
+    );
+    drop(p);
+    assert_eq!(*outcomes.lock().unwrap(), vec![false], "not all delivered");
 }
 
 /// Never finishes a `consume`; says when one began.
@@ -87,12 +237,7 @@ async fn delivered_batches_release_their_tokens_as_delivered() {
         .await
         .unwrap();
     assert_eq!(out.item_count(), 3);
-    assert!(
-        outcomes.lock().unwrap().is_empty(),
-        "the collector still holds it"
-    );
-    drop(p);
-    drop(out);
+    // The collector resolved its handle as delivered when it took the batch.
     assert_eq!(*outcomes.lock().unwrap(), vec![true]);
 }
 
@@ -120,6 +265,36 @@ async fn shutdown_deadline_fails_the_tokens_of_lost_data() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     assert_eq!(*outcomes.lock().unwrap(), vec![false, false]);
+}
+
+#[tokio::test]
+async fn a_caller_that_gives_up_waiting_for_room_has_its_batch_refused_not_lost() {
+    let stuck = Arc::new(Stuck::default());
+    let p = build_with(
+        serde_json::json!({"send_batch_size": 2, "timeout": "1h"}),
+        stuck.clone(),
+    );
+    p.start(&Host::new(std::env::temp_dir())).await.unwrap();
+    let probe = AckProbe::new();
+    // Two in flight (stuck), two pending: the limit. The next caller waits for room.
+    p.consume(probe.track(span_batch(2))).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !stuck.entered.load(std::sync::atomic::Ordering::Acquire) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    p.consume(probe.track(span_batch(4))).await.unwrap();
+    let waited = tokio::time::timeout(
+        Duration::from_millis(50),
+        p.consume(probe.track(span_batch(1))),
+    )
+    .await;
+    assert!(waited.is_err(), "the caller waited for room");
+    // Its batch is resolved as not delivered (the sender was told nothing went through),
+    // and no handle was dropped unresolved (a strict probe token would have panicked).
+    assert_eq!(probe.outcome(2), Some(AckOutcome::Dropped));
+    p.shutdown(Instant::now() + Duration::from_millis(50))
+        .await
+        .unwrap();
 }
 
 #[tokio::test]

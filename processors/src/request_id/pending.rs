@@ -73,8 +73,11 @@ struct Queue {
     schema_url: String,
     hash: u64,
     items: VecDeque<Held>,
-    /// (sequence number of the batch's last record here, the batch's context).
-    acks: VecDeque<(u64, BatchContext)>,
+    /// Per batch with records here, in order: the sequence numbers of its first and last
+    /// record here and a copy of its context (acknowledgement handles). Each release that
+    /// takes some of a batch's records carries a clone of its handles; the one that takes
+    /// its last record carries this copy.
+    acks: VecDeque<(u64, u64, BatchContext)>,
 }
 
 /// Records released together, ready to be sent.
@@ -188,6 +191,7 @@ impl Pending {
         let Some(queue) = self.queues.get_mut(&qid) else {
             return;
         };
+        let first_seq = self.next_seq;
         for (scope, record, waits) in group.records {
             let seq = self.next_seq;
             self.next_seq += 1;
@@ -209,7 +213,7 @@ impl Pending {
         if !ctx.acks.is_empty()
             && let Some(last) = queue.items.back()
         {
-            queue.acks.push_back((last.seq, ctx.clone()));
+            queue.acks.push_back((first_seq, last.seq, ctx.clone()));
         }
     }
 
@@ -315,10 +319,16 @@ impl Pending {
         };
         self.held -= released.len();
         out.count += released.len();
-        while queue.acks.front().is_some_and(|(s, _)| *s <= last_seq) {
-            if let Some((_, ctx)) = queue.acks.pop_front() {
+        while queue.acks.front().is_some_and(|(_, s, _)| *s <= last_seq) {
+            if let Some((_, _, ctx)) = queue.acks.pop_front() {
                 out.ctx.merge(ctx);
             }
+        }
+        if let Some((first, _, ctx)) = queue.acks.front()
+            && *first <= last_seq
+        {
+            // Part of a batch leaves: this part answers for it too.
+            out.ctx.merge(ctx.clone());
         }
         let emptied = queue.items.is_empty();
         let resource_logs = if emptied {
@@ -331,7 +341,7 @@ impl Pending {
                     self.by_resource.remove(&queue.hash);
                 }
             }
-            for (_, ctx) in queue.acks {
+            for (_, _, ctx) in queue.acks {
                 out.ctx.merge(ctx);
             }
             ResourceLogs {

@@ -12,6 +12,13 @@
 //! which records pass now and which are held; send the passing ones; then queue the held
 //! ones. If `next` refuses the passing records, nothing was held and the caller gets the
 //! error with the whole batch still in its hands.
+//!
+//! Released records (matched, expired, or the oldest over `max_pending_items`) belong to
+//! requests that were accepted earlier, so they are never sent from the future of whichever
+//! call happened to release them (a receiver's timeout or a cancelled request would drop
+//! them): a task of the processor's sends them, holding the lane until `next` answered, and
+//! the caller only waits for it. What `next` refuses, or what a shutdown deadline cuts off,
+//! is counted as dropped and its acknowledgement handles resolved as dropped.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -24,11 +31,13 @@ use pipeline_core::proto::tonic::logs::v1::{LogRecord, ResourceLogs};
 use pipeline_core::telemetry::{ComponentTelemetry, reason};
 use pipeline_core::{
     Batch, Capabilities, Component, ComponentError, ConsumeError, Consumer, Host, Payload, Signal,
+    WaitingBatch,
 };
 use prometheus::{IntCounter, IntGauge};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, OwnedMutexGuard};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use super::config::RequestIdConfig;
 use super::correlate::{Correlator, LogOutcome};
@@ -66,8 +75,11 @@ impl Metrics {
 /// A logs pipeline's way out.
 struct Link {
     next: SharedConsumer,
-    lane: tokio::sync::Mutex<()>,
+    lane: Arc<tokio::sync::Mutex<()>>,
     closed: AtomicBool,
+    /// Fired when the shutdown deadline passes: a release still waiting for `next` stops
+    /// and counts its records as dropped.
+    abort: CancellationToken,
 }
 
 struct State {
@@ -175,8 +187,9 @@ impl Shared {
         let mut st = self.lock();
         st.links.push(Arc::new(Link {
             next,
-            lane: tokio::sync::Mutex::new(()),
+            lane: Arc::new(tokio::sync::Mutex::new(())),
             closed: AtomicBool::new(false),
+            abort: CancellationToken::new(),
         }));
         st.pending.push(Pending::default());
         st.links.len() - 1
@@ -186,10 +199,28 @@ impl Shared {
         self.lock().links.get(id).cloned()
     }
 
-    /// Hands released records to a pipeline's `next` (the caller holds its lane); what is
-    /// refused was accepted before, so it is counted as dropped.
-    async fn send_released(&self, link: &Link, released: Released, deadline: Option<Instant>) {
+    /// Sends released records to a pipeline's `next` in a task of the processor's, which
+    /// holds the pipeline's `lane` until `next` answered: a caller that gives up waiting
+    /// (its future dropped) loses nothing. Await the handle to wait for the send.
+    fn spawn_release(
+        self: &Arc<Self>,
+        link: Arc<Link>,
+        lane: Option<OwnedMutexGuard<()>>,
+        released: Released,
+    ) -> JoinHandle<()> {
+        let me = Arc::clone(self);
+        tokio::spawn(async move {
+            me.send_released(&link, released).await;
+            drop(lane);
+        })
+    }
+
+    /// Hands released records to a pipeline's `next`; what is refused, or cut off by the
+    /// link's abort at the shutdown deadline, was accepted before, so it is counted as
+    /// dropped (and its handles resolved so, by `next` or here).
+    async fn send_released(&self, link: &Link, released: Released) {
         if released.is_empty() {
+            released.ctx.delivered();
             return;
         }
         let n = released.count;
@@ -197,11 +228,10 @@ impl Shared {
             payload: Payload::Logs(released.logs),
             ctx: released.ctx,
         };
-        let sent = match deadline {
-            Some(d) => tokio::time::timeout_at(d, link.next.consume(batch))
-                .await
-                .ok(),
-            None => Some(link.next.consume(batch).await),
+        let sent = tokio::select! {
+            biased;
+            r = link.next.consume(batch) => Some(r),
+            () = link.abort.cancelled() => None,
         };
         match sent {
             Some(Ok(())) => {}
@@ -214,6 +244,8 @@ impl Shared {
                 self.telemetry.dropped(Signal::Logs, n, why);
             }
             None => {
+                // The batch went with the send `next` did not finish: its handles were
+                // dropped unresolved there, which fails them as well.
                 tracing::warn!(
                     records = n,
                     "request_id: shutdown deadline passed while releasing held log records"
@@ -225,9 +257,9 @@ impl Shared {
     }
 
     /// Releases what may leave pipeline `id` now.
-    async fn release_ready(&self, id: usize) {
+    async fn release_ready(self: &Arc<Self>, id: usize) {
         let Some(link) = self.link(id) else { return };
-        let _lane = link.lane.lock().await;
+        let lane = Arc::clone(&link.lane).lock_owned().await;
         if link.closed.load(Ordering::Acquire) {
             return;
         }
@@ -250,7 +282,12 @@ impl Shared {
             self.sync(st);
             released
         };
-        self.send_released(&link, released, None).await;
+        if released.is_empty() {
+            released.ctx.delivered();
+            return;
+        }
+        // Awaited here so the sweep paces itself, but owned by its own task.
+        let _ = self.spawn_release(link, Some(lane), released).await;
     }
 
     /// The background task: sweeps expired entries and releases held records.
@@ -425,12 +462,18 @@ impl Shared {
         (out, groups, learned)
     }
 
-    async fn logs(&self, id: usize, batch: Batch) -> Result<(), ConsumeError> {
+    async fn logs(self: &Arc<Self>, id: usize, batch: Batch) -> Result<(), ConsumeError> {
         let Some(link) = self.link(id) else {
+            batch.dropped();
             return Err(ConsumeError::permanent("request_id: unknown logs pipeline"));
         };
-        let _lane = link.lane.lock().await;
-        let Batch { payload, ctx } = batch;
+        // Waiting for the lane, the batch is not taken on yet: a caller that gives up
+        // refuses it.
+        let waiting = WaitingBatch::new(batch);
+        let lane = Arc::clone(&link.lane).lock_owned().await;
+        let Some(Batch { payload, mut ctx }) = waiting.take() else {
+            return Ok(());
+        };
         let rls = match payload {
             Payload::Logs(rls) => rls,
             other => {
@@ -457,6 +500,7 @@ impl Shared {
         }
         if groups.is_empty() {
             if out.is_empty() {
+                ctx.delivered();
                 return Ok(());
             }
             return link
@@ -468,12 +512,26 @@ impl Shared {
                 .await;
         }
         if !out.is_empty() {
-            link.next
-                .consume(Batch {
-                    payload: Payload::Logs(out),
-                    ctx: ctx.clone(),
-                })
-                .await?;
+            // The held part is not held yet: a caller that gives up during this send refuses
+            // the batch (its handles resolve as dropped with the waiting shell).
+            let waiting = WaitingBatch::new(Batch {
+                payload: Payload::empty(Signal::Logs),
+                ctx,
+            });
+            let passing = Batch {
+                payload: Payload::Logs(out),
+                ctx: waiting.get().map(|b| b.ctx.clone()).unwrap_or_default(),
+            };
+            let sent = link.next.consume(passing).await;
+            let Some(Batch { ctx: taken, .. }) = waiting.take() else {
+                return Ok(());
+            };
+            ctx = taken;
+            if let Err(e) = sent {
+                // Nothing was held: the whole batch goes back to the caller.
+                ctx.dropped();
+                return Err(e);
+            }
         }
         let (released, first) = {
             let mut guard = self.lock();
@@ -504,13 +562,20 @@ impl Shared {
             self.sync(st);
             (released, first)
         };
-        drop(ctx);
+        // The passing records and the held ones each carry a copy of the handles.
+        ctx.delivered();
         if first {
             // The background task has no deadline to wake for yet; later records' deadlines
             // are never earlier than the ones it knows.
             self.wake.notify_one();
         }
-        self.send_released(&link, released, None).await;
+        if released.is_empty() {
+            released.ctx.delivered();
+            return Ok(());
+        }
+        // The caller waits for the release (back-pressure) but does not own it: if its
+        // future is dropped here, the task still sends, and the lane stays taken until then.
+        let _ = self.spawn_release(link, Some(lane), released).await;
         Ok(())
     }
 
@@ -538,13 +603,16 @@ impl Shared {
     }
 
     /// Releases everything pipeline `id` holds and closes it to holding.
-    async fn close(&self, id: usize, deadline: Instant) {
+    async fn close(self: &Arc<Self>, id: usize, deadline: Instant) {
         let Some(link) = self.link(id) else { return };
         // Without the lane (a send stuck past the deadline) release anyway: order matters
-        // less than not losing the records.
-        let _lane = tokio::time::timeout_at(deadline, link.lane.lock())
+        // less than not losing the records. The stuck release counts its records.
+        let lane = tokio::time::timeout_at(deadline, Arc::clone(&link.lane).lock_owned())
             .await
             .ok();
+        if lane.is_none() {
+            link.abort.cancel();
+        }
         link.closed.store(true, Ordering::Release);
         let released = {
             let mut guard = self.lock();
@@ -565,7 +633,16 @@ impl Shared {
             self.sync(st);
             released
         };
-        self.send_released(&link, released, Some(deadline)).await;
+        if released.is_empty() {
+            released.ctx.delivered();
+            return;
+        }
+        let mut task = self.spawn_release(Arc::clone(&link), lane, released);
+        if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
+            // The release counts what it held once aborted.
+            link.abort.cancel();
+            let _ = task.await;
+        }
     }
 }
 

@@ -9,8 +9,11 @@ use pipeline_core::proto::tonic::common::v1::{
 use pipeline_core::proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use pipeline_core::proto::tonic::resource::v1::Resource;
 use pipeline_core::proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, span::SpanKind};
-use pipeline_core::testing::{CollectingConsumer, check_processor};
-use pipeline_core::{AckToken, Batch, ComponentKind, ConsumeError, Consumer, Host, Payload};
+use pipeline_core::telemetry::Telemetry;
+use pipeline_core::testing::{AckProbe, CollectingConsumer, check_processor, metric_sum};
+use pipeline_core::{
+    AckOutcome, AckToken, Batch, ComponentId, ComponentKind, ConsumeError, Consumer, Host, Payload,
+};
 use serde_json::json;
 use tokio::time::Instant;
 
@@ -34,6 +37,7 @@ struct Pair {
     traces_out: Arc<CollectingConsumer>,
     logs_out: Arc<CollectingConsumer>,
     ctx: CreateContext,
+    telemetry: Telemetry,
 }
 
 impl Pair {
@@ -46,7 +50,12 @@ impl Pair {
         logs_out: Arc<CollectingConsumer>,
         logs_next: Option<SharedConsumer>,
     ) -> Pair {
-        let ctx = CreateContext::for_tests(ComponentKind::Processor, "request_id");
+        let telemetry = Telemetry::new();
+        let mut ctx = CreateContext::for_tests(ComponentKind::Processor, "request_id");
+        ctx.telemetry = telemetry.component(
+            ComponentKind::Processor,
+            &ComponentId::parse("request_id").unwrap(),
+        );
         let traces_out = CollectingConsumer::new();
         let traces = Factory
             .create(ctx.clone(), &config, Signal::Traces, traces_out.clone())
@@ -61,7 +70,17 @@ impl Pair {
             traces_out,
             logs_out,
             ctx,
+            telemetry,
         }
+    }
+
+    /// Items counted as dropped with `reason`.
+    fn dropped(&self, reason: &str) -> f64 {
+        metric_sum(
+            &self.telemetry.render(),
+            "sightline_component_items_dropped_total",
+            &[("reason", reason)],
+        )
     }
 
     async fn start(&self) {
@@ -798,7 +817,7 @@ async fn shutdown_releases_every_held_record_and_their_acks() {
         .await
         .unwrap();
     assert_eq!(p.records().len(), 5);
-    // The collector keeps the batches (and their tokens) until it goes.
+    // The collector resolved the handles as delivered when it took the records.
     drop(p);
     assert_eq!(acked.load(Ordering::SeqCst), 1);
     assert!(ok.load(Ordering::SeqCst));
@@ -821,10 +840,176 @@ struct Refusing(AtomicUsize);
 
 #[async_trait]
 impl Consumer for Refusing {
-    async fn consume(&self, _batch: Batch) -> Result<(), ConsumeError> {
+    async fn consume(&self, batch: Batch) -> Result<(), ConsumeError> {
         self.0.fetch_add(1, Ordering::SeqCst);
+        batch.dropped();
         Err(ConsumeError::Full)
     }
+}
+
+/// Passes the first `pass` batches to `out` at once; later ones wait until `open`. Refuses
+/// everything while `refuse` is set.
+struct Gated {
+    out: Arc<CollectingConsumer>,
+    refuse: AtomicBool,
+    pass: usize,
+    calls: AtomicUsize,
+    open: tokio::sync::Semaphore,
+}
+
+impl Gated {
+    /// A started pair whose logs go through a gate letting `pass` batches through unopened.
+    async fn pair(config: Value, pass: usize) -> (Pair, Arc<Gated>) {
+        let out = CollectingConsumer::new();
+        let gated = Arc::new(Gated {
+            out: out.clone(),
+            refuse: AtomicBool::new(false),
+            pass,
+            calls: AtomicUsize::new(0),
+            open: tokio::sync::Semaphore::new(0),
+        });
+        let p = Pair::with_logs_next(config, out, Some(gated.clone()));
+        p.start().await;
+        (p, gated)
+    }
+}
+
+#[async_trait]
+impl Consumer for Gated {
+    async fn consume(&self, batch: Batch) -> Result<(), ConsumeError> {
+        if self.refuse.load(Ordering::SeqCst) {
+            batch.dropped();
+            return Err(ConsumeError::Full);
+        }
+        // Waiting, it has not taken the batch on (as the batch processor and the exporter
+        // queues do): a caller that gives up refuses it.
+        let waiting = pipeline_core::WaitingBatch::new(batch);
+        if self.calls.fetch_add(1, Ordering::SeqCst) >= self.pass {
+            let _permit = self.open.acquire().await;
+        }
+        match waiting.take() {
+            Some(batch) => self.out.consume(batch).await,
+            None => Ok(()),
+        }
+    }
+}
+
+#[tokio::test]
+async fn records_released_by_a_caller_that_times_out_are_still_delivered() {
+    let (p, gated) = Gated::pair(
+        json!({"wait": "1h", "ttl": "2h", "max_pending_items": 2}),
+        0,
+    )
+    .await;
+    let out = p.logs_out.clone();
+    let probe = AckProbe::new();
+    // Request A's records wait for their request ID to become known.
+    p.logs
+        .consume(probe.track(logs(vec![log(Some("a"), "a1"), log(Some("a"), "a2")])))
+        .await
+        .unwrap();
+    assert_eq!(p.gauge(PENDING_METRIC), 2);
+    // Request B's record is held too, which pushes A's first (the oldest over the limit)
+    // out from B's call; `next` stalls on it longer than B's receiver waits (its pipeline
+    // timeout, or the client's grpc-timeout), so B's future is dropped while releasing it.
+    let b = probe.track(Batch::new(Payload::Logs(vec![logs_of(
+        "edge",
+        vec![log(Some("b"), "b1")],
+    )])));
+    let answered = tokio::time::timeout(Duration::from_millis(100), p.logs.consume(b)).await;
+    assert!(answered.is_err(), "B's caller gave up (its client retries)");
+    gated.open.add_permits(10);
+    assert_eq!(
+        out.wait_for_items(1, SOON).await,
+        1,
+        "A's released record is not lost"
+    );
+    assert_eq!(p.records().iter().map(message).collect::<Vec<_>>(), ["a1"]);
+    // A is not acknowledged while a record of it waits: a checkpoint stays put.
+    assert_eq!(probe.outcome(0), None);
+    // The rest leaves at shutdown; everything delivered and resolved, nothing dropped.
+    p.shutdown().await;
+    let released: Vec<String> = p.records().iter().map(message).collect();
+    assert_eq!(released, vec!["a1", "a2", "b1"]);
+    assert!(probe.wait_settled(SOON).await);
+    assert_eq!(probe.count(AckOutcome::Delivered), 2);
+    probe.assert_resolved();
+    assert_eq!(
+        p.dropped("shutdown_timeout") + p.dropped("refused_downstream"),
+        0.0
+    );
+}
+
+#[tokio::test]
+async fn a_batch_released_in_parts_is_acknowledged_by_every_part() {
+    let (p, next) = Gated::pair(json!({"wait": "1h", "ttl": "2h"}), usize::MAX).await;
+    next.refuse.store(true, Ordering::SeqCst);
+    let probe = AckProbe::new();
+    p.logs
+        .consume(probe.track(logs(vec![log(Some("a"), "a1"), log(Some("b"), "b1")])))
+        .await
+        .unwrap();
+    // Request "a" becomes known: a1 leaves alone, and the destination refuses it.
+    p.traces
+        .consume(spans(vec![span(Some("a"), 1, 1, SpanKind::Server, None)]))
+        .await
+        .unwrap();
+    let until = Instant::now() + SOON;
+    while p.dropped("refused_downstream") < 1.0 && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert_eq!(p.dropped("refused_downstream"), 1.0);
+    // b1 is delivered at shutdown; the batch as a whole was not.
+    next.refuse.store(false, Ordering::SeqCst);
+    p.shutdown().await;
+    assert_eq!(p.records().iter().map(message).collect::<Vec<_>>(), ["b1"]);
+    assert!(probe.wait_settled(SOON).await);
+    assert_eq!(probe.outcome(0), Some(AckOutcome::Dropped));
+}
+
+#[tokio::test]
+async fn a_caller_that_gives_up_while_its_passing_records_are_sent_has_its_batch_refused() {
+    let (p, gated) = Gated::pair(json!({"wait": "1h", "ttl": "2h"}), 0).await;
+    let probe = AckProbe::new();
+    let batch = probe.track(Batch::new(Payload::Logs(vec![
+        logs_of("api", vec![log(None, "passes")]),
+        logs_of("worker", vec![log(Some("w"), "would wait")]),
+    ])));
+    let gave_up = tokio::time::timeout(Duration::from_millis(50), p.logs.consume(batch)).await;
+    assert!(gave_up.is_err());
+    // Refused as a whole (the client sends it again): nothing held, no handle left unresolved.
+    assert_eq!(probe.outcome(0), Some(AckOutcome::Dropped));
+    assert_eq!(p.gauge(PENDING_METRIC), 0);
+    probe.assert_resolved();
+    gated.open.add_permits(10);
+    p.shutdown().await;
+}
+
+#[tokio::test]
+async fn records_cut_off_at_the_shutdown_deadline_are_counted_and_fail_their_source() {
+    let (p, _gate) = Gated::pair(json!({"wait": "1h", "ttl": "2h"}), 0).await;
+    let outcome = Arc::new(std::sync::Mutex::new(None));
+    let mut batch = logs(vec![log(Some("a"), "a1"), log(Some("a"), "a2")]);
+    {
+        let outcome = outcome.clone();
+        batch.ctx.acks.push(AckToken::new(move |ok| {
+            *outcome.lock().unwrap() = Some(ok);
+        }));
+    }
+    p.logs.consume(batch).await.unwrap();
+    // Shutdown releases them; `next` never answers before the deadline.
+    p.logs
+        .shutdown(Instant::now() + Duration::from_millis(100))
+        .await
+        .unwrap();
+    assert_eq!(p.dropped("shutdown_timeout"), 2.0);
+    assert_eq!(
+        *outcome.lock().unwrap(),
+        Some(false),
+        "read again after a restart"
+    );
+    assert_eq!(p.logs_out.item_count(), 0);
+    p.traces.shutdown(deadline()).await.unwrap();
 }
 
 #[tokio::test]

@@ -395,12 +395,17 @@ impl Window {
         let for_batch = token.clone();
         if joined + 1 < self.size {
             self.open = Some((id, token, joined + 1));
+        } else {
+            // The reader's own handle: it adds nothing more, its batches decide.
+            token.delivered();
         }
         (id, for_batch)
     }
 
     /// No more emits join this window: its token is released once its batches are.
     fn close(&mut self) {
-        self.open = None;
+        if let Some((_, token, _)) = self.open.take() {
+            token.delivered();
+        }
     }
 }

@@ -74,12 +74,15 @@ impl Consumer for Recorder {
         if self.refuse.load(Ordering::SeqCst) > 0 {
             self.refuse.fetch_sub(1, Ordering::SeqCst);
             self.refused.fetch_add(1, Ordering::SeqCst);
+            batch.dropped();
             return Err(ConsumeError::Full);
         }
-        if let Some(held) = self.hold.lock().unwrap().as_mut() {
-            held.extend(batch.ctx.acks.iter().cloned());
+        let Batch { payload, ctx } = batch;
+        match self.hold.lock().unwrap().as_mut() {
+            Some(held) => held.extend(ctx.acks),
+            None => ctx.delivered(),
         }
-        let Payload::Logs(rl) = batch.payload else {
+        let Payload::Logs(rl) = payload else {
             panic!("logs expected")
         };
         let mut got = self.got.lock().unwrap();
@@ -107,6 +110,13 @@ impl Consumer for Recorder {
 }
 
 impl Recorder {
+    /// Resolves the held tokens as delivered and holds no more.
+    fn release(&self) {
+        for token in self.hold.lock().unwrap().take().into_iter().flatten() {
+            token.delivered();
+        }
+    }
+
     fn got(&self) -> Vec<Got> {
         self.got.lock().unwrap().clone()
     }
@@ -422,7 +432,7 @@ async fn checkpoint_waits_for_the_acknowledgement() {
     let cp = common_read(&dir.join("storage/checkpoints.json"));
     assert!(cp.contains("\"offset\":0"), "not delivered yet: {cp}");
     // Delivered: the tokens go.
-    rec.hold.lock().unwrap().take();
+    rec.release();
     let deadline = Instant::now() + Duration::from_secs(10);
     let done = format!("\"offset\":{}", 10 * 9);
     while !common_read(&dir.join("storage/checkpoints.json")).contains(&done)
@@ -945,7 +955,7 @@ async fn records_held_downstream_are_bounded_by_max_in_flight_records() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(rx.rec.count(), 700);
     // Released: everything follows.
-    rec.hold.lock().unwrap().take();
+    rec.release();
     assert_eq!(rx.rec.wait_for(5000).await, 5000);
     rx.stop().await;
     assert_exactly(&rx.rec.bodies(), names("a", 0..5000));
