@@ -23,6 +23,8 @@ pub mod file;
 pub mod helper;
 pub mod otlp;
 pub mod otlphttp;
+pub mod prometheus;
+pub mod prometheusremotewrite;
 
 use pipeline_core::{Registry, RegistryError};
 
@@ -32,6 +34,8 @@ pub fn register(reg: &mut Registry) -> Result<(), RegistryError> {
     reg.add_exporter(otlphttp::Factory)?;
     reg.add_exporter(debug::Factory)?;
     reg.add_exporter(file::Factory)?;
+    reg.add_exporter(prometheus::Factory)?;
+    reg.add_exporter(prometheusremotewrite::Factory)?;
     Ok(())
 }
 

@@ -15,6 +15,8 @@ pub mod codec;
 mod config;
 mod exporter;
 mod health;
+pub mod http;
+pub mod prometheus;
 mod retry;
 pub use pipeline_core::rpc;
 mod sender;
