@@ -129,7 +129,15 @@ async fn receiver() -> (Arc<Receiver>, HttpServer) {
 }
 
 /// A receiver and an exporter writing to it, configured with fast retries and `extra`.
-async fn started(extra: serde_json::Value) -> (Arc<Receiver>, TestCtx, Arc<dyn ConsumerComponent>) {
+/// Keep the server: dropping it stops it.
+async fn started(
+    extra: serde_json::Value,
+) -> (
+    Arc<Receiver>,
+    TestCtx,
+    Arc<dyn ConsumerComponent>,
+    HttpServer,
+) {
     let (r, server) = receiver().await;
     let t = TestCtx::new("prometheusremotewrite");
     let x = start_exporter(&Factory, &t, config(&server, extra)).await;
