@@ -44,6 +44,9 @@ fn now_ns() -> u64 {
         .as_nanos() as u64
 }
 
+/// A label value with everything the text format must escape.
+const WEIRD_VALUE: &str = "quote\" backslash\\ newline\n tab\t ünïcode {}=,";
+
 fn metric(name: &str, description: &str, unit: &str, data: metric::Data) -> Metric {
     Metric {
         name: name.into(),
@@ -135,6 +138,24 @@ fn request(t: u64, requests_get: i64) -> ExportMetricsServiceRequest {
                             value: 0.9,
                         },
                     ],
+                    ..Default::default()
+                }],
+            }),
+        ),
+        // Hostile names and values: sanitised and escaped, never a broken page.
+        metric(
+            "weird.name-with spaces/ünïcode",
+            "Help with \\ backslash and\nnewline",
+            "By",
+            metric::Data::Gauge(Gauge {
+                data_points: vec![NumberDataPoint {
+                    attributes: vec![
+                        kv("bad key!", WEIRD_VALUE),
+                        kv("0digit", "x"),
+                        kv("_under", "y"),
+                    ],
+                    time_unix_nano: t,
+                    value: Some(number_data_point::Value::AsDouble(-0.5)),
                     ..Default::default()
                 }],
             }),
@@ -255,6 +276,13 @@ async fn assert_values(p: &Prometheus) {
         1.0,
     )
     .await;
+    let weird = p
+        .wait_for("weird_name_with_spaces_n_code_bytes", |r| r.len() == 1)
+        .await;
+    assert_eq!(weird[0].1, -0.5);
+    assert_eq!(weird[0].0["bad_key_"], WEIRD_VALUE);
+    assert_eq!(weird[0].0["key_0digit"], "x");
+    assert_eq!(weird[0].0["key_under"], "y");
 }
 
 #[tokio::test]

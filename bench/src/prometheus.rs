@@ -95,8 +95,7 @@ fn scrape_requests(t: u64) -> Vec<ExportMetricsServiceRequest> {
                             unit: "{request}".into(),
                             data: Some(metric::Data::Sum(Sum {
                                 data_points: points,
-                                aggregation_temporality: AggregationTemporality::Cumulative
-                                    as i32,
+                                aggregation_temporality: AggregationTemporality::Cumulative as i32,
                                 is_monotonic: true,
                             })),
                             ..Default::default()
@@ -129,13 +128,18 @@ async fn sample_lines(port: u16) -> Result<usize> {
         .await?;
     let mut text = String::new();
     s.read_to_string(&mut text).await?;
-    Ok(text.lines().filter(|l| l.starts_with("http_requests_total{")).count())
+    Ok(text
+        .lines()
+        .filter(|l| l.starts_with("http_requests_total{"))
+        .count())
 }
 
 async fn scrape_scenario(sightline: &str, sink_addr: SocketAddr) -> Result<()> {
     let port = free_port()?;
     let yaml = config(
-        &format!("exporters: {{ prometheus: {{ endpoint: '127.0.0.1:{port}', max_series: 200000 }} }}"),
+        &format!(
+            "exporters: {{ prometheus: {{ endpoint: '127.0.0.1:{port}', max_series: 200000 }} }}"
+        ),
         "    metrics: { receivers: [otlp], exporters: [prometheus] }",
     );
     let target = start_sightline(sightline, "prometheus-scrape", &yaml, sink_addr).await?;
@@ -157,7 +161,10 @@ async fn scrape_scenario(sightline: &str, sink_addr: SocketAddr) -> Result<()> {
     println!("|---|---|---|---|---|");
     let pid = target.child.id();
     for (name, accept) in [
-        ("sightline `prometheus` exporter, text 0.0.4", "text/plain;version=0.0.4"),
+        (
+            "sightline `prometheus` exporter, text 0.0.4",
+            "text/plain;version=0.0.4",
+        ),
         (
             "sightline `prometheus` exporter, OpenMetrics 1.0",
             "application/openmetrics-text;version=1.0.0",
@@ -351,8 +358,9 @@ async fn remote_write_scenario(sightline: &str, sink: &Sink, sink_addr: SocketAd
     let samples = Arc::new(AtomicU64::new(0));
     let rw_addr = serve_remote_write(Arc::clone(&samples)).await?;
     let t0 = now_ns();
-    let requests: Vec<ExportMetricsServiceRequest> =
-        (0..RW_REQUESTS).map(|i| rw_request(t0 + i * 1_000_000)).collect();
+    let requests: Vec<ExportMetricsServiceRequest> = (0..RW_REQUESTS)
+        .map(|i| rw_request(t0 + i * 1_000_000))
+        .collect();
     let total = RW_SAMPLES_PER_REQUEST * RW_REQUESTS;
     println!();
     println!("| process | samples | CPU s | samples per CPU-second | peak RSS MiB |");
@@ -368,8 +376,16 @@ async fn remote_write_scenario(sightline: &str, sink: &Sink, sink_addr: SocketAd
         "    metrics: { receivers: [otlp], exporters: [otlp] }",
     );
     for (name, yaml, remote) in [
-        ("sightline (otlp -> prometheusremotewrite, 4 shards)", remote_write, true),
-        ("baseline: sightline (otlp -> otlp, the same points forwarded)", forward, false),
+        (
+            "sightline (otlp -> prometheusremotewrite, 4 shards)",
+            remote_write,
+            true,
+        ),
+        (
+            "baseline: sightline (otlp -> otlp, the same points forwarded)",
+            forward,
+            false,
+        ),
     ] {
         let target = start_sightline(sightline, name, &yaml, sink_addr).await?;
         let mut client = MetricsServiceClient::connect(target.url.clone())

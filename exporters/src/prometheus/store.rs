@@ -56,7 +56,11 @@ pub(crate) struct SeriesStore {
     deltas: DeltaToCumulative,
     translation: TranslationConfig,
     warned: HashSet<String>,
+    last_expiry: Instant,
 }
+
+/// A fold sweeps for expired series at most this often (a scrape always does).
+const FOLD_EXPIRY_EVERY: Duration = Duration::from_secs(1);
 
 impl SeriesStore {
     pub(crate) fn new(
@@ -73,6 +77,7 @@ impl SeriesStore {
             deltas: DeltaToCumulative::new(max_series, expiration),
             translation,
             warned: HashSet::new(),
+            last_expiry: Instant::now(),
         }
     }
 
@@ -84,7 +89,11 @@ impl SeriesStore {
     /// Folds a metrics payload in: delta points become running totals, then every point
     /// replaces its series' previous one (unless it is older).
     pub(crate) fn fold(&mut self, payload: &mut [ResourceMetrics], now: Instant) -> FoldOutcome {
-        self.expire(now);
+        // A full sweep per batch would cost O(series) each; once a second is enough to free
+        // room for new series.
+        if now.saturating_duration_since(self.last_expiry) >= FOLD_EXPIRY_EVERY {
+            self.expire(now);
+        }
         let mut outcome = FoldOutcome::default();
         let over = self.deltas.convert(payload);
         if over > 0 {
@@ -103,6 +112,7 @@ impl SeriesStore {
 
     /// Removes series not updated within `metric_expiration`, and emptied families.
     pub(crate) fn expire(&mut self, now: Instant) {
+        self.last_expiry = now;
         if self.expiration.is_zero() {
             return;
         }
