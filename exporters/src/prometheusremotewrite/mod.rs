@@ -4,17 +4,20 @@
 //! histograms are turned into running totals first (`exporter.rs`), then the batch waits in
 //! the exporter helper's queue ([`crate::helper::QueuedExporter`]: timeout, retries with
 //! back-off honouring `Retry-After`, counting, health). One worker takes batches in order;
-//! `sender.rs` translates each with the shared OpenTelemetry-to-Prometheus rules
+//! `encode.rs` translates each with the shared OpenTelemetry-to-Prometheus rules
 //! ([`crate::helper::prometheus`]) into time series (labels sorted, samples in timestamp
 //! order), spreads them over `num_shards` by label hash so no shard reorders a series, and
 //! POSTs each shard's `WriteRequest`s (`proto.rs`, at most `max_batch_size_bytes` each)
 //! snappy-compressed with the remote-write headers. 5xx and 429 are retried; other 4xx drop
 //! the batch, counted, with the server's message logged.
 //!
-//! Files: `config.rs` (keys), `proto.rs` (the messages), `sender.rs` (series, shards,
-//! requests, answers), `exporter.rs` (delta totals, lifecycle), `tests.rs`.
+//! Files: `config.rs` (keys), `proto.rs` (the messages, for decoding and the benchmark's
+//! baseline), `encode.rs` (series, shards, request bodies as protobuf bytes), `sender.rs`
+//! (compression, parallel shards, answers), `exporter.rs` (delta totals, lifecycle),
+//! `tests.rs`.
 
 mod config;
+mod encode;
 mod exporter;
 mod proto;
 mod sender;
@@ -30,9 +33,10 @@ use pipeline_core::{
 use serde_json::Value;
 
 pub use config::{RemoteWriteConfig, RemoteWriteQueueConfig, TargetInfo};
+pub use encode::{RequestLayout, Requests, build_requests};
 pub use exporter::{DELTA_EXPIRY, MAX_DELTA_SERIES, RemoteWriteExporter};
 pub use proto::{Label, Sample, TimeSeries, WriteRequest};
-pub use sender::{RequestLayout, Requests, VERSION_HEADER, build_requests, encode_request};
+pub use sender::{VERSION_HEADER, encode_request};
 
 /// Builds `prometheusremotewrite` exporters.
 #[derive(Debug, Clone, Copy, Default)]

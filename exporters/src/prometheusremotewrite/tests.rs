@@ -346,3 +346,85 @@ async fn delta_sums_are_sent_as_running_totals() {
     );
     x.shutdown(in_secs(5.0)).await.unwrap();
 }
+
+fn layout(shards: usize) -> super::RequestLayout {
+    super::RequestLayout {
+        translation: crate::helper::prometheus::TranslationConfig {
+            add_metric_suffixes: true,
+            ..Default::default()
+        },
+        target_info: true,
+        num_shards: shards,
+        max_request_bytes: 3_000_000,
+    }
+}
+
+fn decode_all(r: &super::Requests) -> Vec<super::TimeSeries> {
+    r.shards
+        .iter()
+        .flatten()
+        .flat_map(|body| WriteRequest::decode(body.as_slice()).unwrap().timeseries)
+        .collect()
+}
+
+#[test]
+fn bodies_are_write_requests_with_labels_in_byte_order() {
+    use crate::helper::testutil::metrics::{histogram, kv};
+    let mut h = histogram("h", vec![1; 9], 2.0, 1000);
+    if let Some(pipeline_core::proto::tonic::metrics::v1::metric::Data::Histogram(d)) = &mut h.data
+    {
+        // Uppercase sorts before `__name__`, `lz` after `le`.
+        d.data_points[0].attributes = vec![kv("Zone", "z"), kv("a", "1"), kv("lz", "2")];
+    }
+    let r = super::build_requests(&[resource("svc", vec![h])], &layout(3));
+    let series = decode_all(&r);
+    // 9 buckets, sum, count, target_info.
+    assert_eq!(series.len(), 12);
+    assert_eq!(r.samples, 12);
+    for ts in &series {
+        let names: Vec<&str> = ts.labels.iter().map(|l| l.name.as_str()).collect();
+        assert!(names.windows(2).all(|w| w[0] < w[1]), "{names:?}");
+        assert!(names.contains(&"__name__"));
+    }
+    let bucket = series
+        .iter()
+        .find(|t| t.labels.iter().any(|l| l.name == "le" && l.value == "0.1"))
+        .unwrap();
+    let names: Vec<&str> = bucket.labels.iter().map(|l| l.name.as_str()).collect();
+    assert_eq!(names, ["Zone", "__name__", "a", "job", "le", "lz"]);
+    assert_eq!(bucket.labels[1].value, "h_seconds_bucket");
+    assert_eq!(bucket.samples[0].value, 3.0);
+    assert_eq!(bucket.samples[0].timestamp, 1000);
+}
+
+#[test]
+fn repeated_series_are_grouped_in_time_order_one_sample_per_timestamp() {
+    let point = |v: i64, t: u64| resource("svc", vec![counter("c", &[("GET", v)], t)]);
+    let rm = vec![
+        point(3, 3000),
+        point(1, 1000),
+        point(2, 2000),
+        point(9, 2000),
+    ];
+    let r = super::build_requests(&rm, &layout(2));
+    let series = decode_all(&r);
+    let c: Vec<_> = series
+        .iter()
+        .filter(|t| t.labels.iter().any(|l| l.value == "c_total"))
+        .collect();
+    assert_eq!(c.len(), 1, "{series:?}");
+    let samples: Vec<(i64, f64)> = c[0]
+        .samples
+        .iter()
+        .map(|s| (s.timestamp, s.value))
+        .collect();
+    // The later point of the batch wins at 2000.
+    assert_eq!(samples, vec![(1000, 1.0), (2000, 9.0), (3000, 3.0)]);
+    // target_info too: once per timestamp.
+    let info: Vec<_> = series
+        .iter()
+        .filter(|t| t.labels.iter().any(|l| l.value == "target_info"))
+        .collect();
+    assert_eq!(info.len(), 1);
+    assert_eq!(info[0].samples.len(), 3);
+}

@@ -18,6 +18,17 @@ pub fn sanitize_metric_name(name: &str) -> String {
 /// gets `key_` before it and a single leading `_` gets `key` (names starting with `__` are
 /// Prometheus's own and kept).
 pub fn sanitize_label_name(key: &str) -> String {
+    let bytes = key.as_bytes();
+    let valid = bytes
+        .first()
+        .is_some_and(|b| b.is_ascii_alphabetic() || *b == b'_')
+        && (bytes[0] != b'_' || bytes.get(1) == Some(&b'_'))
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'_');
+    if valid {
+        return key.to_string();
+    }
     let mut out: String = key
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
