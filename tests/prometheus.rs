@@ -19,7 +19,6 @@ use common::*;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::metrics::v1::{
     AggregationTemporality, Exemplar, Gauge, Histogram, HistogramDataPoint, Metric,
     NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, Summary, SummaryDataPoint, exemplar,
@@ -27,15 +26,7 @@ use opentelemetry_proto::tonic::metrics::v1::{
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
 
-fn kv(key: &str, value: &str) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(value.into())),
-        }),
-        ..Default::default()
-    }
-}
+use pipeline_core::attributes::string as kv;
 
 fn now_ns() -> u64 {
     SystemTime::now()
@@ -420,6 +411,11 @@ async fn remote_write_loses_nothing_while_prometheus_restarts() {
     );
 }
 
+/// Every label name in a query result.
+fn label_names(r: &[common::prometheus::Series]) -> BTreeSet<String> {
+    r.iter().flat_map(|(l, _)| l.keys().cloned()).collect()
+}
+
 #[tokio::test]
 async fn seed_red_series_and_host_series_are_queryable_by_name() {
     let ports = Ports::new();
@@ -453,51 +449,27 @@ service:
     let mut traces = TraceServiceClient::connect(s.grpc_url()).await.unwrap();
     traces.export(traces_request(1, 20)).await.unwrap();
 
-    let label_names = |r: &[common::prometheus::Series]| -> BTreeSet<String> {
-        r.iter().flat_map(|(l, _)| l.keys().cloned()).collect()
-    };
     let names =
         |list: &[&str]| -> BTreeSet<String> { list.iter().map(|s| s.to_string()).collect() };
     // Exactly the seed's labels, plus Prometheus's own job and instance.
-    let r = p
-        .wait_for(r#"http_requests_total{service="api-service"}"#, |r| {
-            r.iter().map(|(_, v)| v).sum::<f64>() == 20.0
-        })
-        .await;
-    assert_eq!(
-        label_names(&r),
+    let seed_labels = |last: &str| {
         names(&[
-            "__name__",
-            "job",
-            "instance",
-            "service",
-            "method",
-            "endpoint",
-            "status_code"
+            "__name__", "job", "instance", "service", "method", "endpoint", last,
         ])
-    );
+    };
+    let requests = p
+        .wait_for_sum(r#"http_requests_total{service="api-service"}"#, 20.0)
+        .await;
+    assert_eq!(label_names(&requests), seed_labels("status_code"));
     p.wait_value(
         r#"http_requests_total{service="api-service",method="GET",endpoint="/api/users/{id}",status_code="500"}"#,
         2.0,
     )
     .await;
-    let r = p
-        .wait_for(r#"http_errors_total{service="api-service"}"#, |r| {
-            r.iter().map(|(_, v)| v).sum::<f64>() == 2.0
-        })
+    let errors = p
+        .wait_for_sum(r#"http_errors_total{service="api-service"}"#, 2.0)
         .await;
-    assert_eq!(
-        label_names(&r),
-        names(&[
-            "__name__",
-            "job",
-            "instance",
-            "service",
-            "method",
-            "endpoint",
-            "error_type"
-        ])
-    );
+    assert_eq!(label_names(&errors), seed_labels("error_type"));
     let r = p
         .wait_for(
             r#"http_request_duration_seconds_bucket{service="api-service"}"#,
@@ -509,12 +481,7 @@ service:
         les,
         names(&["0.01", "0.05", "0.1", "0.5", "1", "2.5", "5", "10", "+Inf"])
     );
-    assert_eq!(
-        label_names(&r),
-        names(&[
-            "__name__", "job", "instance", "service", "method", "endpoint", "le"
-        ])
-    );
+    assert_eq!(label_names(&r), seed_labels("le"));
     // Every span took 45ms: all in the 0.05 bucket and above.
     p.wait_value(
         r#"http_request_duration_seconds_bucket{service="api-service",le="0.05"}"#,

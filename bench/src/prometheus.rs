@@ -21,7 +21,6 @@ use anyhow::{Context, Result, bail};
 use exporters::prometheusremotewrite::{RequestLayout, WriteRequest, build_requests};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::metrics::v1::{
     AggregationTemporality, Histogram, HistogramDataPoint, Metric, NumberDataPoint,
     ResourceMetrics, ScopeMetrics, Sum, metric, number_data_point,
@@ -42,15 +41,7 @@ const CODES: [&str; 10] = [
 const SERIES: usize = SERVICES * METHODS.len() * ENDPOINTS * CODES.len();
 const SCRAPES: u32 = 20;
 
-fn kv(key: &str, value: &str) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(value.into())),
-        }),
-        ..Default::default()
-    }
-}
+use pipeline_core::attributes::string as kv;
 
 fn now_ns() -> u64 {
     SystemTime::now()
@@ -71,7 +62,7 @@ fn scrape_requests(t: u64) -> Vec<ExportMetricsServiceRequest> {
                         points.push(NumberDataPoint {
                             attributes: vec![
                                 kv("method", m),
-                                kv("endpoint", &format!("/api/v1/resource{e}/{{id}}")),
+                                kv("endpoint", format!("/api/v1/resource{e}/{{id}}")),
                                 kv("status_code", c),
                             ],
                             start_time_unix_nano: t - 1_000_000_000,
@@ -85,7 +76,7 @@ fn scrape_requests(t: u64) -> Vec<ExportMetricsServiceRequest> {
             ExportMetricsServiceRequest {
                 resource_metrics: vec![ResourceMetrics {
                     resource: Some(Resource {
-                        attributes: vec![kv("service.name", &format!("service-{s}"))],
+                        attributes: vec![kv("service.name", format!("service-{s}"))],
                         ..Default::default()
                     }),
                     scope_metrics: vec![ScopeMetrics {
@@ -244,7 +235,7 @@ fn rw_request(t: u64) -> ExportMetricsServiceRequest {
         .map(|i| NumberDataPoint {
             attributes: vec![
                 kv("method", METHODS[i % 4]),
-                kv("endpoint", &format!("/api/v1/resource{}/{{id}}", i / 4)),
+                kv("endpoint", format!("/api/v1/resource{}/{{id}}", i / 4)),
                 kv("status_code", "200"),
             ],
             start_time_unix_nano: t - 1_000_000_000,
@@ -257,7 +248,7 @@ fn rw_request(t: u64) -> ExportMetricsServiceRequest {
         .map(|i| HistogramDataPoint {
             attributes: vec![
                 kv("method", METHODS[i % 4]),
-                kv("endpoint", &format!("/api/v1/resource{}/{{id}}", i / 4)),
+                kv("endpoint", format!("/api/v1/resource{}/{{id}}", i / 4)),
             ],
             start_time_unix_nano: t - 1_000_000_000,
             time_unix_nano: t,

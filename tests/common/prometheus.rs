@@ -174,6 +174,12 @@ impl Prometheus {
         }
     }
 
+    /// The series of `promql` once their values add up to `want`.
+    pub async fn wait_for_sum(&self, promql: &str, want: f64) -> Vec<Series> {
+        self.wait_for(promql, |r| r.iter().map(|(_, v)| v).sum::<f64>() == want)
+            .await
+    }
+
     /// The one value of `promql` once it equals `want`.
     pub async fn wait_value(&self, promql: &str, want: f64) {
         self.wait_for(promql, |r| r.len() == 1 && r[0].1 == want)

@@ -194,7 +194,7 @@ impl TestCert {
 
 /// OTLP metrics for the Prometheus exporters' tests.
 pub(crate) mod metrics {
-    use pipeline_core::proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+    use pipeline_core::proto::tonic::common::v1::KeyValue;
     use pipeline_core::proto::tonic::metrics::v1::{
         AggregationTemporality, Exemplar, Gauge, Histogram, HistogramDataPoint, Metric,
         NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, Summary, SummaryDataPoint, exemplar,
@@ -203,15 +203,7 @@ pub(crate) mod metrics {
     use pipeline_core::proto::tonic::resource::v1::Resource;
     use pipeline_core::{Batch, Payload};
 
-    pub(crate) fn kv(key: &str, value: &str) -> KeyValue {
-        KeyValue {
-            key: key.into(),
-            value: Some(AnyValue {
-                value: Some(any_value::Value::StringValue(value.into())),
-            }),
-            ..Default::default()
-        }
-    }
+    pub(crate) use pipeline_core::attributes::string as kv;
 
     /// A resource of service `service` holding `metrics`.
     pub(crate) fn resource(service: &str, metrics: Vec<Metric>) -> ResourceMetrics {
@@ -254,7 +246,7 @@ pub(crate) mod metrics {
                     .iter()
                     .map(|(m, v)| {
                         let mut p = number(
-                            vec![kv("method", m)],
+                            vec![kv("method", *m)],
                             number_data_point::Value::AsInt(*v),
                             t_ms,
                         );

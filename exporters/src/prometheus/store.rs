@@ -2,8 +2,9 @@
 //!
 //! Batches are folded in by [`SeriesStore::fold`] (delta points made cumulative first, then
 //! translated); every scrape renders it with [`super::text`]. A family keeps the type it
-//! was first seen with: points of another type under the same name are dropped and
-//! counted (`name_conflict`), never mixed into a malformed page. At most `max_series`
+//! was first seen with: points of another type under the same name (or under a name that
+//! would repeat a family in OpenMetrics: a gauge `x` beside a counter `x_total`) are
+//! dropped and counted (`name_conflict`), never mixed into a malformed page. At most `max_series`
 //! series (including `target_info` ones) are held; points of new series beyond that are
 //! dropped and counted (`max_series`). A series not updated for `metric_expiration`
 //! disappears at the next scrape or fold.
@@ -130,6 +131,27 @@ impl SeriesStore {
         self.series -= removed;
     }
 
+    /// The kind of an existing family that a new `family` would clash with on a page: in
+    /// OpenMetrics a counter `x_total` is the family `x`, so a gauge `x` beside it would
+    /// repeat `# TYPE x`; `target_info` (OpenMetrics family `target`) is ours.
+    fn clash(&self, family: &Family) -> Option<Kind> {
+        let om = om_family(&family.name, family.kind);
+        if family.name == "target_info" || om == "target" {
+            return Some(Kind::Gauge);
+        }
+        if family.kind == Kind::Counter && om != family.name {
+            return self.families.get(om).map(|e| e.kind);
+        }
+        if family.kind != Kind::Counter {
+            return self
+                .families
+                .get(&format!("{}_total", family.name))
+                .filter(|e| e.kind == Kind::Counter)
+                .map(|e| e.kind);
+        }
+        None
+    }
+
     fn conflict(&mut self, name: &str, had: Kind, got: Kind) {
         if self.warned.len() < MAX_WARNED && self.warned.insert(name.to_string()) {
             tracing::warn!(
@@ -140,6 +162,15 @@ impl SeriesStore {
                  points of the later one (counted as dropped, reason name_conflict)"
             );
         }
+    }
+}
+
+/// The OpenMetrics family name of a metric: a counter's without `_total`.
+pub(crate) fn om_family(name: &str, kind: Kind) -> &str {
+    if kind == Kind::Counter {
+        name.strip_suffix("_total").unwrap_or(name)
+    } else {
+        name
     }
 }
 
@@ -170,6 +201,13 @@ impl Sink for Folding<'_> {
     fn point(&mut self, family: &Family, mut point: Point) {
         let store = &mut *self.store;
         let full = store.series >= store.max_series;
+        if !store.families.contains_key(&family.name)
+            && let Some(had) = store.clash(family)
+        {
+            store.conflict(&family.name, had, family.kind);
+            self.drop_points(1, NAME_CONFLICT);
+            return;
+        }
         let entry = match store.families.get_mut(&family.name) {
             Some(entry) if entry.kind != family.kind => {
                 let had = entry.kind;

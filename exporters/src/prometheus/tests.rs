@@ -195,6 +195,29 @@ async fn a_name_taken_by_another_type_is_skipped_and_counted() {
 }
 
 #[tokio::test]
+async fn a_gauge_beside_a_counter_of_its_openmetrics_name_is_skipped() {
+    use pipeline_core::Consumer;
+    let t = TestCtx::new("prometheus");
+    let x = exporter(&t, json!({}));
+    // Counter `jobs` -> `jobs_total`, OpenMetrics family `jobs`; a gauge `jobs` and one
+    // called `target_info` would repeat a family.
+    let mut g = gauge("jobs", 5.0, 1000);
+    g.unit = String::new();
+    let mut info = gauge("target_info", 1.0, 1000);
+    info.unit = String::new();
+    x.consume(batch(vec![resource(
+        "svc",
+        vec![counter("jobs", &[("GET", 3)], 1000), g, info],
+    )]))
+    .await
+    .unwrap();
+    let page = x.render(Format::OpenMetrics);
+    assert_eq!(page.matches("# TYPE jobs ").count(), 1, "{page}");
+    assert_eq!(page.matches("# TYPE target ").count(), 1, "{page}");
+    assert_eq!(t.dropped("metrics", "name_conflict"), 2.0);
+}
+
+#[tokio::test]
 async fn max_series_bounds_the_table_and_counts_drops() {
     use pipeline_core::Consumer;
     let t = TestCtx::new("prometheus");

@@ -12,7 +12,7 @@
 use crate::helper::prometheus::naming::{escape_help, escape_label_value, write_float};
 use crate::helper::prometheus::{Exemplar, Kind, Labels, Point, Sample};
 
-use super::store::SeriesStore;
+use super::store::{SeriesStore, om_family};
 
 /// `Content-Type` of the 0.0.4 text format.
 pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -54,8 +54,8 @@ pub(crate) fn render(store: &SeriesStore, format: Format) -> String {
     let mut out = String::with_capacity(store.series_count() * 96 + 256);
     let mut w = Writer { out: &mut out, om };
     for (name, family) in &store.families {
-        let family_name = if om && family.kind == Kind::Counter {
-            name.strip_suffix("_total").unwrap_or(name)
+        let family_name = if om {
+            om_family(name, family.kind)
         } else {
             name.as_str()
         };

@@ -23,15 +23,7 @@ use super::naming::{
 };
 use super::*;
 
-fn kv(key: &str, value: &str) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(value.into())),
-        }),
-        ..Default::default()
-    }
-}
+use pipeline_core::attributes::string as kv;
 
 fn number(attrs: Vec<KeyValue>, value: f64, t_ms: u64) -> NumberDataPoint {
     NumberDataPoint {
