@@ -50,6 +50,11 @@ impl Consumer for RemoteWriteExporter {
         if let Payload::Metrics(resource_metrics) = &mut batch.payload {
             let over = deltas.convert(resource_metrics);
             self.telemetry.dropped(Signal::Metrics, over, MAX_SERIES);
+            if over > 0 && batch.item_count() == 0 {
+                // Nothing left to send: the batch ends here, counted.
+                batch.dropped();
+                return Ok(());
+            }
         }
         self.queued.consume(batch).await
     }
