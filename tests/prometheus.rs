@@ -355,8 +355,37 @@ async fn remote_write_delivers_the_same_values() {
         ),
     );
     let s = Sightline::start(&yaml, ports).await;
-    send(&s, request(now_ns(), 42)).await;
+    let now = now_ns();
+    send(&s, request(now, 42)).await;
     assert_values(&p).await;
+    // Older samples for the same series: Prometheus answers 400 (out of order); the batch
+    // is dropped and counted, not retried, and the stored values stay.
+    send(&s, request(now - 600_000_000_000, 1)).await;
+    let deadline = std::time::Instant::now() + DEADLINE;
+    loop {
+        let page = s.metrics().await;
+        let rejected: f64 = page
+            .lines()
+            .filter(|l| {
+                l.starts_with("sightline_component_items_dropped_total")
+                    && l.contains("reason=\"rejected\"")
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        // The six data points of the request.
+        if rejected == 6.0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "rejected {rejected}:\n{page}\n{}",
+            s.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(s.logs().contains("out of order"), "{}", s.logs());
+    p.wait_value(r#"http_requests_total{job="checkout",method="GET"}"#, 42.0)
+        .await;
 }
 
 #[tokio::test]
