@@ -111,6 +111,10 @@ fn broken_configs_print_every_error() {
             &["two listeners cannot share a port"],
         ),
         (
+            "receivers: { otlp: { protocols: { grpc: { endpoint: '0.0.0.0:8889' } } } }\nexporters: { prometheus: {} }\nservice: { pipelines: { metrics: { receivers: [otlp], exporters: [prometheus] } } }",
+            &["two listeners cannot share a port"],
+        ),
+        (
             "receivers: { otlp: { protocols: { grpc: {} } } }\nexporters: { debug: {} }\nservice: { pipelines: { traces: { receivers: [otlp], exporters: [debug] } }, telemetri: {} }",
             &["service", "did you mean \"telemetry\""],
         ),
@@ -191,6 +195,8 @@ fn components_lists_every_family() {
         "otlphttp",
         "debug",
         "file",
+        "prometheus",
+        "prometheusremotewrite",
         "connector",
         "forward",
         "traces->traces",

@@ -13,11 +13,15 @@
 //! seed-style JSON lines read from a file through `filelog -> batch -> otlp` (parser none and
 //! json) against `wc -l` and a read-and-split child (`sightline-bench split-lines FILE`).
 //! `request_id`: logs through `otlp -> request_id -> batch -> otlp` with 100,000 live request
-//! IDs against the same pipeline without it, and memory per entry with a million entries. `sightline-bench baseline LISTEN FORWARD` is that forwarder.
+//! IDs against the same pipeline without it, and memory per entry with a million entries.
+//! `prometheus`: CPU per scrape of 100,000 series from the `prometheus` exporter against the
+//! `prometheus` crate's text encoder, and remote-write samples per CPU-second against the
+//! same points forwarded as OTLP and against the raw encoding of the same requests. `sightline-bench baseline LISTEN FORWARD` is that forwarder.
 
 mod filelog;
 mod harness;
 mod hostmetrics;
+mod prometheus;
 mod redaction;
 mod request_id;
 mod sli;
@@ -94,6 +98,7 @@ fn main() -> Result<()> {
             "redaction" => redaction::run(&o).await,
             "request_id" => request_id::run(&o.sightline, o.duration, o.rate, o.concurrency).await,
             "sli" => sli::run(&o.sightline, o.duration, o.rate, o.concurrency).await,
+            "prometheus" => prometheus::run(&o.sightline).await,
             other => bail!("unknown scenario {other}"),
         }
     })

@@ -8,13 +8,17 @@
 //! |------------|------------------------------------------------------|--------------------|
 //! | `otlp`     | an OTLP/gRPC backend                                 | [`otlp`]           |
 //! | `otlphttp` | an OTLP/HTTP backend (protobuf or JSON)              | [`otlphttp`]       |
+//! | `prometheus` | a `/metrics` endpoint Prometheus scrapes           | [`prometheus`]     |
+//! | `prometheusremotewrite` | a Prometheus remote-write endpoint      | [`prometheusremotewrite`] |
 //! | `debug`    | stderr, one line per batch or the batch as OTLP/JSON | [`debug`]          |
 //! | `file`     | a file, one OTLP/JSON export request per line        | [`file`](mod@file) |
 //!
 //! The network exporters share [`helper`]: the `timeout`, `retry_on_failure` and
 //! `sending_queue` settings of the OpenTelemetry Collector's exporter helper, the queue
 //! workers, the retry loop, health reporting and the OTLP encoding. A plugin crate can build
-//! its own exporter on [`helper::QueuedExporter`] by implementing [`helper::Sender`].
+//! its own exporter on [`helper::QueuedExporter`] by implementing [`helper::Sender`]. The two
+//! Prometheus exporters share the OpenTelemetry-to-Prometheus translation in
+//! [`helper::prometheus`].
 
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
@@ -23,15 +27,20 @@ pub mod file;
 pub mod helper;
 pub mod otlp;
 pub mod otlphttp;
+pub mod prometheus;
+pub mod prometheusremotewrite;
 
 use pipeline_core::{Registry, RegistryError};
 
-/// Registers every built-in exporter: `otlp`, `otlphttp`, `debug` and `file`.
+/// Registers every built-in exporter: `otlp`, `otlphttp`, `debug`, `file`, `prometheus` and
+/// `prometheusremotewrite`.
 pub fn register(reg: &mut Registry) -> Result<(), RegistryError> {
     reg.add_exporter(otlp::Factory)?;
     reg.add_exporter(otlphttp::Factory)?;
     reg.add_exporter(debug::Factory)?;
     reg.add_exporter(file::Factory)?;
+    reg.add_exporter(prometheus::Factory)?;
+    reg.add_exporter(prometheusremotewrite::Factory)?;
     Ok(())
 }
 
@@ -41,10 +50,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn registers_all_four() {
+    fn registers_all() {
         let mut reg = Registry::new();
         register(&mut reg).unwrap();
-        for name in ["otlp", "otlphttp", "debug", "file"] {
+        for name in [
+            "otlp",
+            "otlphttp",
+            "debug",
+            "file",
+            "prometheus",
+            "prometheusremotewrite",
+        ] {
             assert!(reg.exporter(name).is_some(), "{name} missing");
         }
         assert!(register(&mut reg).is_err(), "registering twice must fail");

@@ -41,6 +41,8 @@ use opentelemetry_proto::tonic::metrics::v1::{
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span};
 
+pub mod prometheus;
+
 pub const DEADLINE: Duration = Duration::from_secs(20);
 
 static NEXT_PORT: AtomicUsize = AtomicUsize::new(0);

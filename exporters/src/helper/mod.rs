@@ -17,6 +17,8 @@ pub mod codec;
 mod config;
 mod exporter;
 mod health;
+pub mod http;
+pub mod prometheus;
 mod redact;
 mod retry;
 pub use pipeline_core::rpc;

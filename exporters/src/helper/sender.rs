@@ -72,6 +72,26 @@ impl SendError {
         }
     }
 
+    /// The same error with `prefix: ` before its reason (the request it is about).
+    pub fn prefixed(self, prefix: impl std::fmt::Display) -> SendError {
+        match self {
+            SendError::Retryable {
+                reason,
+                retry_after,
+            } => SendError::Retryable {
+                reason: format!("{prefix}: {reason}"),
+                retry_after,
+            },
+            SendError::Permanent {
+                reason,
+                health_permanent,
+            } => SendError::Permanent {
+                reason: format!("{prefix}: {reason}"),
+                health_permanent,
+            },
+        }
+    }
+
     /// The reason text.
     pub fn reason(&self) -> &str {
         match self {

@@ -48,6 +48,14 @@ impl TestCtx {
         )
     }
 
+    /// Waits up to 10s until `items` of `signal` count as sent; whether they did.
+    pub(crate) async fn wait_sent(&self, signal: &str, items: f64) -> bool {
+        eventually(Duration::from_secs(10), || async {
+            self.sent(signal) == items
+        })
+        .await
+    }
+
     pub(crate) fn dropped(&self, signal: &str, reason: &str) -> f64 {
         self.metric(
             "sightline_component_items_dropped_total",
@@ -188,5 +196,175 @@ impl Acks {
     /// The outcomes so far.
     pub(crate) fn outcomes(&self) -> Vec<bool> {
         self.0.lock().unwrap().clone()
+    }
+}
+
+/// OTLP metrics for the Prometheus exporters' tests.
+pub(crate) mod metrics {
+    use pipeline_core::proto::tonic::common::v1::KeyValue;
+    use pipeline_core::proto::tonic::metrics::v1::{
+        AggregationTemporality, Exemplar, Gauge, Histogram, HistogramDataPoint, Metric,
+        NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, Summary, SummaryDataPoint, exemplar,
+        metric, number_data_point, summary_data_point::ValueAtQuantile,
+    };
+    use pipeline_core::proto::tonic::resource::v1::Resource;
+    use pipeline_core::{Batch, Payload};
+
+    pub(crate) use pipeline_core::attributes::string as kv;
+
+    /// A resource of service `service` holding `metrics`.
+    pub(crate) fn resource(service: &str, metrics: Vec<Metric>) -> ResourceMetrics {
+        ResourceMetrics {
+            resource: Some(Resource {
+                attributes: vec![kv("service.name", service), kv("host.name", "node-1")],
+                ..Default::default()
+            }),
+            scope_metrics: vec![ScopeMetrics {
+                metrics,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    pub(crate) fn batch(resources: Vec<ResourceMetrics>) -> Batch {
+        Batch::new(Payload::Metrics(resources))
+    }
+
+    fn number(attrs: Vec<KeyValue>, value: number_data_point::Value, t_ms: u64) -> NumberDataPoint {
+        NumberDataPoint {
+            attributes: attrs,
+            start_time_unix_nano: 1_700_000_000_000_000_000,
+            time_unix_nano: t_ms * 1_000_000,
+            value: Some(value),
+            ..Default::default()
+        }
+    }
+
+    /// `http.requests` (monotonic cumulative sum, `{request}`) with one point per
+    /// `(method, value)`.
+    pub(crate) fn counter(name: &str, points: &[(&str, i64)], t_ms: u64) -> Metric {
+        Metric {
+            name: name.into(),
+            description: "Total HTTP requests".into(),
+            unit: "{request}".into(),
+            data: Some(metric::Data::Sum(Sum {
+                data_points: points
+                    .iter()
+                    .map(|(m, v)| {
+                        let mut p = number(
+                            vec![kv("method", *m)],
+                            number_data_point::Value::AsInt(*v),
+                            t_ms,
+                        );
+                        p.exemplars = vec![Exemplar {
+                            trace_id: vec![0x11; 16],
+                            span_id: vec![0x22; 8],
+                            value: Some(exemplar::Value::AsInt(1)),
+                            time_unix_nano: t_ms * 1_000_000,
+                            ..Default::default()
+                        }];
+                        p
+                    })
+                    .collect(),
+                aggregation_temporality: AggregationTemporality::Cumulative as i32,
+                is_monotonic: true,
+            })),
+            ..Default::default()
+        }
+    }
+
+    /// A gauge in bytes.
+    pub(crate) fn gauge(name: &str, value: f64, t_ms: u64) -> Metric {
+        Metric {
+            name: name.into(),
+            description: "Memory in use".into(),
+            unit: "By".into(),
+            data: Some(metric::Data::Gauge(Gauge {
+                data_points: vec![number(
+                    vec![kv("state", "used")],
+                    number_data_point::Value::AsDouble(value),
+                    t_ms,
+                )],
+            })),
+            ..Default::default()
+        }
+    }
+
+    /// A histogram in seconds with the seed's buckets: observations counted per bucket.
+    pub(crate) fn histogram(name: &str, counts: Vec<u64>, sum: f64, t_ms: u64) -> Metric {
+        Metric {
+            name: name.into(),
+            description: "HTTP request duration".into(),
+            unit: "s".into(),
+            data: Some(metric::Data::Histogram(Histogram {
+                data_points: vec![HistogramDataPoint {
+                    attributes: vec![kv("endpoint", "/api/users/{id}")],
+                    start_time_unix_nano: 1_700_000_000_000_000_000,
+                    time_unix_nano: t_ms * 1_000_000,
+                    count: counts.iter().sum(),
+                    sum: Some(sum),
+                    bucket_counts: counts,
+                    explicit_bounds: vec![0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0],
+                    exemplars: vec![Exemplar {
+                        trace_id: vec![0xaa; 16],
+                        span_id: vec![0xbb; 8],
+                        value: Some(exemplar::Value::AsDouble(0.07)),
+                        time_unix_nano: t_ms * 1_000_000,
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                aggregation_temporality: AggregationTemporality::Cumulative as i32,
+            })),
+            ..Default::default()
+        }
+    }
+
+    /// A summary in seconds: p50 and p99.
+    pub(crate) fn summary(name: &str, p50: f64, p99: f64, t_ms: u64) -> Metric {
+        Metric {
+            name: name.into(),
+            description: "RPC latency".into(),
+            unit: "s".into(),
+            data: Some(metric::Data::Summary(Summary {
+                data_points: vec![SummaryDataPoint {
+                    start_time_unix_nano: 1_700_000_000_000_000_000,
+                    time_unix_nano: t_ms * 1_000_000,
+                    count: 40,
+                    sum: 12.5,
+                    quantile_values: vec![
+                        ValueAtQuantile {
+                            quantile: 0.5,
+                            value: p50,
+                        },
+                        ValueAtQuantile {
+                            quantile: 0.99,
+                            value: p99,
+                        },
+                    ],
+                    ..Default::default()
+                }],
+            })),
+            ..Default::default()
+        }
+    }
+
+    /// One of each kind for `service`, at `t_ms`.
+    pub(crate) fn all_kinds(service: &str, t_ms: u64) -> ResourceMetrics {
+        resource(
+            service,
+            vec![
+                counter("http.requests", &[("GET", 42), ("POST", 7)], t_ms),
+                gauge("system.memory.usage", 1024.0, t_ms),
+                histogram(
+                    "http.request.duration",
+                    vec![1, 2, 3, 0, 0, 0, 0, 0, 1],
+                    11.5,
+                    t_ms,
+                ),
+                summary("rpc.latency", 0.25, 0.9, t_ms),
+            ],
+        )
     }
 }

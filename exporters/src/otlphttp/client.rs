@@ -1,35 +1,19 @@
 //! Sending over OTLP/HTTP with hyper, and what HTTP answers mean for retries.
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::header::{CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
-use http::{HeaderMap, HeaderValue, Request, StatusCode, Uri};
-use http_body_util::{BodyExt, Full, Limited};
-use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use pipeline_core::{Batch, ComponentError, FieldError, PerSignal, Signal};
-use tokio::sync::OnceCell;
 
 use super::config::{Encoding, OtlpHttpConfig};
 use crate::helper::codec::{
     decode_response_json, decode_response_proto, encode_json, encode_proto,
 };
-use crate::helper::{
-    Compression, Delivered, SendError, Sender, TlsConfig, describe_error, redact_url,
-};
+pub(crate) use crate::helper::http::parse_retry_after;
+use crate::helper::http::{LazyClient, cut_detail};
+use crate::helper::{Compression, Delivered, SendError, Sender, redact_url};
 use pipeline_core::rpc::RpcStatus;
-
-type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
-
-/// Responses are small (a partial success, an error status); more than this is not read.
-const MAX_RESPONSE_BYTES: usize = 64 * 1024;
-
-/// Error details quoted in reasons are cut to this many characters.
-const MAX_DETAIL_CHARS: usize = 256;
 
 /// Posts export requests to the per-signal URLs.
 pub(crate) struct HttpSender {
@@ -38,8 +22,7 @@ pub(crate) struct HttpSender {
     encoding: Encoding,
     compression: Compression,
     headers: HeaderMap,
-    tls: TlsConfig,
-    client: OnceCell<HttpClient>,
+    client: LazyClient,
 }
 
 impl HttpSender {
@@ -68,27 +51,8 @@ impl HttpSender {
             encoding: config.encoding,
             compression: config.compression,
             headers,
-            tls: config.tls.clone(),
-            client: OnceCell::new(),
+            client: LazyClient::new(config.tls.clone()),
         })
-    }
-
-    async fn client(&self) -> Result<HttpClient, String> {
-        self.client
-            .get_or_try_init(|| async { self.build_client() })
-            .await
-            .cloned()
-    }
-
-    fn build_client(&self) -> Result<HttpClient, String> {
-        let tls = self.tls.rustls_client_config().map_err(|e| e.to_string())?;
-        let connector = HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .build();
-        Ok(Client::builder(TokioExecutor::new()).build(connector))
     }
 
     fn encode(&self, batch: &Batch) -> Result<Bytes, SendError> {
@@ -108,10 +72,7 @@ impl HttpSender {
 #[async_trait]
 impl Sender for HttpSender {
     async fn start(&self) -> Result<(), ComponentError> {
-        self.client()
-            .await
-            .map(|_| ())
-            .map_err(ComponentError::Other)
+        self.client.start().await
     }
 
     async fn send(&self, batch: &Batch) -> Result<Delivered, SendError> {
@@ -121,46 +82,10 @@ impl Sender for HttpSender {
                 "no endpoint for {signal}: set endpoint or {signal}_endpoint"
             )));
         };
-        let client = self.client().await.map_err(SendError::permanent_health)?;
         let body = self.encode(batch)?;
-        let mut request = Request::post(url.clone())
-            .body(Full::new(body))
-            .map_err(|e| SendError::permanent(format!("building the request: {e}")))?;
-        *request.headers_mut() = self.headers.clone();
-        let response = client
-            .request(request)
-            .await
-            .map_err(|e| SendError::retryable(format!("POST {shown}: {}", describe_error(&e))))?;
-        let (parts, body) = response.into_parts();
-        let body = match Limited::new(body, MAX_RESPONSE_BYTES).collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(e) => {
-                tracing::debug!(url = %shown, error = %e, "could not read the response body");
-                Bytes::new()
-            }
-        };
+        let (parts, body) = self.client.post(url, &self.headers, body).await?;
         interpret(signal, self.encoding, parts.status, &parts.headers, &body)
-            .map_err(|e| prefix(e, shown))
-    }
-}
-
-/// `e` with `POST <url>: ` in front; `url` is already redacted.
-fn prefix(e: SendError, url: &str) -> SendError {
-    match e {
-        SendError::Retryable {
-            reason,
-            retry_after,
-        } => SendError::Retryable {
-            reason: format!("POST {url}: {reason}"),
-            retry_after,
-        },
-        SendError::Permanent {
-            reason,
-            health_permanent,
-        } => SendError::Permanent {
-            reason: format!("POST {url}: {reason}"),
-            health_permanent,
-        },
+            .map_err(|e| e.prefixed(format_args!("POST {shown}")))
     }
 }
 
@@ -233,24 +158,5 @@ fn error_detail(headers: &HeaderMap, body: &[u8]) -> Option<String> {
         None
     };
     let text = message.unwrap_or_else(|| String::from_utf8_lossy(body).into_owned());
-    let text = text.trim();
-    if text.is_empty() {
-        return None;
-    }
-    Some(match text.char_indices().nth(MAX_DETAIL_CHARS) {
-        Some((cut, _)) => format!("{}...", &text[..cut]),
-        None => text.to_string(),
-    })
-}
-
-/// `Retry-After` in delay-seconds. The HTTP-date form is not read (backends answering OTLP
-/// send seconds); it, like anything unreadable, falls back to the computed backoff.
-pub(crate) fn parse_retry_after(value: &HeaderValue) -> Option<Duration> {
-    value
-        .to_str()
-        .ok()?
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(Duration::from_secs)
+    cut_detail(&text)
 }
