@@ -533,6 +533,9 @@ pub(crate) struct Tailer {
     cursor: usize,
     open: usize,
     clock: u64,
+    /// Runs at the start of every step (tests block it).
+    #[cfg(test)]
+    before_step: Option<Box<dyn FnMut() + Send>>,
 }
 
 impl Tailer {
@@ -582,11 +585,24 @@ impl Tailer {
             cursor: 0,
             open: 0,
             clock: 0,
+            #[cfg(test)]
+            before_step: None,
         }
+    }
+
+    /// The same tailer, running `hook` at the start of every step.
+    #[cfg(test)]
+    pub(crate) fn with_step_hook(mut self, hook: Option<Box<dyn FnMut() + Send>>) -> Tailer {
+        self.before_step = hook;
+        self
     }
 
     /// Polls when due, reads what is there, flushes what waited long enough.
     pub(crate) fn step(&mut self) -> StepOutcome {
+        #[cfg(test)]
+        if let Some(hook) = self.before_step.as_mut() {
+            hook();
+        }
         let now = Instant::now();
         self.clock += 1;
         if now >= self.next_poll {

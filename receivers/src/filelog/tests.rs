@@ -126,7 +126,7 @@ impl Recorder {
 }
 
 struct Rx {
-    rx: Arc<dyn Component>,
+    rx: Arc<FileLogReceiver>,
     rec: Arc<Recorder>,
     telemetry: Telemetry,
 }
@@ -137,6 +137,13 @@ impl Rx {
     }
 
     async fn start_with(config: Value, rec: Arc<Recorder>) -> Rx {
+        let rx = Rx::build(config, rec);
+        rx.rx.start(&Host::new(std::env::temp_dir())).await.unwrap();
+        rx
+    }
+
+    /// The receiver, not started.
+    fn build(config: Value, rec: Arc<Recorder>) -> Rx {
         let telemetry = Telemetry::new();
         let mut ctx = CreateContext::for_tests(ComponentKind::Receiver, "filelog/test");
         ctx.telemetry = telemetry.component(
@@ -146,8 +153,7 @@ impl Rx {
         let next = PerSignal::from_fn(|s| {
             (s == Signal::Logs).then(|| rec.clone() as Arc<dyn pipeline_core::Consumer>)
         });
-        let rx = Factory.create(ctx, &config, next).unwrap();
-        rx.start(&Host::new(std::env::temp_dir())).await.unwrap();
+        let rx = Factory.build(ctx, &config, next).unwrap();
         Rx { rx, rec, telemetry }
     }
 
@@ -410,27 +416,44 @@ async fn corrupt_checkpoint_is_reported_and_ignored() {
     assert!(errors, "{}", rx.telemetry.render());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn checkpoint_waits_for_the_acknowledgement() {
-    let dir = scratch("ack");
+/// Resolves the tokens `rec` holds as delivered.
+fn release_held(rec: &Recorder) {
+    for token in rec.hold.lock().unwrap().take().unwrap_or_default() {
+        token.delivered();
+    }
+}
+
+/// Waits (up to 10 s) until the checkpoint file contains `text`.
+async fn checkpoint_reaches(cp: &Path, text: &str) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !common_read(cp).contains(text) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    common_read(cp).contains(text)
+}
+
+/// A receiver that read ten lines `a-…` into a recorder that holds their tokens.
+async fn holding_ten_lines(tag: &str) -> (PathBuf, Arc<Recorder>, Rx) {
+    let dir = scratch(tag);
     append(&dir.join("app.log"), &lines("a", 0..10));
     let rec = Arc::new(Recorder::default());
     *rec.hold.lock().unwrap() = Some(Vec::new());
     let rx = Rx::start_with(config(&dir, &["*.log"], json!({})), rec.clone()).await;
     assert_eq!(rx.rec.wait_for(10).await, 10);
+    (dir, rec, rx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoint_waits_for_the_acknowledgement() {
+    let (dir, rec, rx) = holding_ten_lines("ack").await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     let cp = common_read(&dir.join("storage/checkpoints.json"));
     assert!(cp.contains("\"offset\":0"), "not delivered yet: {cp}");
     // Delivered: the tokens go.
-    rec.hold.lock().unwrap().take();
-    let deadline = Instant::now() + Duration::from_secs(10);
+    release_held(&rec);
     let done = format!("\"offset\":{}", 10 * 9);
-    while !common_read(&dir.join("storage/checkpoints.json")).contains(&done)
-        && Instant::now() < deadline
-    {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert!(common_read(&dir.join("storage/checkpoints.json")).contains(&done));
+    let cp = dir.join("storage/checkpoints.json");
+    assert!(checkpoint_reaches(&cp, &done).await, "{}", common_read(&cp));
     rx.stop().await;
 }
 
@@ -949,4 +972,112 @@ async fn records_held_downstream_are_bounded_by_max_in_flight_records() {
     assert_eq!(rx.rec.wait_for(5000).await, 5000);
     rx.stop().await;
     assert_exactly(&rx.rec.bodies(), names("a", 0..5000));
+}
+
+/// A hook that, the first time it runs, blocks the thread it runs on until another task of
+/// the test's runtime made progress (it answers `entered`). Whether it gave up waiting is in
+/// `stalled`: on a current-thread runtime that can only happen when the hook runs on the
+/// runtime's own thread, which the other task then cannot get.
+struct Gate {
+    stalled: Arc<std::sync::atomic::AtomicBool>,
+    /// Completes once the hook runs; the other task answers through `progress`.
+    entered: tokio::sync::oneshot::Receiver<()>,
+    progress: std::sync::mpsc::Sender<()>,
+}
+
+impl Gate {
+    fn new() -> (Gate, Box<dyn FnMut() + Send>) {
+        let stalled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (entered_tx, entered) = tokio::sync::oneshot::channel();
+        let (progress, progress_rx) = std::sync::mpsc::channel();
+        let mut entered_tx = Some(entered_tx);
+        let flag = Arc::clone(&stalled);
+        let hook = Box::new(move || {
+            if let Some(tx) = entered_tx.take() {
+                let _ = tx.send(());
+                // Only a failure waits this long: a passing run goes on at the other
+                // task's answer.
+                if progress_rx.recv_timeout(Duration::from_secs(10)).is_err() {
+                    flag.store(true, Ordering::SeqCst);
+                }
+            }
+        });
+        (
+            Gate {
+                stalled,
+                entered,
+                progress,
+            },
+            hook,
+        )
+    }
+
+    /// The other task: answers the hook once it ran.
+    fn answer(
+        self,
+    ) -> (
+        Arc<std::sync::atomic::AtomicBool>,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let Gate {
+            stalled,
+            entered,
+            progress,
+        } = self;
+        let task = tokio::spawn(async move {
+            if entered.await.is_ok() {
+                let _ = progress.send(());
+            }
+        });
+        (stalled, task)
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_blocked_step_stalls_no_async_task() {
+    let dir = scratch("step-thread");
+    append(&dir.join("app.log"), &lines("s", 0..10));
+    let rx = Rx::build(
+        config(&dir, &["*.log"], json!({})),
+        Arc::new(Recorder::default()),
+    );
+    let (gate, hook) = Gate::new();
+    *rx.rx.before_step.lock().unwrap() = Some(hook);
+    let (stalled, other) = gate.answer();
+    rx.rx.start(&Host::new(std::env::temp_dir())).await.unwrap();
+    // The first step waits for `other`, which only this runtime's one thread can run.
+    other.await.unwrap();
+    assert_eq!(rx.rec.wait_for(10).await, 10);
+    rx.stop().await;
+    assert!(
+        !stalled.load(Ordering::SeqCst),
+        "a step ran on the async runtime's thread and stalled its other tasks"
+    );
+    assert_exactly(&rx.rec.bodies(), names("s", 0..10));
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn an_acknowledgement_writes_no_file_in_the_task_that_releases_it() {
+    let (dir, rec, rx) = holding_ten_lines("ack-thread").await;
+    // The file is known and on disk; with the tokens held nothing else changes.
+    let cp = dir.join("storage/checkpoints.json");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !(common_read(&cp).contains("\"offset\":0") && rx.rx.inner.checkpoints.writer_idle())
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (gate, hook) = Gate::new();
+    *rx.rx.inner.checkpoints.before_write.lock().unwrap() = Some(hook);
+    let (stalled, other) = gate.answer();
+    // Delivered: the callback runs here, in this task, on the runtime's one thread.
+    release_held(&rec);
+    other.await.unwrap();
+    let done = format!("\"offset\":{}", 10 * 9);
+    assert!(checkpoint_reaches(&cp, &done).await, "{}", common_read(&cp));
+    assert!(
+        !stalled.load(Ordering::SeqCst),
+        "the acknowledgement wrote the checkpoint on the async runtime's thread"
+    );
+    rx.stop().await;
 }
