@@ -492,16 +492,29 @@ async fn while_refused_the_reader_stands_still() {
     assert_exactly(&rx.rec.bodies(), names("a", 0..100_000));
 }
 
+/// A receiver started on `include` (with `extra` settings) in a fresh directory whose
+/// `app.log` holds `text`: (the directory, `app.log`, the receiver).
+async fn reading_app_log(
+    tag: &str,
+    text: &str,
+    include: &[&str],
+    extra: Value,
+) -> (PathBuf, PathBuf, Rx) {
+    let dir = scratch(tag);
+    let path = dir.join("app.log");
+    append(&path, text);
+    let rx = Rx::start(config(&dir, include, extra)).await;
+    (dir, path, rx)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partial_last_line_waits_for_force_flush_period() {
-    let dir = scratch("partial");
-    let path = dir.join("app.log");
-    append(&path, "complete\nhalf a li");
-    let rx = Rx::start(config(
-        &dir,
+    let (_, path, rx) = reading_app_log(
+        "partial",
+        "complete\nhalf a li",
         &["*.log"],
         json!({"force_flush_period": "300ms"}),
-    ))
+    )
     .await;
     assert_eq!(rx.rec.wait_for(1).await, 1);
     // The writer finishes the line before the period ends: one record, whole.
@@ -687,6 +700,33 @@ async fn copy_truncate_rotation_while_writing() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     rx.stop().await;
     assert_exactly(&rx.rec.bodies(), names("c", 0..4000));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_truncate_to_a_matched_name_and_regrown_to_the_same_size_within_one_poll() {
+    let (dir, path, rx) = reading_app_log(
+        "copytrunc-regrow",
+        &lines("g", 0..100),
+        &["app.log*"],
+        json!({"poll_interval": "500ms"}),
+    )
+    .await;
+    assert_eq!(rx.rec.wait_for(100).await, 100);
+    // Written, copied to a name the globs match, truncated and written to the copy's size,
+    // all between two polls: the copy continues at the offset read (lines 100..150), the
+    // truncated file is read from its start (150..300).
+    let mut writer = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    writer.write_all(lines("g", 100..150).as_bytes()).unwrap();
+    std::fs::copy(&path, dir.join("app.log.1")).unwrap();
+    writer.set_len(0).unwrap();
+    writer.write_all(lines("g", 150..300).as_bytes()).unwrap();
+    assert_eq!(rx.rec.wait_for(300).await, 300);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    rx.stop().await;
+    assert_exactly(&rx.rec.bodies(), names("g", 0..300));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
