@@ -14,9 +14,10 @@
 //! exporter's sender on an async worker) and the reader only update the state in memory and
 //! wake the writer, a job on the runtime's blocking pool that writes the newest state and
 //! goes on until nothing changed since (so acknowledgements that arrive while it writes are
-//! coalesced into one write). The runtime waits for that job when it shuts down, so late
-//! acknowledgements (the pipeline draining after the receiver stopped) are on disk when the
-//! process exits. A file is identified by the length and a 128-bit FNV-1a hash of its first
+//! coalesced into one write). The runtime waits for a job that is running when it shuts
+//! down, and whoever drops the last reference to the state (a job cancelled before it ran,
+//! or the receiver at exit) writes what is left, so late acknowledgements (the pipeline
+//! draining after the receiver stopped) are on disk when the process exits. A file is identified by the length and a 128-bit FNV-1a hash of its first
 //! bytes (its fingerprint), so the checkpoint stays small however large `fingerprint_size`
 //! is.
 
@@ -480,6 +481,19 @@ impl Checkpoints {
             s.writing = true;
         }
         self.write_pending();
+    }
+}
+
+impl Drop for Checkpoints {
+    /// The last holder goes (the receiver is torn down, or a writer job the runtime cancels
+    /// while shutting down): what changed since the last write is written now, so a clean
+    /// exit never leaves the checkpoint behind what was delivered.
+    fn drop(&mut self) {
+        let state = self.state.get_mut().unwrap_or_else(|p| p.into_inner());
+        if state.dirty {
+            state.writing = true;
+            self.write_pending();
+        }
     }
 }
 
