@@ -58,8 +58,8 @@ impl Got {
     }
 }
 
-/// Records what it accepts and releases the batch (and its ack tokens) at once, unless told
-/// to refuse or to hold the tokens.
+/// Records what it accepts and resolves the batch's ack tokens as delivered at once, unless
+/// told to refuse or to hold the tokens.
 #[derive(Default)]
 struct Recorder {
     got: Mutex<Vec<Got>>,
@@ -79,7 +79,10 @@ impl Consumer for Recorder {
         if let Some(held) = self.hold.lock().unwrap().as_mut() {
             held.extend(batch.ctx.acks.iter().cloned());
         }
-        let Payload::Logs(rl) = batch.payload else {
+        let Batch { payload, ctx } = batch;
+        // Recorded: this copy is delivered (held clones keep the token open).
+        ctx.delivered();
+        let Payload::Logs(rl) = payload else {
             panic!("logs expected")
         };
         let mut got = self.got.lock().unwrap();
