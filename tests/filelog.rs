@@ -2,7 +2,8 @@
 //! server. kill -9 in the middle of a large file loses nothing and repeats at most what was
 //! in flight; a restart with `start_at: end` resumes from the checkpoint; the seed guide's
 //! Flask logging output arrives as records with severity, body, trace context and
-//! attributes.
+//! attributes; a file copy-truncated (or rewritten in place) and written again before the
+//! next poll, even to its old size or beyond, is read again from its start.
 
 mod common;
 
@@ -370,4 +371,142 @@ async fn flask_structured_logs_become_records() {
 
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// A seed-style JSON line of fixed length (every `i` below 10,000,000 gives the same length).
+fn seed_line(i: usize) -> String {
+    format!(
+        r#"{{"timestamp": "2024-01-15T10:{:02}:{:02}.{:06}", "level": "INFO", "service": "api", "message": "Request completed", "module": "app", "function": "after_request", "line": 177, "request_id": "req-{i:07}", "method": "GET", "path": "/api/users/{:05}", "status_code": 200}}"#,
+        (i / 60_000) % 60,
+        (i / 1000) % 60,
+        i % 1_000_000,
+        i % 100_000
+    )
+}
+
+fn seed_lines(range: std::ops::Range<usize>) -> Vec<u8> {
+    range
+        .flat_map(|i| format!("{}\n", seed_line(i)).into_bytes())
+        .collect()
+}
+
+/// The rotation tests' config: `*.log` from the beginning, polled every 200 ms (the default),
+/// so a rotation and the writes after it fall between two polls.
+fn rotation_config(ports: Ports, dir: &Path, downstream: &str) -> String {
+    filelog_config(ports, dir, downstream, "start_at: beginning")
+        .replace("poll_interval: 50ms", "poll_interval: 200ms")
+}
+
+/// Waits until the downstream holds `n` distinct seed lines, lets the pipeline settle, and
+/// checks each of `expected` arrived exactly once and nothing else did.
+async fn assert_seed_lines_once(
+    downstream: &Downstream,
+    sl: &Sightline,
+    expected: std::ops::Range<usize>,
+) {
+    let n = expected.len();
+    wait_for_bodies_within(downstream, n, DEADLINE).await;
+    // Settle: a late duplicate would arrive within a few polls.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let counts = body_counts(&downstream.received);
+    let missing: Vec<usize> = expected
+        .clone()
+        .filter(|i| !counts.contains_key(&seed_line(*i)))
+        .collect();
+    let duplicated: Vec<(&String, &usize)> = counts.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(
+        missing.is_empty(),
+        "missing {} lines (first {:?}, last {:?}): {}",
+        missing.len(),
+        missing.first(),
+        missing.last(),
+        sl.logs()
+    );
+    assert!(
+        duplicated.is_empty(),
+        "{} lines duplicated, e.g. {:?}",
+        duplicated.len(),
+        duplicated.first()
+    );
+    assert_eq!(counts.len(), n, "unexpected lines: {}", sl.logs());
+}
+
+async fn wait_for_bodies_within(downstream: &Downstream, n: usize, within: Duration) {
+    let deadline = Instant::now() + within;
+    while body_counts(&downstream.received).len() < n && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// logrotate's `copytruncate`: copies the file to a name the globs do not match, truncates
+/// it, and the application (appending) writes `next` at once, before the next poll.
+fn copy_truncate_and_write(path: &Path, next: &[u8]) {
+    let mut writer = std::fs::OpenOptions::new().append(true).open(path).unwrap();
+    std::fs::copy(path, path.with_extension("copy")).unwrap();
+    writer.set_len(0).unwrap();
+    writer.write_all(next).unwrap();
+}
+
+/// A downstream, and Sightline tailing `app.log` in a fresh directory once it holds seed
+/// lines `0..n` and they all arrived.
+async fn tailing_seed_lines(tag: &str, n: usize) -> (Downstream, std::path::PathBuf, Sightline) {
+    let downstream = Downstream::start().await;
+    let dir = temp_dir(tag);
+    std::fs::write(dir.join("app.log"), seed_lines(0..n)).unwrap();
+    let ports = Ports::new();
+    let sl = Sightline::start(&rotation_config(ports, &dir, &downstream.url()), ports).await;
+    wait_for_bodies_within(&downstream, n, DEADLINE).await;
+    (downstream, dir, sl)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_truncate_then_more_bytes_than_before_within_one_poll() {
+    let (downstream, dir, sl) = tailing_seed_lines("filelog-ct-more", 1000).await;
+    let path = dir.join("app.log");
+    // Half as much again as the file held: the size passes the offset read.
+    copy_truncate_and_write(&path, &seed_lines(1000..2500));
+    assert_seed_lines_once(&downstream, &sl, 0..2500).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rename_then_copy_truncate_with_as_many_bytes_as_before() {
+    // The issue's scenario: 1,000 lines, renamed away, 1,000 more, copy-truncated, and
+    // 1,000 more of the same length: the file ends at exactly the offset already read.
+    let (downstream, dir, sl) = tailing_seed_lines("filelog-ct-same", 1000).await;
+    let path = dir.join("app.log");
+    std::fs::rename(&path, dir.join("app.log.1")).unwrap();
+    std::fs::write(&path, seed_lines(1000..2000)).unwrap();
+    wait_for_bodies_within(&downstream, 2000, DEADLINE).await;
+    let before = std::fs::metadata(&path).unwrap().len();
+    copy_truncate_and_write(&path, &seed_lines(2000..3000));
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), before);
+    assert_seed_lines_once(&downstream, &sl, 0..3000).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_rewritten_in_place_with_the_same_length_is_read_again() {
+    use std::os::unix::fs::FileExt;
+    let (downstream, dir, sl) = tailing_seed_lines("filelog-rewrite", 500).await;
+    let path = dir.join("app.log");
+    // Overwritten from offset 0, never shorter: same inode, same size, new content.
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.write_all_at(&seed_lines(500..1000), 0).unwrap();
+    drop(f);
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().len(),
+        seed_lines(0..500).len() as u64
+    );
+    assert_seed_lines_once(&downstream, &sl, 0..1000).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpointed_file_rewritten_while_stopped_is_read_again_at_start_up() {
+    let (downstream, dir, mut sl) = tailing_seed_lines("filelog-ct-restart", 1000).await;
+    let path = dir.join("app.log");
+    assert!(sl.terminate().await.success(), "{}", sl.logs());
+    // While stopped: copy-truncated and written to the size it had.
+    copy_truncate_and_write(&path, &seed_lines(1000..2000));
+    let ports = Ports::new();
+    let sl = Sightline::start(&rotation_config(ports, &dir, &downstream.url()), ports).await;
+    assert_seed_lines_once(&downstream, &sl, 0..2000).await;
 }

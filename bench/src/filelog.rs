@@ -3,8 +3,12 @@
 //! once with `parser: none` and once with `parser: {type: json}`. The process's CPU time
 //! and peak RSS are read when the sink has counted every line. Baselines in the same run:
 //! `wc -l` on the file, and reading and splitting it into lines in a child process
-//! (`sightline-bench split-lines FILE`). `FILELOG_EXTRA` is appended inside the receiver's
-//! config map, for trying settings (`FILELOG_EXTRA=', max_in_flight_records: 16384'`).
+//! (`sightline-bench split-lines FILE`). Then 1,000 files being written at once (a line to
+//! each every 100 ms for 10 s) through `filelog -> batch -> otlp`: the CPU of each poll
+//! (glob walk, `stat` and the identity check of every changed file) and of reading, and,
+//! after the writers stop, of polling the 1,000 idle files. `FILELOG_EXTRA` is appended
+//! inside the receiver's config map, for trying settings
+//! (`FILELOG_EXTRA=', max_in_flight_records: 16384'`).
 
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -14,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::harness::{Sink, Target, free_port, serve_sink, usage, wait_for_port};
+use crate::harness::{Sink, Target, free_port, serve_sink, start_sightline, usage, wait_for_port};
 
 const LINES: u64 = 1_000_000;
 
@@ -144,17 +148,7 @@ async fn run_sightline(
         url: String::new(),
     };
     wait_for_port(grpc).await?;
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while sink.logs.load(Ordering::Relaxed) - before < LINES {
-        if Instant::now() > deadline {
-            bail!(
-                "{}: only {} of {LINES} lines arrived",
-                target.name,
-                sink.logs.load(Ordering::Relaxed) - before
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_for_lines(sink, before, LINES, &target.name).await?;
     let wall = start.elapsed().as_secs_f64();
     let (cpu, rss) = usage(target.child.id())?;
     let cpu = cpu.total();
@@ -162,6 +156,21 @@ async fn run_sightline(
     tokio::time::sleep(Duration::from_millis(300)).await;
     let delivered = sink.logs.load(Ordering::Relaxed) - before;
     Ok((wall, cpu, rss, delivered))
+}
+
+/// Waits until the sink counted `n` log records since it held `before`.
+async fn wait_for_lines(sink: &Sink, before: u64, n: u64, name: &str) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while sink.logs.load(Ordering::Relaxed) - before < n {
+        if Instant::now() > deadline {
+            bail!(
+                "{name}: only {} of {n} lines arrived",
+                sink.logs.load(Ordering::Relaxed) - before
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(())
 }
 
 /// Runs the scenario and prints its table.
@@ -234,6 +243,123 @@ pub(crate) async fn run(sightline: &str) -> Result<()> {
         );
         row(&name, bytes, wall, cpu, Some(rss), &lost);
     }
+    many_files(sightline, &sink, sink_addr, &dir).await?;
     let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// Files written at once in the many-files run.
+const FILES: usize = 1000;
+/// Rounds of one line to every file, one every [`ROUND`].
+const ROUNDS: usize = 100;
+const ROUND: Duration = Duration::from_millis(100);
+/// The receiver's default `poll_interval`.
+const POLL: Duration = Duration::from_millis(200);
+
+/// One seed-style line for file `f`, round `r`.
+fn many_line(f: usize, r: usize) -> String {
+    format!(
+        "{{\"timestamp\": \"2024-01-15T10:30:{:02}.{:06}\", \"level\": \"INFO\", \"service\": \"worker-{f:04}\", \"message\": \"Request completed\", \"module\": \"app\", \"function\": \"after_request\", \"line\": 177, \"request_id\": \"{f:08x}-7c1e-4b2a-9f3d-{r:012x}\", \"method\": \"GET\", \"path\": \"/api/users/{r}\", \"status_code\": 200, \"duration_seconds\": 0.045}}\n",
+        r % 60,
+        f * 1000 + r % 1000,
+    )
+}
+
+fn append_to(path: &Path, text: &str) -> Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    f.write_all(text.as_bytes())?;
+    Ok(())
+}
+
+/// 1,000 files being written: CPU per poll while they change, and while they are idle.
+async fn many_files(
+    sightline: &str,
+    sink: &Sink,
+    sink_addr: std::net::SocketAddr,
+    dir: &Path,
+) -> Result<()> {
+    let files = dir.join("many");
+    let _ = std::fs::remove_dir_all(&files);
+    std::fs::create_dir_all(&files)?;
+    let path = |f: usize| files.join(format!("app-{f:04}.log"));
+    for f in 0..FILES {
+        append_to(&path(f), &many_line(f, 0))?;
+    }
+    let storage = dir.join("storage-many");
+    let _ = std::fs::remove_dir_all(&storage);
+    let config = format!(
+        "receivers:\n  otlp: {{ protocols: {{ grpc: {{ endpoint: '127.0.0.1:{{GRPC}}' }} }} }}\n  filelog: {{ include: ['{files}/*.log'], start_at: beginning, storage: '{storage}' {extra} }}\n\
+         processors: {{ batch: {{}} }}\n\
+         exporters: {{ otlp: {{ endpoint: 'http://{{SINK}}', compression: none }} }}\n\
+         service:\n  telemetry: {{ logs: {{ level: warn }}, metrics: {{ endpoint: '127.0.0.1:{{METRICS}}' }} }}\n  health: {{ endpoint: '127.0.0.1:{{HEALTH}}' }}\n  pipelines:\n    logs: {{ receivers: [otlp, filelog], processors: [batch], exporters: [otlp] }}\n",
+        files = files.display(),
+        storage = storage.display(),
+        extra = std::env::var("FILELOG_EXTRA").unwrap_or_default(),
+    );
+    let before = sink.logs.load(Ordering::Relaxed);
+    let target = start_sightline(sightline, "filelog-1000-files", &config, sink_addr).await?;
+    let wait_for = |n: u64| wait_for_lines(sink, before, n, &target.name);
+    wait_for(FILES as u64).await?;
+    let pid = target.child.id();
+    let (cpu0, _) = usage(pid)?;
+    let start = Instant::now();
+    let writer_paths: Vec<PathBuf> = (0..FILES).map(path).collect();
+    let writer = std::thread::spawn(move || -> Result<u64> {
+        let mut bytes = 0u64;
+        let begin = Instant::now();
+        for r in 1..=ROUNDS {
+            for (f, p) in writer_paths.iter().enumerate() {
+                let line = many_line(f, r);
+                bytes += line.len() as u64;
+                append_to(p, &line)?;
+            }
+            let next = begin + ROUND * r as u32;
+            std::thread::sleep(next.saturating_duration_since(Instant::now()));
+        }
+        Ok(bytes)
+    });
+    let written = tokio::task::spawn_blocking(move || writer.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("the writer panicked"))??;
+    let lines = (FILES * (ROUNDS + 1)) as u64;
+    wait_for(lines).await?;
+    let wall = start.elapsed().as_secs_f64();
+    let (cpu1, _) = usage(pid)?;
+    let busy = cpu1.since(&cpu0);
+    // Idle: the same files, no longer written.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (cpu2, _) = usage(pid)?;
+    let idle_start = Instant::now();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let (cpu3, rss) = usage(pid)?;
+    let idle_wall = idle_start.elapsed().as_secs_f64();
+    let idle = cpu3.since(&cpu2);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let delivered = sink.logs.load(Ordering::Relaxed) - before;
+    drop(target);
+    let polls = |wall: f64| (wall / POLL.as_secs_f64()).max(1.0);
+    let written_lines = (FILES * ROUNDS) as u64;
+    println!();
+    println!(
+        "| {FILES} files, `filelog -> batch -> otlp`, parser none | lines | MB | wall s | CPU s | lines per CPU-second | MB per CPU-second | CPU ms per poll | peak RSS MiB | lost / duplicated |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!(
+        "| being written (a line to each file every 100 ms) | {written_lines} | {:.1} | {wall:.2} | {busy:.2} | {:.0} | {:.1} | {:.2} | {:.1} | {} / {} |",
+        written as f64 / 1e6,
+        written_lines as f64 / busy.max(1e-9),
+        written as f64 / 1e6 / busy.max(1e-9),
+        busy * 1e3 / polls(wall),
+        rss as f64 / 1048576.0,
+        lines.saturating_sub(delivered),
+        delivered.saturating_sub(lines),
+    );
+    println!(
+        "| idle (nothing written) | 0 | 0 | {idle_wall:.2} | {idle:.3} | - | - | {:.2} | - | - |",
+        idle * 1e3 / polls(idle_wall),
+    );
     Ok(())
 }

@@ -11,7 +11,8 @@
 //! otlp` against the same pipeline without it. `sli`: traces fanned out to `sli` and `otlp`
 //! with 1,000 series against the same pipeline without `sli`. `filelog`: a million
 //! seed-style JSON lines read from a file through `filelog -> batch -> otlp` (parser none and
-//! json) against `wc -l` and a read-and-split child (`sightline-bench split-lines FILE`).
+//! json) against `wc -l` and a read-and-split child (`sightline-bench split-lines FILE`), then
+//! 1,000 files being written at once (CPU per poll while written and while idle).
 //! `request_id`: logs through `otlp -> request_id -> batch -> otlp` with 100,000 live request
 //! IDs against the same pipeline without it, and memory per entry with a million entries.
 //! `prometheus`: CPU per scrape of 100,000 series from the `prometheus` exporter against the

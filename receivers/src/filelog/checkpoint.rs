@@ -8,23 +8,28 @@
 //! flight. After the receiver begins shutting down, a token that fails (a drain deadline
 //! passed) holds the checkpoint where it is, so that data is read again after a restart.
 //!
-//! The file is `<storage>/checkpoints.json`, rewritten as a temp file, fsynced and renamed
-//! over the old one (then the directory fsynced). The acknowledgement callback itself writes
-//! and renames, so the sender that released the data has the checkpoint in place before it
-//! takes its next batch (what kill -9 needs); a background task fsyncs right behind it (what
-//! a machine crash needs) and writes other changes (new files, rotations). A file is identified by the length and a
-//! 128-bit FNV-1a hash of its first bytes (its fingerprint), so the checkpoint stays small
-//! however large `fingerprint_size` is.
+//! The file is `<storage>/checkpoints.json`, rewritten as a temp file and renamed over the
+//! old one, then fsynced (file and directory). No file work happens where a change is made:
+//! the acknowledgement callback (run by whichever task releases the last token, usually an
+//! exporter's sender on an async worker) and the reader only update the state in memory and
+//! wake the writer, a job on the runtime's blocking pool that writes the newest state and
+//! goes on until nothing changed since (so acknowledgements that arrive while it writes are
+//! coalesced into one write). The runtime waits for a job that is running when it shuts
+//! down, and whoever drops the last reference to the state (a job cancelled before it ran,
+//! or the receiver at exit) writes what is left, so late acknowledgements (the pipeline
+//! draining after the receiver stopped) are on disk when the process exits. A file is identified by the length and a 128-bit FNV-1a hash of its first
+//! bytes (its fingerprint), so the checkpoint stays small however large `fingerprint_size`
+//! is.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use pipeline_core::AckToken;
 use serde::{Deserialize, Serialize};
+use tokio::runtime::Handle;
 use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
 
 const FILE_NAME: &str = "checkpoints.json";
 const VERSION: u32 = 1;
@@ -127,8 +132,8 @@ struct State {
     closing: bool,
     /// Records handed over whose tokens were not yet released.
     unreleased: usize,
-    /// The file on disk was written without fsync.
-    unsynced: bool,
+    /// A writer job is scheduled or running: it writes whatever is dirty before it ends.
+    writing: bool,
 }
 
 impl State {
@@ -153,15 +158,20 @@ impl State {
     }
 }
 
-/// Checkpoint state shared by the reader, the ack callbacks and the persister.
+/// Checkpoint state shared by the reader, the ack callbacks and the writer.
 pub(crate) struct Checkpoints {
     dir: PathBuf,
     state: Mutex<State>,
-    wake: Notify,
     released: Notify,
+    /// Held while the file is written: one writer at a time.
     write_lock: Mutex<()>,
+    /// The runtime whose blocking pool runs the writer (set when the receiver starts).
+    runtime: OnceLock<Handle>,
     errors: prometheus::IntCounterVec,
     id_label: String,
+    /// Runs before each write (tests block it to show writes stall no async task).
+    #[cfg(test)]
+    pub(crate) before_write: Mutex<Option<Box<dyn FnMut() + Send>>>,
 }
 
 /// Why the checkpoint could not be read or written.
@@ -195,12 +205,19 @@ impl Checkpoints {
         Checkpoints {
             dir,
             state: Mutex::new(State::default()),
-            wake: Notify::new(),
             released: Notify::new(),
             write_lock: Mutex::new(()),
+            runtime: OnceLock::new(),
             errors,
             id_label,
+            #[cfg(test)]
+            before_write: Mutex::new(None),
         }
+    }
+
+    /// Writes from now on run on `runtime`'s blocking pool.
+    pub(crate) fn attach(&self, runtime: Handle) {
+        let _ = self.runtime.set(runtime);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -237,7 +254,7 @@ impl Checkpoints {
     /// Records (or updates) what identifies file `id`. `committed` sets its checkpoint
     /// offset (for a file just found).
     pub(crate) fn set_identity(
-        &self,
+        self: &Arc<Self>,
         id: u64,
         fp_len: usize,
         fp_hash: u128,
@@ -260,15 +277,15 @@ impl Checkpoints {
             ident.committed = c;
         }
         s.dirty = true;
-        drop(s);
-        self.wake.notify_one();
+        self.schedule_write(s);
     }
 
     /// Forgets file `id` (gone for good).
-    pub(crate) fn forget(&self, id: u64) {
+    pub(crate) fn forget(self: &Arc<Self>, id: u64) {
         let mut s = self.lock();
         if s.identities.remove(&id).is_some() {
             s.dirty = true;
+            self.schedule_write(s);
         }
     }
 
@@ -309,7 +326,7 @@ impl Checkpoints {
     }
 
     /// `consume` returned `Ok` for emit `seq`.
-    pub(crate) fn confirm(&self, seq: u64) {
+    pub(crate) fn confirm(self: &Arc<Self>, seq: u64) {
         let mut s = self.lock();
         if let Some(e) = s.inflight.iter_mut().find(|e| e.seq == seq) {
             e.confirmed = true;
@@ -318,7 +335,7 @@ impl Checkpoints {
     }
 
     /// `consume` failed for emit `seq`: the data will be handed over again.
-    pub(crate) fn discard(&self, seq: u64) {
+    pub(crate) fn discard(self: &Arc<Self>, seq: u64) {
         let mut s = self.lock();
         if let Some(i) = s.inflight.iter().position(|e| e.seq == seq)
             && let Some(mut e) = s.inflight.remove(i)
@@ -348,7 +365,7 @@ impl Checkpoints {
     }
 
     /// Emit `seq`'s data was permanently refused: nothing more will come of it.
-    pub(crate) fn settle(&self, seq: u64) {
+    pub(crate) fn settle(self: &Arc<Self>, seq: u64) {
         let mut s = self.lock();
         let st = &mut *s;
         if let Some(e) = st.inflight.iter_mut().find(|e| e.seq == seq) {
@@ -359,7 +376,9 @@ impl Checkpoints {
         self.after_change(s);
     }
 
-    fn acked(&self, window: u64, ok: bool) {
+    /// The callback of window `window`'s token: runs in whatever task released it, so it
+    /// only updates the state and wakes the writer.
+    fn acked(self: &Arc<Self>, window: u64, ok: bool) {
         let mut s = self.lock();
         let closing = s.closing;
         let st = &mut *s;
@@ -374,100 +393,107 @@ impl Checkpoints {
                 "filelog: data was not delivered before shutdown; it will be read again after a restart"
             );
         }
+        self.after_change(s);
+    }
+
+    fn after_change(self: &Arc<Self>, mut s: std::sync::MutexGuard<'_, State>) {
         s.advance();
-        if !s.dirty {
+        if s.dirty {
+            self.schedule_write(s);
+        }
+    }
+
+    /// Makes sure a writer job will write the current state: starts one on the blocking pool
+    /// unless one is scheduled or running (it checks for changes before it ends).
+    fn schedule_write(self: &Arc<Self>, mut s: std::sync::MutexGuard<'_, State>) {
+        if std::mem::replace(&mut s.writing, true) {
             return;
         }
         drop(s);
-        if closing {
-            // The persister has stopped: late acknowledgements (the pipeline draining after
-            // the receiver stopped) are made durable here.
-            self.persist_now();
-            return;
-        }
-        // Written (temp file + rename, into the page cache) before the releasing sender goes
-        // on to its next batch, so after kill -9 only what is in flight at that moment is
-        // read again. The fsyncs, which only matter if the machine itself goes down, follow
-        // at once on the persister task: an fsync per acknowledgement here measured a third
-        // more CPU for the whole pipeline.
-        self.write_now(false);
-        self.lock().unsynced = true;
-        self.wake.notify_one();
-    }
-
-    fn after_change(&self, mut s: std::sync::MutexGuard<'_, State>) {
-        s.advance();
-        if !s.dirty {
-            return;
-        }
-        if s.closing {
-            // The persister has stopped: late acknowledgements (the pipeline draining after
-            // the receiver stopped) are written here.
-            drop(s);
-            self.persist_now();
-        } else {
-            drop(s);
-            self.wake.notify_one();
-        }
-    }
-
-    /// Writes the current state if it changed, and makes it durable.
-    pub(crate) fn persist_now(&self) {
-        self.write_now(true);
-        let unsynced = std::mem::take(&mut self.lock().unsynced);
-        if unsynced {
-            let _write = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
-            if let Ok(f) = std::fs::File::open(self.path()) {
-                let _ = f.sync_all();
+        let me = Arc::clone(self);
+        match self.runtime.get() {
+            Some(runtime) => {
+                runtime.spawn_blocking(move || me.write_pending());
             }
-            if let Ok(d) = std::fs::File::open(&self.dir) {
-                let _ = d.sync_all();
-            }
+            // Not started yet (no tokens exist then): nothing is in flight to stall.
+            None => me.write_pending(),
         }
     }
 
-    /// Writes the current state if it changed (temp file + rename), with fsyncs when
-    /// `durable`.
-    fn write_now(&self, durable: bool) {
+    /// The writer: writes (temp file + rename, then fsync of the file and the directory)
+    /// until the state on disk is the newest.
+    fn write_pending(&self) {
         let _write = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let file = {
-            let mut s = self.lock();
-            if !s.dirty {
+        loop {
+            let file = {
+                let mut s = self.lock();
+                if !s.dirty {
+                    s.writing = false;
+                    return;
+                }
+                s.dirty = false;
+                snapshot(&s)
+            };
+            self.run_write_hook();
+            if let Err(e) = write_file(&self.dir, &file) {
+                self.count_error("write");
+                tracing::error!(receiver = %self.id_label, error = %e, "filelog: cannot write the checkpoint");
+                // Tried again at the next change.
+                let mut s = self.lock();
+                s.dirty = true;
+                s.writing = false;
                 return;
             }
-            s.dirty = false;
-            snapshot(&s)
-        };
-        if let Err(e) = write_file(&self.dir, &file, durable) {
-            self.count_error("write");
-            self.lock().dirty = true;
-            tracing::error!(receiver = %self.id_label, error = %e, "filelog: cannot write the checkpoint");
         }
     }
 
-    /// Writes whenever something changed, until `stop`; then the caller takes over with
-    /// [`Checkpoints::close`].
-    pub(crate) async fn run_persister(self: Arc<Self>, stop: CancellationToken) {
-        loop {
-            tokio::select! {
-                biased;
-                () = stop.cancelled() => return,
-                () = self.wake.notified() => {}
-            }
-            let me = Arc::clone(&self);
-            let _ = tokio::task::spawn_blocking(move || me.persist_now()).await;
+    #[cfg(test)]
+    fn run_write_hook(&self) {
+        if let Some(hook) = self
+            .before_write
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+        {
+            hook();
         }
     }
 
-    /// From now on acknowledgements are written as they come, and a failed one holds the
-    /// checkpoint. Writes what is pending.
+    #[cfg(not(test))]
+    fn run_write_hook(&self) {}
+
+    /// No writer job is scheduled or running.
+    #[cfg(test)]
+    pub(crate) fn writer_idle(&self) -> bool {
+        !self.lock().writing
+    }
+
+    /// From now on a failed acknowledgement holds the checkpoint. Writes what is pending
+    /// before it returns (a blocking call: run it on the blocking pool); acknowledgements
+    /// that come later (the pipeline draining) are written by the writer as they come.
     pub(crate) fn close(&self) {
         {
             let mut s = self.lock();
             s.closing = true;
             s.advance();
+            // A writer job that is running finishes first (this waits for its lock); one
+            // still queued finds nothing left to write.
+            s.writing = true;
         }
-        self.persist_now();
+        self.write_pending();
+    }
+}
+
+impl Drop for Checkpoints {
+    /// The last holder goes (the receiver is torn down, or a writer job the runtime cancels
+    /// while shutting down): what changed since the last write is written now, so a clean
+    /// exit never leaves the checkpoint behind what was delivered.
+    fn drop(&mut self) {
+        let state = self.state.get_mut().unwrap_or_else(|p| p.into_inner());
+        if state.dirty {
+            state.writing = true;
+            self.write_pending();
+        }
     }
 }
 
@@ -526,7 +552,7 @@ fn read_file(path: &Path) -> Result<Vec<Saved>, CheckpointError> {
         .collect()
 }
 
-fn write_file(dir: &Path, file: &CheckpointFile, durable: bool) -> Result<(), CheckpointError> {
+fn write_file(dir: &Path, file: &CheckpointFile) -> Result<(), CheckpointError> {
     let io = |path: &Path| {
         let path = path.display().to_string();
         move |source| CheckpointError::Io { path, source }
@@ -539,13 +565,13 @@ fn write_file(dir: &Path, file: &CheckpointFile, durable: bool) -> Result<(), Ch
     })?;
     let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
     f.write_all(&bytes).map_err(io(&tmp))?;
-    if durable {
-        f.sync_all().map_err(io(&tmp))?;
-    }
-    drop(f);
+    // Renamed first, so a restart after kill -9 sees it as early as possible; the fsyncs,
+    // which only matter if the machine itself goes down, follow.
     std::fs::rename(&tmp, &target).map_err(io(&target))?;
+    f.sync_all().map_err(io(&target))?;
+    drop(f);
     // The rename is durable once the directory is.
-    if durable && let Ok(d) = std::fs::File::open(dir) {
+    if let Ok(d) = std::fs::File::open(dir) {
         let _ = d.sync_all();
     }
     Ok(())

@@ -58,8 +58,8 @@ impl Got {
     }
 }
 
-/// Records what it accepts and releases the batch (and its ack tokens) at once, unless told
-/// to refuse or to hold the tokens.
+/// Records what it accepts and resolves the batch's ack tokens as delivered at once, unless
+/// told to refuse or to hold the tokens.
 #[derive(Default)]
 struct Recorder {
     got: Mutex<Vec<Got>>,
@@ -136,7 +136,7 @@ impl Recorder {
 }
 
 struct Rx {
-    rx: Arc<dyn Component>,
+    rx: Arc<FileLogReceiver>,
     rec: Arc<Recorder>,
     telemetry: Telemetry,
 }
@@ -147,6 +147,13 @@ impl Rx {
     }
 
     async fn start_with(config: Value, rec: Arc<Recorder>) -> Rx {
+        let rx = Rx::build(config, rec);
+        rx.rx.start(&Host::new(std::env::temp_dir())).await.unwrap();
+        rx
+    }
+
+    /// The receiver, not started.
+    fn build(config: Value, rec: Arc<Recorder>) -> Rx {
         let telemetry = Telemetry::new();
         let mut ctx = CreateContext::for_tests(ComponentKind::Receiver, "filelog/test");
         ctx.telemetry = telemetry.component(
@@ -156,8 +163,7 @@ impl Rx {
         let next = PerSignal::from_fn(|s| {
             (s == Signal::Logs).then(|| rec.clone() as Arc<dyn pipeline_core::Consumer>)
         });
-        let rx = Factory.create(ctx, &config, next).unwrap();
-        rx.start(&Host::new(std::env::temp_dir())).await.unwrap();
+        let rx = Factory.build(ctx, &config, next).unwrap();
         Rx { rx, rec, telemetry }
     }
 
@@ -420,27 +426,37 @@ async fn corrupt_checkpoint_is_reported_and_ignored() {
     assert!(errors, "{}", rx.telemetry.render());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn checkpoint_waits_for_the_acknowledgement() {
-    let dir = scratch("ack");
+/// Waits (up to 10 s) until the checkpoint file contains `text`.
+async fn checkpoint_reaches(cp: &Path, text: &str) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !common_read(cp).contains(text) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    common_read(cp).contains(text)
+}
+
+/// A receiver that read ten lines `a-…` into a recorder that holds their tokens.
+async fn holding_ten_lines(tag: &str) -> (PathBuf, Arc<Recorder>, Rx) {
+    let dir = scratch(tag);
     append(&dir.join("app.log"), &lines("a", 0..10));
     let rec = Arc::new(Recorder::default());
     *rec.hold.lock().unwrap() = Some(Vec::new());
     let rx = Rx::start_with(config(&dir, &["*.log"], json!({})), rec.clone()).await;
     assert_eq!(rx.rec.wait_for(10).await, 10);
+    (dir, rec, rx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoint_waits_for_the_acknowledgement() {
+    let (dir, rec, rx) = holding_ten_lines("ack").await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     let cp = common_read(&dir.join("storage/checkpoints.json"));
     assert!(cp.contains("\"offset\":0"), "not delivered yet: {cp}");
     // Delivered: the tokens go.
     rec.release();
-    let deadline = Instant::now() + Duration::from_secs(10);
     let done = format!("\"offset\":{}", 10 * 9);
-    while !common_read(&dir.join("storage/checkpoints.json")).contains(&done)
-        && Instant::now() < deadline
-    {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert!(common_read(&dir.join("storage/checkpoints.json")).contains(&done));
+    let cp = dir.join("storage/checkpoints.json");
+    assert!(checkpoint_reaches(&cp, &done).await, "{}", common_read(&cp));
     rx.stop().await;
 }
 
@@ -479,16 +495,29 @@ async fn while_refused_the_reader_stands_still() {
     assert_exactly(&rx.rec.bodies(), names("a", 0..100_000));
 }
 
+/// A receiver started on `include` (with `extra` settings) in a fresh directory whose
+/// `app.log` holds `text`: (the directory, `app.log`, the receiver).
+async fn reading_app_log(
+    tag: &str,
+    text: &str,
+    include: &[&str],
+    extra: Value,
+) -> (PathBuf, PathBuf, Rx) {
+    let dir = scratch(tag);
+    let path = dir.join("app.log");
+    append(&path, text);
+    let rx = Rx::start(config(&dir, include, extra)).await;
+    (dir, path, rx)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partial_last_line_waits_for_force_flush_period() {
-    let dir = scratch("partial");
-    let path = dir.join("app.log");
-    append(&path, "complete\nhalf a li");
-    let rx = Rx::start(config(
-        &dir,
+    let (_, path, rx) = reading_app_log(
+        "partial",
+        "complete\nhalf a li",
         &["*.log"],
         json!({"force_flush_period": "300ms"}),
-    ))
+    )
     .await;
     assert_eq!(rx.rec.wait_for(1).await, 1);
     // The writer finishes the line before the period ends: one record, whole.
@@ -674,6 +703,33 @@ async fn copy_truncate_rotation_while_writing() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     rx.stop().await;
     assert_exactly(&rx.rec.bodies(), names("c", 0..4000));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_truncate_to_a_matched_name_and_regrown_to_the_same_size_within_one_poll() {
+    let (dir, path, rx) = reading_app_log(
+        "copytrunc-regrow",
+        &lines("g", 0..100),
+        &["app.log*"],
+        json!({"poll_interval": "500ms"}),
+    )
+    .await;
+    assert_eq!(rx.rec.wait_for(100).await, 100);
+    // Written, copied to a name the globs match, truncated and written to the copy's size,
+    // all between two polls: the copy continues at the offset read (lines 100..150), the
+    // truncated file is read from its start (150..300).
+    let mut writer = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    writer.write_all(lines("g", 100..150).as_bytes()).unwrap();
+    std::fs::copy(&path, dir.join("app.log.1")).unwrap();
+    writer.set_len(0).unwrap();
+    writer.write_all(lines("g", 150..300).as_bytes()).unwrap();
+    assert_eq!(rx.rec.wait_for(300).await, 300);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    rx.stop().await;
+    assert_exactly(&rx.rec.bodies(), names("g", 0..300));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -959,4 +1015,112 @@ async fn records_held_downstream_are_bounded_by_max_in_flight_records() {
     assert_eq!(rx.rec.wait_for(5000).await, 5000);
     rx.stop().await;
     assert_exactly(&rx.rec.bodies(), names("a", 0..5000));
+}
+
+/// A hook that, the first time it runs, blocks the thread it runs on until another task of
+/// the test's runtime made progress (it answers `entered`). Whether it gave up waiting is in
+/// `stalled`: on a current-thread runtime that can only happen when the hook runs on the
+/// runtime's own thread, which the other task then cannot get.
+struct Gate {
+    stalled: Arc<std::sync::atomic::AtomicBool>,
+    /// Completes once the hook runs; the other task answers through `progress`.
+    entered: tokio::sync::oneshot::Receiver<()>,
+    progress: std::sync::mpsc::Sender<()>,
+}
+
+impl Gate {
+    fn new() -> (Gate, Box<dyn FnMut() + Send>) {
+        let stalled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (entered_tx, entered) = tokio::sync::oneshot::channel();
+        let (progress, progress_rx) = std::sync::mpsc::channel();
+        let mut entered_tx = Some(entered_tx);
+        let flag = Arc::clone(&stalled);
+        let hook = Box::new(move || {
+            if let Some(tx) = entered_tx.take() {
+                let _ = tx.send(());
+                // Only a failure waits this long: a passing run goes on at the other
+                // task's answer.
+                if progress_rx.recv_timeout(Duration::from_secs(10)).is_err() {
+                    flag.store(true, Ordering::SeqCst);
+                }
+            }
+        });
+        (
+            Gate {
+                stalled,
+                entered,
+                progress,
+            },
+            hook,
+        )
+    }
+
+    /// The other task: answers the hook once it ran.
+    fn answer(
+        self,
+    ) -> (
+        Arc<std::sync::atomic::AtomicBool>,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let Gate {
+            stalled,
+            entered,
+            progress,
+        } = self;
+        let task = tokio::spawn(async move {
+            if entered.await.is_ok() {
+                let _ = progress.send(());
+            }
+        });
+        (stalled, task)
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_blocked_step_stalls_no_async_task() {
+    let dir = scratch("step-thread");
+    append(&dir.join("app.log"), &lines("s", 0..10));
+    let rx = Rx::build(
+        config(&dir, &["*.log"], json!({})),
+        Arc::new(Recorder::default()),
+    );
+    let (gate, hook) = Gate::new();
+    *rx.rx.before_step.lock().unwrap() = Some(hook);
+    let (stalled, other) = gate.answer();
+    rx.rx.start(&Host::new(std::env::temp_dir())).await.unwrap();
+    // The first step waits for `other`, which only this runtime's one thread can run.
+    other.await.unwrap();
+    assert_eq!(rx.rec.wait_for(10).await, 10);
+    rx.stop().await;
+    assert!(
+        !stalled.load(Ordering::SeqCst),
+        "a step ran on the async runtime's thread and stalled its other tasks"
+    );
+    assert_exactly(&rx.rec.bodies(), names("s", 0..10));
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn an_acknowledgement_writes_no_file_in_the_task_that_releases_it() {
+    let (dir, rec, rx) = holding_ten_lines("ack-thread").await;
+    // The file is known and on disk; with the tokens held nothing else changes.
+    let cp = dir.join("storage/checkpoints.json");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !(common_read(&cp).contains("\"offset\":0") && rx.rx.inner.checkpoints.writer_idle())
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (gate, hook) = Gate::new();
+    *rx.rx.inner.checkpoints.before_write.lock().unwrap() = Some(hook);
+    let (stalled, other) = gate.answer();
+    // Delivered: the callback runs here, in this task, on the runtime's one thread.
+    rec.release();
+    other.await.unwrap();
+    let done = format!("\"offset\":{}", 10 * 9);
+    assert!(checkpoint_reaches(&cp, &done).await, "{}", common_read(&cp));
+    assert!(
+        !stalled.load(Ordering::SeqCst),
+        "the acknowledgement wrote the checkpoint on the async runtime's thread"
+    );
+    rx.stop().await;
 }
