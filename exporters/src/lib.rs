@@ -10,6 +10,7 @@
 //! | `otlphttp` | an OTLP/HTTP backend (protobuf or JSON)              | [`otlphttp`]       |
 //! | `debug`    | stderr, one line per batch or the batch as OTLP/JSON | [`debug`]          |
 //! | `file`     | a file, one OTLP/JSON export request per line        | [`file`](mod@file) |
+//! | `slo`      | SLO figures, alerts to webhooks, a status page       | [`slo`]            |
 //!
 //! The network exporters share [`helper`]: the `timeout`, `retry_on_failure` and
 //! `sending_queue` settings of the OpenTelemetry Collector's exporter helper, the queue
@@ -23,15 +24,17 @@ pub mod file;
 pub mod helper;
 pub mod otlp;
 pub mod otlphttp;
+pub mod slo;
 
 use pipeline_core::{Registry, RegistryError};
 
-/// Registers every built-in exporter: `otlp`, `otlphttp`, `debug` and `file`.
+/// Registers every built-in exporter: `otlp`, `otlphttp`, `debug`, `file` and `slo`.
 pub fn register(reg: &mut Registry) -> Result<(), RegistryError> {
     reg.add_exporter(otlp::Factory)?;
     reg.add_exporter(otlphttp::Factory)?;
     reg.add_exporter(debug::Factory)?;
     reg.add_exporter(file::Factory)?;
+    reg.add_exporter(slo::Factory)?;
     Ok(())
 }
 
@@ -41,10 +44,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn registers_all_four() {
+    fn registers_all_five() {
         let mut reg = Registry::new();
         register(&mut reg).unwrap();
-        for name in ["otlp", "otlphttp", "debug", "file"] {
+        for name in ["otlp", "otlphttp", "debug", "file", "slo"] {
             assert!(reg.exporter(name).is_some(), "{name} missing");
         }
         assert!(register(&mut reg).is_err(), "registering twice must fail");
