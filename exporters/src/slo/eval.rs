@@ -200,6 +200,24 @@ impl AlertStates {
         let now_secs = now / 1_000_000_000;
         let evaluated_at = pipeline_core::time::rfc3339_micros(now);
         let mut out = Evaluation::default();
+        // Names and windows are the same for every SLO: made once per evaluation.
+        let burn_names: Vec<String> = rules.burn_rate.iter().map(|r| r.rule_name()).collect();
+        let budget_names: Vec<String> = rules.budget.iter().map(|r| r.rule_name()).collect();
+        let mut windows: Vec<(u64, String)> = Vec::new();
+        for w in REPORTED_WINDOWS
+            .iter()
+            .copied()
+            .chain(rules.burn_rate.iter().flat_map(|r| {
+                [
+                    r.long_window.get().as_secs(),
+                    r.short_window.get().as_secs(),
+                ]
+            }))
+        {
+            if !windows.iter().any(|(x, _)| *x == w) {
+                windows.push((w, window_label(Duration::from_secs(w))));
+            }
+        }
         for (i, (def, b)) in defs.iter().zip(buckets).enumerate() {
             let budget = def.budget_ratio();
             let window_secs = def.window.get().as_secs();
@@ -211,29 +229,20 @@ impl AlertStates {
                     .or_insert_with(|| burn_rate(b.window(now_secs, w), budget))
             };
             let mut burn_rates = BTreeMap::new();
-            for w in REPORTED_WINDOWS
-                .iter()
-                .copied()
-                .chain(rules.burn_rate.iter().flat_map(|r| {
-                    [
-                        r.long_window.get().as_secs(),
-                        r.short_window.get().as_secs(),
-                    ]
-                }))
-            {
-                burn_rates.insert(window_label(Duration::from_secs(w)), rate(w));
+            for (w, label) in &windows {
+                burn_rates.insert(label.clone(), rate(*w));
             }
             let error_budget = error_budget(def, window);
             // What holds now: (rule, alertname, severity, summary).
             let mut holding: Vec<(String, &'static str, &str, String)> = Vec::new();
-            for r in &rules.burn_rate {
+            for (r, name) in rules.burn_rate.iter().zip(&burn_names) {
                 let (long, short) = (
                     rate(r.long_window.get().as_secs()),
                     rate(r.short_window.get().as_secs()),
                 );
                 if long > r.rate && short > r.rate {
                     holding.push((
-                        r.rule_name(),
+                        name.clone(),
                         BURN_RATE_ALERT,
                         &r.severity,
                         format!(
@@ -248,7 +257,7 @@ impl AlertStates {
             {
                 let r = &rules.budget[j];
                 holding.push((
-                    r.rule_name(),
+                    budget_names[j].clone(),
                     BUDGET_ALERT,
                     &r.severity,
                     format!(
@@ -263,12 +272,14 @@ impl AlertStates {
             let all_rules = rules
                 .burn_rate
                 .iter()
-                .map(|r| (r.rule_name(), BURN_RATE_ALERT, r.severity.as_str()))
+                .zip(&burn_names)
+                .map(|(r, name)| (name.clone(), BURN_RATE_ALERT, r.severity.as_str()))
                 .chain(
                     rules
                         .budget
                         .iter()
-                        .map(|r| (r.rule_name(), BUDGET_ALERT, r.severity.as_str())),
+                        .zip(&budget_names)
+                        .map(|(r, name)| (name.clone(), BUDGET_ALERT, r.severity.as_str())),
                 );
             for (rule, alertname, severity) in all_rules {
                 let key = AlertKey {
@@ -351,14 +362,14 @@ fn burndown(b: &SloBuckets, now: u64, window_secs: u64, budget: f64, window: Cou
     let n = window_secs.div_ceil(HOUR) as i64;
     let allowed = budget * window.total.max(0) as f64;
     let mut bad = 0i64;
-    (last - n + 1..=last)
-        .map(|idx| {
-            bad = bad.saturating_add(b.hours.get(idx).bad);
-            if allowed <= 0.0 {
-                1.0
-            } else {
-                1.0 - bad.clamp(0, window.total.max(0)) as f64 / allowed
-            }
-        })
-        .collect()
+    let mut out = Vec::with_capacity(n.max(0) as usize);
+    b.hours.for_each(last - n + 1, last, |c| {
+        bad = bad.saturating_add(c.bad);
+        out.push(if allowed <= 0.0 {
+            1.0
+        } else {
+            1.0 - bad.clamp(0, window.total.max(0)) as f64 / allowed
+        });
+    });
+    out
 }

@@ -245,7 +245,8 @@ impl Inner {
         for (slo, message) in extracted.problems.drain(..) {
             if let Some(p) = core.problems.get_mut(slo) {
                 if p.as_deref() != Some(message.as_str()) {
-                    tracing::error!(exporter = %self.id, slo = %self.names[slo], "{message}");
+                    let name = self.names.get(slo).map(String::as_str).unwrap_or_default();
+                    tracing::error!(exporter = %self.id, slo = %name, "{message}");
                 }
                 *p = Some(message);
             }
@@ -613,9 +614,11 @@ impl Component for SloExporter {
         } else {
             let _ = tokio::time::timeout_at(deadline, inner.write_snapshot()).await;
         }
-        let (transitions, _) = inner.evaluate().await;
-        inner.log_transitions(&transitions);
-        inner.notify(&transitions);
+        // A last evaluation, so alerts that resolved with the last data are sent.
+        if let Ok((transitions, _)) = tokio::time::timeout_at(deadline, inner.evaluate()).await {
+            inner.log_transitions(&transitions);
+            inner.notify(&transitions);
+        }
         for w in &inner.webhooks {
             w.flush_until(deadline).await;
         }

@@ -150,12 +150,32 @@ impl Ring {
 
     /// The sum of buckets `first..=last` (at most the ring's length of them).
     pub fn sum(&self, first: i64, last: i64) -> Counts {
-        let first = first.max(last - self.index.len() as i64 + 1);
         let mut total = Counts::default();
-        for idx in first..=last {
-            total.add(self.get(idx));
-        }
+        self.for_each(first, last, |c| total.add(c));
         total
+    }
+
+    /// Calls `f` with the counts of buckets `first..=last` in order (at most the ring's
+    /// length of them, the newest), zero for buckets the ring does not hold. Walks the slots
+    /// without a division per bucket: this is the evaluation's inner loop.
+    pub fn for_each(&self, first: i64, last: i64, mut f: impl FnMut(Counts)) {
+        let len = self.index.len();
+        let first = first.max(last - len as i64 + 1);
+        if first > last {
+            return;
+        }
+        let mut slot = self.slot(first);
+        for idx in first..=last {
+            f(if self.index[slot] == idx {
+                self.counts[slot]
+            } else {
+                Counts::default()
+            });
+            slot += 1;
+            if slot == len {
+                slot = 0;
+            }
+        }
     }
 
     /// Every non-empty bucket as (index, counts).
