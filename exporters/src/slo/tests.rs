@@ -991,3 +991,42 @@ async fn serves_figures_page_metrics_and_sends_alertmanager_alerts() {
     assert_eq!(t.sent("metrics"), 6.0);
     x.shutdown(in_secs(5.0)).await.unwrap();
 }
+
+#[test]
+fn the_webhook_outbox_keeps_the_newest_state_of_each_alert() {
+    use super::eval::{AlertKey, Transition};
+    use super::webhook::{AmAlert, Webhook};
+    let w = Webhook::new(
+        &config(json!({"webhooks": [{"url": "http://127.0.0.1:9/api/v2/alerts"}]})).webhooks[0],
+    )
+    .unwrap();
+    let transition = |rule: &str, ends_at| Transition {
+        key: AlertKey {
+            slo: "a".into(),
+            rule: rule.into(),
+        },
+        service: "api".into(),
+        alertname: "SloBurnRateHigh",
+        severity: "page".into(),
+        summary: "s".into(),
+        starts_at: T0 * NANOS,
+        ends_at,
+    };
+    let item = |t: &Transition| (t.key.clone(), AmAlert::from_transition(t, "http://x/"));
+    let firing = transition(PAGE_FAST, None);
+    let resolved = transition(PAGE_FAST, Some((T0 + 60) * NANOS));
+    let other = transition(PAGE_SLOW, None);
+    w.enqueue([item(&firing), item(&other)]);
+    w.enqueue([item(&firing)]);
+    w.enqueue([item(&resolved)]);
+    let pending = w.pending();
+    assert_eq!(pending.len(), 2, "one entry per alert");
+    let fast = pending.iter().find(|(k, _)| k.rule == PAGE_FAST).unwrap();
+    assert_eq!(
+        fast.1.ends_at.as_deref(),
+        Some("2026-01-01T00:01:00.000000Z")
+    );
+    let body = serde_json::to_value(&fast.1).unwrap();
+    assert_eq!(body["startsAt"], "2026-01-01T00:00:00.000000Z");
+    assert_eq!(body["labels"]["alertname"], "SloBurnRateHigh");
+}

@@ -154,7 +154,7 @@ impl Webhook {
         }
     }
 
-    fn pending(&self) -> Vec<(AlertKey, AmAlert)> {
+    pub(crate) fn pending(&self) -> Vec<(AlertKey, AmAlert)> {
         self.outbox
             .lock()
             .unwrap_or_else(|p| p.into_inner())
