@@ -573,3 +573,42 @@ async fn screenshot_is_not_blank(url: &str) {
         blank.len()
     );
 }
+
+/// `sightline validate` checks a latency threshold against the buckets of the `sli`
+/// connector feeding the exporter: its defaults, or the ones it was given.
+#[test]
+fn validate_checks_the_latency_threshold_against_the_sli_buckets() {
+    let yaml = |sli: &str| {
+        format!(
+            r#"
+receivers:
+  otlp: {{ protocols: {{ grpc: {{ endpoint: "127.0.0.1:4317" }} }} }}
+connectors:
+  sli: {sli}
+exporters:
+  slo:
+    slos:
+      - name: api-latency
+        service: api
+        objective: 95
+        indicator:
+          latency: {{ threshold: 200ms, matchers: {{ service: api }} }}
+service:
+  pipelines:
+    traces: {{ receivers: [otlp], exporters: [sli] }}
+    metrics: {{ receivers: [sli], exporters: [slo] }}
+"#
+        )
+    };
+    let (code, stderr) = validate_yaml("slo-threshold", &yaml("{}"));
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("exporters::slo: slos[0].indicator.latency.threshold: 200ms is not a bucket boundary of http.request.duration; the boundaries (the sli connector's histogram.buckets) are 10ms, 50ms, 100ms, 500ms, 1s, 2.5s, 5s, 10s"),
+        "{stderr}"
+    );
+    let (code, stderr) = validate_yaml(
+        "slo-threshold-ok",
+        &yaml("{ histogram: { buckets: [0.1, 0.2, 0.5] } }"),
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+}

@@ -320,18 +320,15 @@ pub struct LatencyIndicator {
     /// Which series count.
     #[serde(default)]
     pub matchers: Matchers,
-    /// The histogram's boundaries in seconds, checked at validation (default: the `sli`
-    /// connector's default buckets). `[]` leaves the check to run time.
-    #[serde(default = "default_buckets")]
-    pub buckets: Vec<f64>,
+    /// The histogram's boundaries in seconds, to check the threshold against at validation.
+    /// Unset: the `histogram.buckets` of the `sli` connectors feeding the exporter, if any;
+    /// otherwise (and with `[]`) the check happens at run time on the data.
+    #[serde(default)]
+    pub buckets: Option<Vec<f64>>,
 }
 
 fn default_histogram() -> String {
     connectors::sli::DURATION.into()
-}
-
-fn default_buckets() -> Vec<f64> {
-    connectors::sli::DEFAULT_BUCKETS.to_vec()
 }
 
 /// `indicator: { ratio: ... }`.
@@ -492,6 +489,54 @@ fn check_alert_window(d: Duration, path: &str) -> Result<(), FieldError> {
     Ok(())
 }
 
+impl LatencyIndicator {
+    /// Whether the threshold is one of `bounds` (seconds; an empty list passes); the error
+    /// names the boundaries and where they came from (`source`).
+    pub fn check_threshold(&self, bounds: &[f64], source: &str) -> Result<(), String> {
+        if bounds.is_empty() || bound_index(bounds, self.threshold.get().as_secs_f64()).is_some() {
+            return Ok(());
+        }
+        let available: Vec<String> = bounds.iter().map(|b| seconds_label(*b)).collect();
+        Err(format!(
+            "{} is not a bucket boundary of {}; the boundaries ({source}) are {}",
+            self.threshold,
+            self.histogram,
+            available.join(", ")
+        ))
+    }
+}
+
+impl SloExporterConfig {
+    /// Checks every latency threshold without `buckets` against the `histogram.buckets` of
+    /// the `sli` connectors feeding the exporter (`upstream`: type name and config).
+    pub fn validate_upstream(
+        &self,
+        upstream: &[(&str, &serde_json::Value)],
+    ) -> Result<(), FieldError> {
+        let sli_buckets: Vec<Vec<f64>> = upstream
+            .iter()
+            .filter(|(t, _)| *t == "sli")
+            .filter_map(|(_, v)| pipeline_core::parse_config::<connectors::sli::SliConfig>(v).ok())
+            .map(|c| c.histogram.buckets)
+            .collect();
+        for (i, slo) in self.slos.iter().enumerate() {
+            let Indicator::Latency(l) = &slo.indicator else {
+                continue;
+            };
+            if l.buckets.is_some() || l.histogram != connectors::sli::DURATION {
+                continue;
+            }
+            for b in &sli_buckets {
+                l.check_threshold(b, "the sli connector's histogram.buckets")
+                    .map_err(|m| {
+                        FieldError::new(format!("slos[{i}].indicator.latency.threshold"), m)
+                    })?;
+            }
+        }
+        Ok(())
+    }
+}
+
 impl StoreConfig {
     fn validate(&self) -> Result<(), FieldError> {
         match self {
@@ -607,19 +652,10 @@ impl SloDefinition {
                         "must be greater than 0",
                     ));
                 }
-                if !l.buckets.is_empty() && bound_index(&l.buckets, threshold).is_none() {
-                    let available: Vec<String> =
-                        l.buckets.iter().map(|b| seconds_label(*b)).collect();
-                    return Err(FieldError::new(
-                        format!("{path}.indicator.latency.threshold"),
-                        format!(
-                            "{} is not a bucket boundary of {}; the boundaries are {} \
-                             (set `buckets` to the sli connector's histogram.buckets if you changed them)",
-                            l.threshold,
-                            l.histogram,
-                            available.join(", ")
-                        ),
-                    ));
+                if let Some(buckets) = &l.buckets {
+                    l.check_threshold(buckets, "its `buckets`").map_err(|m| {
+                        FieldError::new(format!("{path}.indicator.latency.threshold"), m)
+                    })?;
                 }
             }
         }

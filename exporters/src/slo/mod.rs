@@ -63,6 +63,14 @@ impl ExporterFactory for Factory {
         parse(config).map(|_| ())
     }
 
+    fn validate_upstream(
+        &self,
+        config: &Value,
+        upstream: &[(&str, &Value)],
+    ) -> Result<(), FieldError> {
+        parse(config)?.validate_upstream(upstream)
+    }
+
     fn listen_addresses(&self, config: &Value) -> Vec<String> {
         parse(config).map(|c| vec![c.endpoint]).unwrap_or_default()
     }

@@ -85,25 +85,40 @@ fn issue_example_config_is_valid_and_names_its_port() {
 
 #[test]
 fn config_errors_are_clear() {
-    let e = config_error(
-        json!({"slos": [{"name": "l", "service": "api", "objective": 99,
-        "indicator": {"latency": {"threshold": "200ms"}}}]}),
-    );
+    // Against the sli connector feeding it: its default buckets, or the ones it was given.
+    let latency = |buckets: Value| {
+        let mut l = json!({"threshold": "200ms"});
+        if !buckets.is_null() {
+            l["buckets"] = buckets;
+        }
+        json!({"slos": [{"name": "l", "service": "api", "objective": 99, "indicator": {"latency": l}}]})
+    };
+    let sli_default = json!({});
+    let e = Factory
+        .validate_upstream(&latency(Value::Null), &[("sli", &sli_default)])
+        .unwrap_err()
+        .to_string();
     assert!(e.starts_with("slos[0].indicator.latency.threshold"), "{e}");
     assert!(
-        e.contains("200ms is not a bucket boundary of http.request.duration")
-            && e.contains("10ms, 50ms, 100ms, 500ms, 1s, 2.5s, 5s, 10s"),
+        e.contains("200ms is not a bucket boundary of http.request.duration; the boundaries (the sli connector's histogram.buckets) are 10ms, 50ms, 100ms, 500ms, 1s, 2.5s, 5s, 10s"),
         "{e}"
     );
-    // With the histogram's own buckets it is fine, and `[]` leaves the check to run time.
-    config(
-        json!({"slos": [{"name": "l", "service": "api", "objective": 99,
-        "indicator": {"latency": {"threshold": "200ms", "buckets": [0.1, 0.2, 0.4]}}}]}),
+    let sli_custom = json!({"histogram": {"buckets": [0.1, 0.2, 0.4]}});
+    Factory
+        .validate_upstream(&latency(Value::Null), &[("sli", &sli_custom)])
+        .unwrap();
+    // Not fed by sli: checked at run time.
+    Factory
+        .validate_upstream(&latency(Value::Null), &[])
+        .unwrap();
+    // Explicit buckets are checked on their own; `[]` leaves the check to run time.
+    let e = config_error(latency(json!([0.1, 0.25])));
+    assert!(
+        e.contains("the boundaries (its `buckets`) are 100ms, 250ms"),
+        "{e}"
     );
-    config(
-        json!({"slos": [{"name": "l", "service": "api", "objective": 99,
-        "indicator": {"latency": {"threshold": "200ms", "buckets": []}}}]}),
-    );
+    config(latency(json!([0.1, 0.2, 0.4])));
+    config(latency(json!([])));
     let e = config_error(
         json!({"slos": [{"name": "a", "service": "api", "objective": 100,
         "indicator": {"availability": {}}}]}),
@@ -591,7 +606,7 @@ fn latency_counts_requests_above_the_threshold_as_bad() {
         {"name": "fast2", "service": "api", "objective": 99,
          "indicator": {"latency": {"threshold": "500ms"}}},
         {"name": "odd", "service": "api", "objective": 99,
-         "indicator": {"latency": {"threshold": "300ms", "buckets": []}}}
+         "indicator": {"latency": {"threshold": "300ms"}}}
     ]}))
     .slos;
     let sel = Selectors::new(&defs);
