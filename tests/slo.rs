@@ -26,14 +26,20 @@ struct Redis {
     child: Option<Child>,
     port: u16,
     dir: PathBuf,
+    extra: Vec<String>,
 }
 
 impl Redis {
     fn start() -> Redis {
+        Redis::start_with(free_port(), Vec::new())
+    }
+
+    fn start_with(port: u16, extra: Vec<String>) -> Redis {
         let mut r = Redis {
             child: None,
-            port: free_port(),
+            port,
             dir: temp_dir("redis"),
+            extra,
         };
         r.spawn();
         r
@@ -43,6 +49,7 @@ impl Redis {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
+            .args(&self.extra)
             .arg("--dir")
             .arg(&self.dir)
             .stdin(Stdio::null())
@@ -64,6 +71,11 @@ impl Redis {
 
     /// Sends one command in RESP; returns the first line of the answer.
     fn command(&self, args: &[&str]) -> Option<String> {
+        self.answer(args)?.lines().next().map(str::to_string)
+    }
+
+    /// Sends one command in RESP; returns what one read brings back.
+    fn answer(&self, args: &[&str]) -> Option<String> {
         let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
         s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
         let mut req = format!("*{}\r\n", args.len());
@@ -71,12 +83,9 @@ impl Redis {
             req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
         }
         s.write_all(req.as_bytes()).ok()?;
-        let mut buf = [0u8; 256];
+        let mut buf = [0u8; 4096];
         let n = s.read(&mut buf).ok()?;
-        String::from_utf8_lossy(&buf[..n])
-            .lines()
-            .next()
-            .map(str::to_string)
+        Some(String::from_utf8_lossy(&buf[..n]).into_owned())
     }
 
     /// A real stop: `SHUTDOWN SAVE` (the data comes back with the next start, as from a
@@ -611,4 +620,83 @@ service:
         &yaml("{ histogram: { buckets: [0.1, 0.2, 0.5] } }"),
     );
     assert_eq!(code, Some(0), "{stderr}");
+}
+
+/// A port whose cluster bus port (10,000 above) is free too.
+fn cluster_port() -> u16 {
+    loop {
+        let p = free_port();
+        if std::net::TcpListener::bind(("127.0.0.1", p + 10_000)).is_ok() {
+            return p;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_cluster_url_spreads_slos_over_the_cluster() {
+    // Three masters, no replicas: `redis-cli --cluster create` assigns the slots.
+    let nodes: Vec<Redis> = (0..3)
+        .map(|_| {
+            let port = cluster_port();
+            let conf = format!("nodes-{port}.conf");
+            Redis::start_with(
+                port,
+                ["--cluster-enabled", "yes", "--cluster-config-file", &conf]
+                    .map(String::from)
+                    .to_vec(),
+            )
+        })
+        .collect();
+    let addresses: Vec<String> = nodes
+        .iter()
+        .map(|n| format!("127.0.0.1:{}", n.port))
+        .collect();
+    let created = Command::new("redis-cli")
+        .args(["--cluster", "create"])
+        .args(&addresses)
+        .args(["--cluster-replicas", "0", "--cluster-yes"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("redis-cli");
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stdout)
+    );
+    wait_for("the cluster to form", async || {
+        nodes.iter().all(|n| {
+            n.answer(&["CLUSTER", "INFO"])
+                .is_some_and(|a| a.contains("cluster_state:ok"))
+        })
+    })
+    .await;
+    let url = format!("redis+cluster://{}", addresses.join(","));
+    let store = format!(r#"{{ type: redis, url: "{url}", flush_interval: 100ms, timeout: 1s }}"#);
+    let slos = format!(
+        "{AVAILABILITY}{}",
+        AVAILABILITY
+            .replace("api-availability", "web-availability")
+            .replace("service: api", "service: web")
+            .replace("matchers: { service: api }", "matchers: { service: web }")
+    );
+    let x = Instance::start(&store, &slos).await;
+    let start = now_nanos();
+    x.send(red_request(&[0, 1, 2, 3], start, start + 1, 1))
+        .await;
+    wait_for("figures through the cluster", async || {
+        x.slo().await[0]["total_events"] == 10_000
+    })
+    .await;
+    // A second instance reads the counts back from the cluster.
+    let y = Instance::start(&store, &slos).await;
+    wait_for("the second instance", async || {
+        let v = y.slo().await;
+        v[0]["total_events"] == 10_000 && v[0]["bad_events"] == 20 && v[1]["total_events"] == 0
+    })
+    .await;
+    assert!(
+        y.ready().await.contains("\"exporter/slo\":\"ok\""),
+        "{}",
+        y.ready().await
+    );
 }

@@ -114,7 +114,8 @@ impl Default for MemoryStoreConfig {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct RedisStoreConfig {
-    /// `redis://[user:password@]host:port[/db]` (or `rediss://`, `redis+unix://`).
+    /// `redis://[user:password@]host:port[/db]`, `redis+unix:///path`, or for a Redis
+    /// Cluster `redis+cluster://[user:password@]host:port,host:port,...`.
     pub url: String,
     /// Prefix of every key.
     pub key_prefix: String,
@@ -551,15 +552,26 @@ impl StoreConfig {
             }
             StoreConfig::Redis(r) => {
                 let url = r.url.as_str();
-                if url.starts_with("redis+cluster://") || url.contains(',') {
-                    return Err(FieldError::new(
-                        "store.url",
-                        "Redis Cluster is not supported by this build; give one node's redis:// URL \
-                         of a standalone Redis (or a proxy such as Envoy or twemproxy in front of a cluster)",
-                    ));
+                match super::store::redis::cluster_nodes(url) {
+                    Some(nodes) if nodes.is_empty() => {
+                        return Err(FieldError::new(
+                            "store.url",
+                            "list the cluster's nodes: redis+cluster://host:port,host:port",
+                        ));
+                    }
+                    Some(nodes) => {
+                        redis::cluster::ClusterClient::new(nodes)
+                            .map_err(|e| FieldError::new("store.url", format!("{e}")))?;
+                    }
+                    None => {
+                        redis::Client::open(url).map_err(|e| {
+                            FieldError::new(
+                                "store.url",
+                                format!("{e} (expected redis://host:port or redis+cluster://host:port,host:port)"),
+                            )
+                        })?;
+                    }
                 }
-                redis::Client::open(url)
-                    .map_err(|e| FieldError::new("store.url", format!("{e}")))?;
                 if r.key_prefix.is_empty() || r.key_prefix.contains(['{', '}', ' ']) {
                     return Err(FieldError::new(
                         "store.key_prefix",

@@ -16,7 +16,9 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use ::redis::aio::ConnectionManager;
-use ::redis::{AsyncCommands, Client, Script};
+use ::redis::cluster::ClusterClient;
+use ::redis::cluster_async::ClusterConnection;
+use ::redis::{AsyncCommands, Client, RedisResult, Script, ScriptInvocation};
 
 use crate::slo::config::RedisStoreConfig;
 use crate::slo::increments::Increment;
@@ -165,9 +167,64 @@ impl Pending {
     }
 }
 
+/// How Redis is reached: one server (or a proxy), or a Redis Cluster.
+enum Connection {
+    /// `redis://`: a connection manager that reconnects by itself.
+    Single(ConnectionManager),
+    /// `redis+cluster://`: connected on first use (the cluster may be down at start), then
+    /// the cluster connection follows slots and reconnects by itself.
+    Cluster(Box<ClusterLink>),
+}
+
+/// A Redis Cluster client and its connection, once made.
+struct ClusterLink {
+    client: ClusterClient,
+    conn: tokio::sync::Mutex<Option<ClusterConnection>>,
+}
+
+/// A connection of either kind, for one command.
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl Conn {
+    async fn invoke(&mut self, inv: &ScriptInvocation<'_>) -> RedisResult<i64> {
+        match self {
+            Conn::Single(c) => inv.invoke_async(c).await,
+            Conn::Cluster(c) => inv.invoke_async(c).await,
+        }
+    }
+
+    async fn mget(&mut self, keys: &[String]) -> RedisResult<Vec<Option<i64>>> {
+        match self {
+            Conn::Single(c) => c.mget(keys).await,
+            Conn::Cluster(c) => c.mget(keys).await,
+        }
+    }
+}
+
+/// The node URLs of a `redis+cluster://[user:password@]host:port,host:port` URL, or `None`
+/// for a single-server URL.
+pub(crate) fn cluster_nodes(url: &str) -> Option<Vec<String>> {
+    let rest = url.strip_prefix("redis+cluster://")?;
+    let (auth, hosts) = match rest.rsplit_once('@') {
+        Some((a, h)) => (format!("{a}@"), h),
+        None => (String::new(), rest),
+    };
+    Some(
+        hosts
+            .trim_end_matches('/')
+            .split(',')
+            .filter(|h| !h.trim().is_empty())
+            .map(|h| format!("redis://{auth}{}", h.trim()))
+            .collect(),
+    )
+}
+
 /// The Redis side: connection, key names, the write script and the read-back.
 pub(crate) struct RedisBackend {
-    conn: ConnectionManager,
+    conn: Connection,
     prefix: String,
     replica: String,
     script: Script,
@@ -177,15 +234,30 @@ pub(crate) struct RedisBackend {
 impl RedisBackend {
     /// A backend for `config`; connects lazily (Redis may be down at start).
     pub(crate) fn new(config: &RedisStoreConfig) -> Result<RedisBackend, String> {
-        let client = Client::open(config.url.as_str()).map_err(|e| e.to_string())?;
         let timeout = config.timeout.get();
-        let manager_config = ::redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_secs(1));
-        let conn = ConnectionManager::new_lazy_with_config(client, manager_config)
-            .map_err(|e| e.to_string())?;
+        let conn = match cluster_nodes(&config.url) {
+            Some(nodes) => Connection::Cluster(Box::new(ClusterLink {
+                client: ClusterClient::builder(nodes)
+                    .connection_timeout(timeout)
+                    .response_timeout(timeout)
+                    .retries(1)
+                    .build()
+                    .map_err(|e| e.to_string())?,
+                conn: tokio::sync::Mutex::new(None),
+            })),
+            None => {
+                let client = Client::open(config.url.as_str()).map_err(|e| e.to_string())?;
+                let manager_config = ::redis::aio::ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(timeout))
+                    .set_response_timeout(Some(timeout))
+                    .set_number_of_retries(1)
+                    .set_max_delay(Duration::from_secs(1));
+                Connection::Single(
+                    ConnectionManager::new_lazy_with_config(client, manager_config)
+                        .map_err(|e| e.to_string())?,
+                )
+            }
+        };
         Ok(RedisBackend {
             conn,
             prefix: config.key_prefix.clone(),
@@ -193,6 +265,26 @@ impl RedisBackend {
             script: Script::new(WRITE_SCRIPT),
             timeout,
         })
+    }
+
+    /// A connection for one command (connecting to the cluster first if need be).
+    async fn connection(&self) -> Result<Conn, String> {
+        match &self.conn {
+            Connection::Single(c) => Ok(Conn::Single(c.clone())),
+            Connection::Cluster(link) => {
+                let ClusterLink { client, conn } = link.as_ref();
+                let mut guard = conn.lock().await;
+                if let Some(c) = guard.as_ref() {
+                    return Ok(Conn::Cluster(c.clone()));
+                }
+                let c = tokio::time::timeout(self.timeout, client.get_async_connection())
+                    .await
+                    .map_err(|_| "timed out connecting to the cluster".to_string())?
+                    .map_err(|e| e.to_string())?;
+                *guard = Some(c.clone());
+                Ok(Conn::Cluster(c))
+            }
+        }
     }
 
     fn key(&self, slo: &str, tier: Tier, idx: i64, field: &str) -> String {
@@ -226,8 +318,8 @@ impl RedisBackend {
                 .arg(c.total)
                 .arg(c.bad);
         }
-        let mut conn = self.conn.clone();
-        tokio::time::timeout(self.timeout, inv.invoke_async::<i64>(&mut conn))
+        let mut conn = self.connection().await?;
+        tokio::time::timeout(self.timeout, conn.invoke(&inv))
             .await
             .map_err(|_| "timed out".to_string())?
             .map(|_| ())
@@ -255,12 +347,11 @@ impl RedisBackend {
                 .iter()
                 .flat_map(|(t, i)| [self.key(name, *t, *i, "t"), self.key(name, *t, *i, "b")])
                 .collect();
-            let mut conn = self.conn.clone();
-            let values: Vec<Option<i64>> =
-                tokio::time::timeout(self.timeout, conn.mget::<_, Vec<Option<i64>>>(&keys))
-                    .await
-                    .map_err(|_| "timed out".to_string())?
-                    .map_err(|e| e.to_string())?;
+            let mut conn = self.connection().await?;
+            let values: Vec<Option<i64>> = tokio::time::timeout(self.timeout, conn.mget(&keys))
+                .await
+                .map_err(|_| "timed out".to_string())?
+                .map_err(|e| e.to_string())?;
             for ((tier, idx), pair) in indexes.iter().zip(values.chunks(2)) {
                 let c = Counts {
                     total: pair.first().copied().flatten().unwrap_or(0),
