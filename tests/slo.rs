@@ -621,13 +621,13 @@ service:
     );
     assert_eq!(code, Some(0), "{stderr}");
     // The endpoint takes part in the port-clash check.
-    let clash = yaml("{}").replace(
-        "  slo:\n",
-        "  slo:\n    endpoint: 127.0.0.1:4317\n",
-    );
+    let clash = yaml("{}").replace("  slo:\n", "  slo:\n    endpoint: 127.0.0.1:4317\n");
     let (code, stderr) = validate_yaml("slo-port", &clash);
     assert_eq!(code, Some(1), "{stderr}");
-    assert!(stderr.contains("two listeners cannot share a port"), "{stderr}");
+    assert!(
+        stderr.contains("two listeners cannot share a port"),
+        "{stderr}"
+    );
 }
 
 /// A port whose cluster bus port (10,000 above) is free too.

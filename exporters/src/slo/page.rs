@@ -121,15 +121,18 @@ pub(crate) fn status_page(reports: &[SloReport], store: &str) -> String {
         );
         body.push_str(&chart(r));
         body.push_str("\n<table class=\"burn\"><tr><th>burn rate</th>");
-        for w in r.burn_rates.keys() {
+        // Shortest window first (the JSON map is ordered by name).
+        let mut rates: Vec<(&String, &f64)> = r.burn_rates.iter().collect();
+        rates.sort_by_key(|(w, _)| pipeline_core::config::parse_duration(w).unwrap_or_default());
+        for (w, _) in &rates {
             let _ = write!(body, "<th>{}</th>", html(w));
         }
         body.push_str("</tr><tr><td></td>");
-        for v in r.burn_rates.values() {
+        for &(_, &v) in &rates {
             let _ = write!(
                 body,
                 "<td class=\"{}\">{v:.2}x</td>",
-                if *v >= 1.0 { "hot" } else { "ok" }
+                if v >= 1.0 { "hot" } else { "ok" }
             );
         }
         body.push_str("</tr></table>\n");
