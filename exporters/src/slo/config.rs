@@ -126,6 +126,9 @@ pub struct RedisStoreConfig {
     /// Most buckets held locally while Redis is unreachable; increments into further
     /// buckets are dropped and counted.
     pub max_buffered_buckets: usize,
+    /// Where this replica keeps its cumulative series' last values across a clean restart
+    /// (one file per replica; none: series restart from a baseline).
+    pub series_path: Option<PathBuf>,
 }
 
 impl Default for RedisStoreConfig {
@@ -136,6 +139,7 @@ impl Default for RedisStoreConfig {
             flush_interval: HumanDuration::from_secs(1),
             timeout: HumanDuration::from_secs(2),
             max_buffered_buckets: 100_000,
+            series_path: None,
         }
     }
 }

@@ -136,6 +136,21 @@ impl SloExporter {
             }
             StoreConfig::Redis(r) => {
                 core.local = Local::Redis(Pending::new(defs.len(), r.max_buffered_buckets));
+                if let Some(path) = &r.series_path {
+                    // Written at the last clean shutdown; removed once read, so that after a
+                    // crash the series start from a baseline rather than from stale values.
+                    match memory::load(path) {
+                        Ok(Some(snap)) => {
+                            core.tracker = snap.tracker;
+                            let _ = std::fs::remove_file(path);
+                            tracing::info!(exporter = %id, path = %path.display(), series = core.tracker.len(), "series tracker restored");
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            tracing::error!(exporter = %id, error = %e, "series tracker not restored")
+                        }
+                    }
+                }
                 (
                     Some(RedisBackend::new(r)?),
                     format!("redis {} (prefix {})", redact_url(&r.url), r.key_prefix),
@@ -450,6 +465,28 @@ impl Inner {
         }
     }
 
+    /// With `store: redis` and `series_path`: writes the series tracker (at shutdown, once
+    /// everything it accounts for is in Redis).
+    async fn write_series(&self) {
+        let StoreConfig::Redis(r) = &self.config.store else {
+            return;
+        };
+        let Some(path) = r.series_path.clone() else {
+            return;
+        };
+        let bytes = {
+            let core = self.lock_core();
+            serde_json::to_vec(&Snapshot::new(&[], &[], &core.tracker, core.clock))
+        };
+        let Ok(bytes) = bytes else { return };
+        let id = self.id.clone();
+        let written =
+            tokio::task::spawn_blocking(move || memory::write_atomically(&path, &bytes)).await;
+        if let Ok(Err(e)) = written {
+            tracing::error!(exporter = %id, error = %e, "cannot write the series tracker");
+        }
+    }
+
     /// The background loop: Redis flushes, evaluations, snapshots, resends.
     async fn run(self: Arc<Self>, cancel: CancellationToken) {
         let eval_every = self.config.evaluation_interval.get();
@@ -610,6 +647,8 @@ impl Component for SloExporter {
             };
             if left > 0 {
                 tracing::error!(exporter = %inner.id, buckets = left, "redis unreachable at shutdown; buffered SLO increments lost");
+            } else {
+                inner.write_series().await;
             }
         } else {
             let _ = tokio::time::timeout_at(deadline, inner.write_snapshot()).await;
