@@ -12,6 +12,7 @@
 //! | `prometheusremotewrite` | a Prometheus remote-write endpoint      | [`prometheusremotewrite`] |
 //! | `debug`    | stderr, one line per batch or the batch as OTLP/JSON | [`debug`]          |
 //! | `file`     | a file, one OTLP/JSON export request per line        | [`file`](mod@file) |
+//! | `slo`      | SLO figures, alerts to webhooks, a status page       | [`slo`]            |
 //!
 //! The network exporters share [`helper`]: the `timeout`, `retry_on_failure` and
 //! `sending_queue` settings of the OpenTelemetry Collector's exporter helper, the queue
@@ -29,11 +30,12 @@ pub mod otlp;
 pub mod otlphttp;
 pub mod prometheus;
 pub mod prometheusremotewrite;
+pub mod slo;
 
 use pipeline_core::{Registry, RegistryError};
 
-/// Registers every built-in exporter: `otlp`, `otlphttp`, `debug`, `file`, `prometheus` and
-/// `prometheusremotewrite`.
+/// Registers every built-in exporter: `otlp`, `otlphttp`, `debug`, `file`, `prometheus`,
+/// `prometheusremotewrite` and `slo`.
 pub fn register(reg: &mut Registry) -> Result<(), RegistryError> {
     reg.add_exporter(otlp::Factory)?;
     reg.add_exporter(otlphttp::Factory)?;
@@ -41,6 +43,7 @@ pub fn register(reg: &mut Registry) -> Result<(), RegistryError> {
     reg.add_exporter(file::Factory)?;
     reg.add_exporter(prometheus::Factory)?;
     reg.add_exporter(prometheusremotewrite::Factory)?;
+    reg.add_exporter(slo::Factory)?;
     Ok(())
 }
 
@@ -60,6 +63,7 @@ mod tests {
             "file",
             "prometheus",
             "prometheusremotewrite",
+            "slo",
         ] {
             assert!(reg.exporter(name).is_some(), "{name} missing");
         }

@@ -253,6 +253,17 @@ pub trait ExporterFactory: Send + Sync + 'static {
     fn listen_addresses(&self, _config: &Value) -> Vec<String> {
         Vec::new()
     }
+    /// Checks a valid config against the connectors that feed it: `upstream` holds, for every
+    /// pipeline naming this exporter, the connectors among its receivers as (type name,
+    /// config), each once. For checks one component cannot make alone (the `slo` exporter's
+    /// latency threshold against the `sli` connector's buckets). Default: nothing to check.
+    fn validate_upstream(
+        &self,
+        _config: &Value,
+        _upstream: &[(&str, &Value)],
+    ) -> Result<(), FieldError> {
+        Ok(())
+    }
     /// Builds the exporter.
     fn create(
         &self,

@@ -186,6 +186,7 @@ pub fn validate(config: &Config, registry: &Registry) -> Validation {
         });
     }
     check_ports(config, registry, &pipelines, &mut v.errors);
+    check_upstream(config, registry, &pipelines, &mut v.errors);
     let mut used: BTreeSet<(ComponentKind, &ComponentId)> = BTreeSet::new();
     for p in &pipelines {
         for (ids, kind) in [
@@ -540,6 +541,41 @@ fn check_ports(
                     ),
                 });
             }
+        }
+    }
+}
+
+/// Runs every exporter's [`ExporterFactory::validate_upstream`] with the connectors feeding
+/// it, for exporters whose own config is valid.
+fn check_upstream(
+    config: &Config,
+    registry: &Registry,
+    pipelines: &[PipelineRef],
+    errors: &mut Vec<ConfigError>,
+) {
+    for (id, value) in config.section(ComponentKind::Exporter) {
+        let Some(factory) = registry.exporter(id.type_name()) else {
+            continue;
+        };
+        if factory.validate(value).is_err() {
+            continue;
+        }
+        let mut upstream: Vec<(&str, &Value)> = Vec::new();
+        let mut seen = BTreeSet::new();
+        for p in pipelines.iter().filter(|p| p.exporters.contains(id)) {
+            for r in &p.receivers {
+                if let Some(v) = config
+                    .components
+                    .get(&ComponentKind::Connector)
+                    .and_then(|s| s.get(r))
+                    && seen.insert(r.clone())
+                {
+                    upstream.push((r.type_name(), v));
+                }
+            }
+        }
+        if let Err(e) = factory.validate_upstream(value, &upstream) {
+            errors.push(field_error(config, ComponentKind::Exporter, id, e));
         }
     }
 }

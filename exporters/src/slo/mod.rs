@@ -1,0 +1,89 @@
+//! The `slo` exporter: an SLO evaluator with error budgets, multi-window burn-rate alerts,
+//! a status page, and counts kept in memory or, for gateway replicas, in Redis.
+//!
+//! **Where data comes from:** metrics pipelines, usually fed by the `sli` connector
+//! (`http.requests`, `http.errors`, `http.request.duration`), or any counters and histograms
+//! the SLO selectors name. `increments.rs` turns matching points into per-SLO (total, bad)
+//! event increments (cumulative points per series, see its docs), stamped with the points' own
+//! times: the clock is the data's, so a month replays in seconds.
+//!
+//! **Where it goes:** the increments go into time buckets (`state.rs`: a minute ring over six
+//! hours and an hour ring over the window) in the store (`store/`: `memory` with a snapshot
+//! file, or `redis` with per-bucket keys every replica adds into). Every
+//! `evaluation_interval`, `eval.rs` computes the SLI, the error budget and burn rates and runs
+//! the alert rules; `page.rs` renders them at the `endpoint` as `GET /slo` (JSON), `GET /`
+//! (the status page) and `GET /metrics` (`slo_*` gauges); `webhook.rs` sends alerts to
+//! Alertmanager-compatible webhooks; `exporter.rs` ties it together (consume, the background
+//! loop, lifecycle).
+
+pub mod config;
+pub mod eval;
+mod exporter;
+pub mod increments;
+mod page;
+pub mod state;
+mod store;
+#[cfg(test)]
+mod tests;
+mod webhook;
+
+use std::sync::Arc;
+
+use pipeline_core::factory::ConsumerComponent;
+use pipeline_core::{
+    BuildError, CreateContext, ExporterFactory, FieldError, Signal, parse_checked,
+};
+use serde_json::Value;
+
+pub use config::{
+    AvailabilityIndicator, BudgetAlertRule, BurnRateRule, DEFAULT_ENDPOINT, Indicator,
+    LatencyIndicator, Matchers, MemoryStoreConfig, RatioIndicator, RedisStoreConfig, Selector,
+    SloDefinition, SloExporterConfig, StoreConfig, WebhookConfig,
+};
+pub use eval::{ErrorBudget, FiringAlert, SloReport};
+
+/// Builds `slo` exporters.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Factory;
+
+fn parse(config: &Value) -> Result<SloExporterConfig, FieldError> {
+    parse_checked(config, SloExporterConfig::validate)
+}
+
+impl ExporterFactory for Factory {
+    fn type_name(&self) -> &'static str {
+        "slo"
+    }
+
+    fn signals(&self) -> &'static [Signal] {
+        &[Signal::Metrics]
+    }
+
+    fn validate(&self, config: &Value) -> Result<(), FieldError> {
+        parse(config).map(|_| ())
+    }
+
+    fn validate_upstream(
+        &self,
+        config: &Value,
+        upstream: &[(&str, &Value)],
+    ) -> Result<(), FieldError> {
+        parse(config)?.validate_upstream(upstream)
+    }
+
+    fn listen_addresses(&self, config: &Value) -> Vec<String> {
+        parse(config).map(|c| vec![c.endpoint]).unwrap_or_default()
+    }
+
+    fn create(
+        &self,
+        ctx: CreateContext,
+        config: &Value,
+    ) -> Result<Arc<dyn ConsumerComponent>, BuildError> {
+        let config = parse(config)?;
+        let exporter =
+            exporter::SloExporter::new(ctx.id.to_string(), config, ctx.telemetry, ctx.health)
+                .map_err(BuildError::Other)?;
+        Ok(Arc::new(exporter))
+    }
+}
