@@ -234,6 +234,11 @@ async fn run(subject: Subject, dest: Arc<Destination>, ops: Vec<Op>) {
     let mut refused_tokens = HashSet::new();
     let mut next_item = 0;
     let mut shut = false;
+    // Whether the destination ever failed: then a batch split into parts that each carry all
+    // of its tokens (the batch processor) may see a token fail for a part that held none of
+    // that token's items. That errs on the side of a duplicate, never of a loss, so only the
+    // safe direction is checked; without failures every token must end delivered.
+    let mut ever_failed = false;
     for op in ops {
         match op {
             Op::Consume(waits) => {
@@ -246,7 +251,10 @@ async fn run(subject: Subject, dest: Arc<Destination>, ops: Vec<Op>) {
                 }
                 sent.push(items);
             }
-            Op::Fail(on) => dest.failing.store(on, Ordering::SeqCst),
+            Op::Fail(on) => {
+                ever_failed |= on;
+                dest.failing.store(on, Ordering::SeqCst)
+            }
             Op::Shutdown if !shut => {
                 shut = true;
                 subject
@@ -296,11 +304,19 @@ async fn run(subject: Subject, dest: Arc<Destination>, ops: Vec<Op>) {
     for (i, items) in sent.iter().enumerate() {
         let all_delivered = items.iter().all(|id| unique.contains(id));
         let outcome = probe.outcome(i);
-        assert_eq!(
-            outcome == Some(AckOutcome::Delivered),
-            all_delivered,
-            "batch {i}: token {outcome:?}, all items delivered: {all_delivered}"
-        );
+        if outcome == Some(AckOutcome::Delivered) {
+            assert!(
+                all_delivered,
+                "batch {i}: token delivered, not all its items"
+            );
+        }
+        if !ever_failed {
+            assert_eq!(
+                outcome == Some(AckOutcome::Delivered),
+                all_delivered,
+                "batch {i}: token {outcome:?}, all items delivered: {all_delivered}"
+            );
+        }
         if refused_tokens.contains(&i) {
             assert_ne!(outcome, Some(AckOutcome::Delivered));
         }

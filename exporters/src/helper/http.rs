@@ -82,13 +82,10 @@ impl LazyClient {
             .body(Full::new(body))
             .map_err(|e| SendError::permanent(format!("building the request: {e}")))?;
         *request.headers_mut() = headers.clone();
-        let response = client
-            .request(request)
-            .await
-            .map_err(|e| {
-                let shown = redact_url(&url.to_string());
-                SendError::retryable(format!("POST {shown}: {}", describe_error(&e)))
-            })?;
+        let response = client.request(request).await.map_err(|e| {
+            let shown = redact_url(&url.to_string());
+            SendError::retryable(format!("POST {shown}: {}", describe_error(&e)))
+        })?;
         let (parts, body) = response.into_parts();
         let body = match Limited::new(body, MAX_RESPONSE_BYTES).collect().await {
             Ok(collected) => collected.to_bytes(),
