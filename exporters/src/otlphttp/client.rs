@@ -1,42 +1,26 @@
 //! Sending over OTLP/HTTP with hyper, and what HTTP answers mean for retries.
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 use bytes::Bytes;
-use http::header::{CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
-use http::{HeaderMap, HeaderValue, Request, StatusCode, Uri};
-use http_body_util::{BodyExt, Full, Limited};
-use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use http::header::{CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
+use http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use pipeline_core::{Batch, ComponentError, FieldError, PerSignal, Signal};
-use tokio::sync::OnceCell;
 
 use super::config::{Encoding, OtlpHttpConfig};
 use crate::helper::codec::{
     decode_response_json, decode_response_proto, encode_json, encode_proto,
 };
-use crate::helper::{Compression, Delivered, SendError, Sender, TlsConfig, describe_error};
+pub(crate) use crate::helper::http::parse_retry_after;
+use crate::helper::http::{HttpPoster, prefix_post, short_detail};
+use crate::helper::{Delivered, SendError, Sender};
 use pipeline_core::rpc::RpcStatus;
-
-type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
-
-/// Responses are small (a partial success, an error status); more than this is not read.
-const MAX_RESPONSE_BYTES: usize = 64 * 1024;
-
-/// Error details quoted in reasons are cut to this many characters.
-const MAX_DETAIL_CHARS: usize = 256;
 
 /// Posts export requests to the per-signal URLs.
 pub(crate) struct HttpSender {
     urls: PerSignal<Option<Uri>>,
     encoding: Encoding,
-    compression: Compression,
-    headers: HeaderMap,
-    tls: TlsConfig,
-    client: OnceCell<HttpClient>,
+    compression: crate::helper::Compression,
+    poster: HttpPoster,
 }
 
 impl HttpSender {
@@ -49,38 +33,12 @@ impl HttpSender {
         if let Some(encoding) = config.compression.encoding_name() {
             headers.insert(CONTENT_ENCODING, HeaderValue::from_static(encoding));
         }
-        if !headers.contains_key(USER_AGENT) {
-            headers.insert(
-                USER_AGENT,
-                HeaderValue::from_static(crate::helper::USER_AGENT),
-            );
-        }
         Ok(HttpSender {
             urls: config.signal_urls()?,
             encoding: config.encoding,
             compression: config.compression,
-            headers,
-            tls: config.tls.clone(),
-            client: OnceCell::new(),
+            poster: HttpPoster::new(headers, config.tls.clone()),
         })
-    }
-
-    async fn client(&self) -> Result<HttpClient, String> {
-        self.client
-            .get_or_try_init(|| async { self.build_client() })
-            .await
-            .cloned()
-    }
-
-    fn build_client(&self) -> Result<HttpClient, String> {
-        let tls = self.tls.rustls_client_config().map_err(|e| e.to_string())?;
-        let connector = HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .build();
-        Ok(Client::builder(TokioExecutor::new()).build(connector))
     }
 
     fn encode(&self, batch: &Batch) -> Result<Bytes, SendError> {
@@ -100,10 +58,7 @@ impl HttpSender {
 #[async_trait]
 impl Sender for HttpSender {
     async fn start(&self) -> Result<(), ComponentError> {
-        self.client()
-            .await
-            .map(|_| ())
-            .map_err(ComponentError::Other)
+        self.poster.start().await
     }
 
     async fn send(&self, batch: &Batch) -> Result<Delivered, SendError> {
@@ -113,45 +68,16 @@ impl Sender for HttpSender {
                 "no endpoint for {signal}: set endpoint or {signal}_endpoint"
             )));
         };
-        let client = self.client().await.map_err(SendError::permanent_health)?;
         let body = self.encode(batch)?;
-        let mut request = Request::post(url.clone())
-            .body(Full::new(body))
-            .map_err(|e| SendError::permanent(format!("building the request: {e}")))?;
-        *request.headers_mut() = self.headers.clone();
-        let response = client
-            .request(request)
-            .await
-            .map_err(|e| SendError::retryable(format!("POST {url}: {}", describe_error(&e))))?;
-        let (parts, body) = response.into_parts();
-        let body = match Limited::new(body, MAX_RESPONSE_BYTES).collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(e) => {
-                tracing::debug!(%url, error = %e, "could not read the response body");
-                Bytes::new()
-            }
-        };
-        interpret(signal, self.encoding, parts.status, &parts.headers, &body)
-            .map_err(|e| prefix(e, url))
-    }
-}
-
-fn prefix(e: SendError, url: &Uri) -> SendError {
-    match e {
-        SendError::Retryable {
-            reason,
-            retry_after,
-        } => SendError::Retryable {
-            reason: format!("POST {url}: {reason}"),
-            retry_after,
-        },
-        SendError::Permanent {
-            reason,
-            health_permanent,
-        } => SendError::Permanent {
-            reason: format!("POST {url}: {reason}"),
-            health_permanent,
-        },
+        let answer = self.poster.post(url, body).await?;
+        interpret(
+            signal,
+            self.encoding,
+            answer.status,
+            &answer.headers,
+            &answer.body,
+        )
+        .map_err(|e| prefix_post(e, url))
     }
 }
 
@@ -224,24 +150,5 @@ fn error_detail(headers: &HeaderMap, body: &[u8]) -> Option<String> {
         None
     };
     let text = message.unwrap_or_else(|| String::from_utf8_lossy(body).into_owned());
-    let text = text.trim();
-    if text.is_empty() {
-        return None;
-    }
-    Some(match text.char_indices().nth(MAX_DETAIL_CHARS) {
-        Some((cut, _)) => format!("{}...", &text[..cut]),
-        None => text.to_string(),
-    })
-}
-
-/// `Retry-After` in delay-seconds. The HTTP-date form is not read (backends answering OTLP
-/// send seconds); it, like anything unreadable, falls back to the computed backoff.
-pub(crate) fn parse_retry_after(value: &HeaderValue) -> Option<Duration> {
-    value
-        .to_str()
-        .ok()?
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(Duration::from_secs)
+    short_detail(&text)
 }
