@@ -10,6 +10,8 @@
 //! | `otlphttp` | an OTLP/HTTP backend (protobuf or JSON)              | [`otlphttp`]       |
 //! | `debug`    | stderr, one line per batch or the batch as OTLP/JSON | [`debug`]          |
 //! | `file`     | a file, one OTLP/JSON export request per line        | [`file`](mod@file) |
+//! | `jaeger`   | Jaeger: OTLP/gRPC, OTLP/HTTP or its api_v2 gRPC      | [`jaeger`]         |
+//! | `loki`     | Loki's push API (protobuf + snappy, or JSON)         | [`loki`]           |
 //!
 //! The network exporters share [`helper`]: the `timeout`, `retry_on_failure` and
 //! `sending_queue` settings of the OpenTelemetry Collector's exporter helper, the queue
@@ -21,17 +23,22 @@
 pub mod debug;
 pub mod file;
 pub mod helper;
+pub mod jaeger;
+pub mod loki;
 pub mod otlp;
 pub mod otlphttp;
 
 use pipeline_core::{Registry, RegistryError};
 
-/// Registers every built-in exporter: `otlp`, `otlphttp`, `debug` and `file`.
+/// Registers every built-in exporter: `otlp`, `otlphttp`, `debug`, `file`, `jaeger` and
+/// `loki`.
 pub fn register(reg: &mut Registry) -> Result<(), RegistryError> {
     reg.add_exporter(otlp::Factory)?;
     reg.add_exporter(otlphttp::Factory)?;
     reg.add_exporter(debug::Factory)?;
     reg.add_exporter(file::Factory)?;
+    reg.add_exporter(jaeger::Factory)?;
+    reg.add_exporter(loki::Factory)?;
     Ok(())
 }
 
@@ -41,10 +48,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn registers_all_four() {
+    fn registers_all_six() {
         let mut reg = Registry::new();
         register(&mut reg).unwrap();
-        for name in ["otlp", "otlphttp", "debug", "file"] {
+        for name in ["otlp", "otlphttp", "debug", "file", "jaeger", "loki"] {
             assert!(reg.exporter(name).is_some(), "{name} missing");
         }
         assert!(register(&mut reg).is_err(), "registering twice must fail");

@@ -33,6 +33,7 @@ mod tests;
 #[cfg(test)]
 pub(crate) mod testutil;
 mod tls;
+pub mod values;
 
 pub use config::{
     Compression, ExporterSettings, Headers, QueueConfig, RetryConfig, default_timeout,
@@ -40,7 +41,9 @@ pub use config::{
 };
 pub use exporter::QueuedExporter;
 pub use retry::{Backoff, RETRY_AFTER_CAP};
-pub use sender::{Delivered, SendError, SendProgress, Sender, describe_error};
+pub use sender::{
+    Delivered, PartAnswer, SendError, SendProgress, Sender, describe_error, send_in_parts,
+};
 pub use tls::{CaCertificates, TlsConfig, TlsError};
 
 /// The `User-Agent` the network exporters send: `sightline/<version>`.

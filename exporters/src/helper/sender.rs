@@ -51,6 +51,47 @@ impl SendProgress {
     }
 }
 
+/// How the backend answered one part of a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PartAnswer {
+    /// All of it accepted.
+    Accepted,
+    /// `items` of it refused for good (the rest accepted), with the backend's reason.
+    Rejected {
+        /// How many.
+        items: u64,
+        /// Why.
+        message: String,
+    },
+}
+
+/// Sends the parts of a batch not yet in `progress`, in order, each with `send_part`,
+/// recording every answer in `progress` before the next part is sent (so an attempt
+/// dropped at any await loses nothing already answered). Returns the whole batch's outcome
+/// once every part is answered, or the first error (a retry resumes at that part).
+pub async fn send_in_parts<P, F, Fut>(
+    parts: Vec<P>,
+    items_of: impl Fn(&P) -> usize,
+    progress: &mut SendProgress,
+    mut send_part: F,
+) -> Result<Delivered, SendError>
+where
+    F: FnMut(P) -> Fut,
+    Fut: std::future::Future<Output = Result<PartAnswer, SendError>>,
+{
+    for part in parts.into_iter().skip(progress.parts_done) {
+        let items = items_of(&part);
+        match send_part(part).await? {
+            PartAnswer::Accepted => progress.finish_part(items, 0, ""),
+            PartAnswer::Rejected {
+                items: rejected,
+                message,
+            } => progress.finish_part(items, rejected.min(items as u64), &message),
+        }
+    }
+    Ok(progress.rejected.clone())
+}
+
 /// Why one attempt failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SendError {

@@ -47,11 +47,7 @@ impl HttpSender {
             Encoding::Json => encode_json(&batch.payload),
         }
         .map_err(|e| SendError::permanent(e.to_string()))?;
-        let body = self
-            .compression
-            .compress(body)
-            .map_err(|e| SendError::permanent(format!("compressing the request: {e}")))?;
-        Ok(Bytes::from(body))
+        self.compression.compress_body(body)
     }
 }
 
