@@ -27,6 +27,7 @@ pub mod jaeger;
 pub mod loki;
 pub mod otlp;
 pub mod otlphttp;
+pub mod testing;
 
 use pipeline_core::{Registry, RegistryError};
 

@@ -20,6 +20,7 @@
 mod config;
 mod grpc;
 pub mod model;
+pub mod testing;
 #[cfg(test)]
 mod tests;
 mod translate;

@@ -7,21 +7,19 @@
 //! can check that nothing was lost or duplicated.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::convert::Infallible;
 use std::io::Read as _;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
-use http::{Request, Response, StatusCode};
+use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use prost::Message;
 use tokio::net::TcpListener;
 
 use super::proto::PushRequest;
+use crate::testing::{HttpHandler, serve_http, text_response};
 
 /// One entry as the server decoded it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,26 +100,7 @@ impl LokiServer {
             state: Mutex::new(State::default()),
             down: std::sync::atomic::AtomicBool::new(false),
         });
-        let weak = Arc::downgrade(&server);
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let Some(server) = weak.upgrade() else { return };
-                if server.down.load(std::sync::atomic::Ordering::SeqCst) {
-                    // Down: the connection is closed unanswered.
-                    drop(stream);
-                    continue;
-                }
-                tokio::spawn(async move {
-                    let svc = service_fn(move |req| {
-                        let server = Arc::clone(&server);
-                        async move { Ok::<_, Infallible>(server.handle(req).await) }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
-        });
+        serve_http(listener, Arc::downgrade(&server));
         Ok(server)
     }
 
@@ -168,15 +147,21 @@ impl LokiServer {
     pub fn violations(&self) -> Vec<String> {
         self.state().violations.clone()
     }
+}
 
-    async fn handle(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
+impl HttpHandler for LokiServer {
+    fn is_down(&self) -> bool {
+        self.down.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<Full<Bytes>> {
         let (parts, body) = request.into_parts();
         let raw = match body.collect().await {
             Ok(b) => b.to_bytes(),
-            Err(e) => return answer(400, &format!("reading the body: {e}")),
+            Err(e) => return text_response(400, &format!("reading the body: {e}")),
         };
         if parts.method != http::Method::POST || parts.uri.path() != "/loki/api/v1/push" {
-            return answer(404, "404 page not found");
+            return text_response(404, "404 page not found");
         }
         let header = |name: &str| {
             parts
@@ -200,7 +185,7 @@ impl LokiServer {
             Ok(ok) => ok,
             Err(why) => {
                 self.state().violations.push(why.clone());
-                return answer(400, &why);
+                return text_response(400, &why);
             }
         };
         let mut state = self.state();
@@ -217,7 +202,7 @@ impl LokiServer {
             entries: entries.1,
             status: reply.status,
         });
-        let mut response = answer(reply.status, &reply.body);
+        let mut response = text_response(reply.status, &reply.body);
         if let Some(secs) = reply.retry_after
             && let Ok(v) = http::HeaderValue::from_str(&secs.to_string())
         {
@@ -225,12 +210,6 @@ impl LokiServer {
         }
         response
     }
-}
-
-fn answer(status: u16, body: &str) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
-    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
-    response
 }
 
 type Decoded = (usize, Vec<ReceivedEntry>);
@@ -422,14 +401,10 @@ pub fn request_logs(n: usize, first_nanos: u64) -> pipeline_core::Batch {
     use pipeline_core::Payload;
     use pipeline_core::attributes::string;
     use pipeline_core::proto::tonic::common::v1::any_value::Value;
-    use pipeline_core::proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue};
+    use pipeline_core::proto::tonic::common::v1::{AnyValue, InstrumentationScope};
     use pipeline_core::proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
     use pipeline_core::proto::tonic::resource::v1::Resource;
-    let typed = |key: &str, value: Value| KeyValue {
-        key: key.into(),
-        value: Some(AnyValue { value: Some(value) }),
-        ..Default::default()
-    };
+    let typed = pipeline_core::testing::attribute;
     let log_records = (0..n as u64)
         .map(|i| {
             let late = if i % 7 == 3 { 5_000_000 } else { 0 };

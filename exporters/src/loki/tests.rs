@@ -513,3 +513,34 @@ async fn traces_are_refused_at_build() {
     );
     x.shutdown(in_secs(5.0)).await.unwrap();
 }
+
+#[test]
+fn wire_bytes_use_the_upstream_field_numbers() {
+    use super::proto::{EntryAdapter, LabelPairAdapter, PushRequest, StreamAdapter};
+    use crate::helper::values::ProtoTimestamp;
+    use prost::Message;
+    // PushRequest { streams = 1 { labels = 1, entries = 2 { timestamp = 1 { seconds = 1 },
+    // line = 2, structuredMetadata = 3 { name = 1, value = 2 } } } }, written out by hand.
+    let request = PushRequest {
+        streams: vec![StreamAdapter {
+            labels: "{a=\"b\"}".into(),
+            entries: vec![EntryAdapter {
+                timestamp: Some(ProtoTimestamp {
+                    seconds: 1,
+                    nanos: 0,
+                }),
+                line: "x".into(),
+                structured_metadata: vec![LabelPairAdapter {
+                    name: "n".into(),
+                    value: "v".into(),
+                }],
+            }],
+            hash: 0,
+        }],
+    };
+    let mut want = vec![0x0a, 26, 0x0a, 7];
+    want.extend_from_slice(b"{a=\"b\"}");
+    want.extend_from_slice(&[0x12, 15, 0x0a, 2, 0x08, 1, 0x12, 1, b'x']);
+    want.extend_from_slice(&[0x1a, 6, 0x0a, 1, b'n', 0x12, 1, b'v']);
+    assert_eq!(request.encode_to_vec(), want);
+}
