@@ -265,7 +265,7 @@ impl<S: Sender> Inner<S> {
     async fn export_queued(&self, batch: Batch) {
         let signal = batch.signal();
         let items = batch.item_count();
-        let mut progress = SendProgress::default();
+        let mut progress = SendProgress::starting_now();
         match self.deliver(&batch, &mut progress).await {
             Outcome::Sent { all_accepted: true } => batch.delivered(),
             Outcome::Sent {
@@ -299,7 +299,7 @@ impl<S: Sender> Inner<S> {
     /// (its tokens are failed here, as the data went back to the caller). Parts a
     /// multi-part sender already delivered are counted; the caller may send them again.
     async fn export_now(&self, batch: Batch) -> Result<(), ConsumeError> {
-        let mut progress = SendProgress::default();
+        let mut progress = SendProgress::starting_now();
         let outcome = self.deliver(&batch, &mut progress).await;
         if !matches!(outcome, Outcome::Sent { .. }) {
             self.count_parts_done(batch.signal(), &progress);

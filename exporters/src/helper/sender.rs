@@ -36,9 +36,23 @@ pub struct SendProgress {
     pub items_done: usize,
     /// Of those, items the backend rejected, and its last explanation.
     pub rejected: Delivered,
+    /// The wall-clock time of the batch's first attempt, in nanoseconds since the Unix
+    /// epoch: a "now" that stays the same across retries, so a sender that fills in missing
+    /// timestamps cuts the batch into the same parts every time.
+    pub first_attempt_unix_nanos: u64,
 }
 
 impl SendProgress {
+    /// Progress of a batch whose first attempt starts now.
+    pub fn starting_now() -> SendProgress {
+        SendProgress {
+            first_attempt_unix_nanos: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
+            ..SendProgress::default()
+        }
+    }
+
     /// Records a finished part of `items` items, `rejected_items` of which the backend
     /// refused (explaining with `message`).
     pub fn finish_part(&mut self, items: usize, rejected_items: u64, message: &str) {

@@ -641,7 +641,7 @@ struct PerRecord {
 #[async_trait]
 impl Sender for PerRecord {
     async fn send(&self, batch: &Batch) -> Result<Delivered, SendError> {
-        self.send_resuming(batch, &mut SendProgress::default())
+        self.send_resuming(batch, &mut SendProgress::starting_now())
             .await
     }
 

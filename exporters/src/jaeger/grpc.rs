@@ -39,7 +39,7 @@ impl Sender for PostSpansSender {
     }
 
     async fn send(&self, batch: &Batch) -> Result<Delivered, SendError> {
-        self.send_resuming(batch, &mut SendProgress::default())
+        self.send_resuming(batch, &mut SendProgress::starting_now())
             .await
     }
 

@@ -1,20 +1,25 @@
-//! From a batch's OTLP log records to Loki push requests: stream labels, structured
-//! metadata, the line, grouping and ordering, splitting by size, and the protobuf (snappy)
-//! and JSON bodies.
+//! From a batch's OTLP log records to Loki push request bodies: stream labels, structured
+//! metadata, the line, grouping and ordering, splitting by size, and the protobuf
+//! (`logproto.PushRequest`) and JSON encodings.
+//!
+//! Built for throughput: records are grouped by reference (no copy of the data), and each
+//! entry is written straight from the record into the request body, with names and values
+//! turned into text in two reused buffers. The message layout is that of
+//! [`super::proto`].
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::fmt::Write as _;
 
 use pipeline_core::attributes::{find, inner, to_text};
 use pipeline_core::model::{Payload, is_valid_span_id, is_valid_trace_id};
 use pipeline_core::proto::tonic::common::v1::KeyValue;
 use pipeline_core::proto::tonic::common::v1::any_value::Value;
 use pipeline_core::proto::tonic::logs::v1::LogRecord;
-use prost::Message;
+use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint};
 
-use super::config::{LineFormat, LokiConfig, SEVERITY_KEY, sanitize_label_name};
-use super::proto::{EntryAdapter, LabelPairAdapter, PushRequest, StreamAdapter};
-use crate::helper::values::{ProtoTimestamp, hex, to_json, to_plain_text};
+use super::config::{LineFormat, LokiConfig, LokiEncoding, SEVERITY_KEY, sanitize_label_name};
+use crate::helper::values::{to_json, to_plain_text};
 
 /// The label a stream gets when no configured label has a value: Loki refuses streams
 /// without labels, and Loki 3's own OTLP route uses the same.
@@ -56,23 +61,23 @@ impl Mapping {
     }
 }
 
-/// One stream: its labels (sorted by name) and entries.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Stream {
+/// One record in a stream.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EntryRef<'a> {
+    /// Its time: the record's, else its observed time, else the batch's "now".
+    pub(crate) nanos: u64,
+    record: &'a LogRecord,
+    /// The resource's attributes.
+    resource: &'a [KeyValue],
+}
+
+/// One stream: its labels (sorted by name) and entries (sorted by time).
+#[derive(Debug, Clone)]
+pub(crate) struct StreamRef<'a> {
     pub(crate) labels: Vec<(String, String)>,
     /// The labels in Prometheus syntax.
     pub(crate) key: String,
-    pub(crate) entries: Vec<EntryAdapter>,
-}
-
-impl Stream {
-    fn shell(&self) -> Stream {
-        Stream {
-            labels: self.labels.clone(),
-            key: self.key.clone(),
-            entries: Vec::new(),
-        }
-    }
+    pub(crate) entries: Vec<EntryRef<'a>>,
 }
 
 /// Why a batch cannot be pushed to Loki.
@@ -85,28 +90,24 @@ pub(crate) enum EncodeError {
 /// The batch's records grouped into streams, each stream's entries sorted by timestamp
 /// (records of equal time keep their order). `now_nanos` stands in for records with
 /// neither a time nor an observed time.
-pub(crate) fn build_streams(
-    payload: &Payload,
+pub(crate) fn build_streams<'a>(
+    payload: &'a Payload,
     mapping: &Mapping,
     now_nanos: u64,
-) -> Result<Vec<Stream>, EncodeError> {
+) -> Result<Vec<StreamRef<'a>>, EncodeError> {
     let Payload::Logs(resource_logs) = payload else {
         return Err(EncodeError::NotLogs(payload.signal()));
     };
-    let mut streams: Vec<Stream> = Vec::new();
+    let mut streams: Vec<StreamRef<'a>> = Vec::new();
     let mut index: HashMap<String, usize> = HashMap::new();
     let mut key = String::new();
+    let mut last: Option<usize> = None;
     let mut labels: Vec<(&str, Cow<'_, str>)> = Vec::new();
     for rl in resource_logs {
-        let resource_attrs: &[KeyValue] = rl
+        let resource: &[KeyValue] = rl
             .resource
             .as_ref()
             .map_or(&[], |r| r.attributes.as_slice());
-        let resource_metadata = if mapping.structured_metadata {
-            metadata_of(resource_attrs, mapping)
-        } else {
-            Vec::new()
-        };
         for record in rl.scope_logs.iter().flat_map(|s| &s.log_records) {
             labels.clear();
             for (attr, name) in &mapping.label_attributes {
@@ -114,7 +115,7 @@ pub(crate) fn build_streams(
                     severity(record)
                 } else {
                     find(&record.attributes, attr)
-                        .or_else(|| find(resource_attrs, attr))
+                        .or_else(|| find(resource, attr))
                         .map(label_text)
                 };
                 if let Some(value) = value.filter(|v| !v.is_empty()) {
@@ -132,29 +133,39 @@ pub(crate) fn build_streams(
             labels.sort_by(|a, b| a.0.cmp(b.0));
             labels.dedup_by(|a, b| a.0 == b.0);
             format_labels(&labels, &mut key);
-            let at = match index.get(key.as_str()) {
-                Some(at) => *at,
-                None => {
-                    index.insert(key.clone(), streams.len());
-                    streams.push(Stream {
-                        labels: labels
-                            .iter()
-                            .map(|(n, v)| ((*n).to_string(), v.to_string()))
-                            .collect(),
-                        key: key.clone(),
-                        entries: Vec::new(),
-                    });
-                    streams.len() - 1
-                }
+            // Neighbouring records mostly share a stream: check the last one first.
+            let at = match last.filter(|at| streams[*at].key == key) {
+                Some(at) => at,
+                None => match index.get(key.as_str()) {
+                    Some(at) => *at,
+                    None => {
+                        index.insert(key.clone(), streams.len());
+                        streams.push(StreamRef {
+                            labels: labels
+                                .iter()
+                                .map(|(n, v)| ((*n).to_string(), v.to_string()))
+                                .collect(),
+                            key: key.clone(),
+                            entries: Vec::new(),
+                        });
+                        streams.len() - 1
+                    }
+                },
             };
-            let entry = entry(record, mapping, &resource_metadata, now_nanos);
-            streams[at].entries.push(entry);
+            last = Some(at);
+            let nanos = [record.time_unix_nano, record.observed_time_unix_nano]
+                .into_iter()
+                .find(|t| *t != 0)
+                .unwrap_or(now_nanos);
+            streams[at].entries.push(EntryRef {
+                nanos,
+                record,
+                resource,
+            });
         }
     }
     for stream in &mut streams {
-        stream
-            .entries
-            .sort_by_key(|e| e.timestamp.map(ProtoTimestamp::unix_nanos));
+        stream.entries.sort_by_key(|e| e.nanos);
     }
     Ok(streams)
 }
@@ -164,16 +175,21 @@ pub(crate) fn build_streams(
 fn severity(record: &LogRecord) -> Option<Cow<'_, str>> {
     let text = record.severity_text.trim();
     if !text.is_empty() {
-        let lower = if text.bytes().any(|b| b.is_ascii_uppercase()) {
-            Cow::Owned(text.to_ascii_lowercase())
-        } else {
-            Cow::Borrowed(text)
-        };
-        return Some(match lower.as_ref() {
-            "warning" => Cow::Borrowed("warn"),
-            "err" => Cow::Borrowed("error"),
-            _ => lower,
-        });
+        const KNOWN: [(&str, &str); 9] = [
+            ("info", "info"),
+            ("error", "error"),
+            ("warn", "warn"),
+            ("warning", "warn"),
+            ("debug", "debug"),
+            ("trace", "trace"),
+            ("fatal", "fatal"),
+            ("critical", "critical"),
+            ("err", "error"),
+        ];
+        if let Some((_, level)) = KNOWN.iter().find(|(k, _)| k.eq_ignore_ascii_case(text)) {
+            return Some(Cow::Borrowed(level));
+        }
+        return Some(Cow::Owned(text.to_ascii_lowercase()));
     }
     let name = match record.severity_number {
         1..=4 => "trace",
@@ -214,67 +230,137 @@ fn format_labels(labels: &[(&str, Cow<'_, str>)], out: &mut String) {
     out.push('}');
 }
 
-/// Attributes that are not labels, as structured metadata.
-fn metadata_of(attributes: &[KeyValue], mapping: &Mapping) -> Vec<LabelPairAdapter> {
-    attributes
-        .iter()
-        .filter(|kv| !mapping.is_label_key(&kv.key))
-        .map(|kv| LabelPairAdapter {
-            name: sanitize_label_name(&kv.key),
-            value: to_plain_text(inner(kv.value.as_ref())),
-        })
-        .collect()
+/// Whether `name` is already a valid label name.
+fn is_clean(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    !bytes.is_empty()
+        && !bytes[0].is_ascii_digit()
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'_')
 }
 
-fn entry(
-    record: &LogRecord,
+/// `name` sanitised (borrowed when it already is, else written to `buf`).
+fn clean_name<'b>(name: &'b str, buf: &'b mut String) -> &'b str {
+    if is_clean(name) {
+        return name;
+    }
+    *buf = sanitize_label_name(name);
+    buf
+}
+
+/// Whether `raw` sanitises to `clean`.
+fn sanitizes_to(raw: &str, clean: &str) -> bool {
+    if is_clean(raw) {
+        return raw == clean;
+    }
+    sanitize_label_name(raw) == clean
+}
+
+/// A value as text (borrowed for strings, else written to `buf`).
+fn value_text<'b>(value: Option<&'b Value>, buf: &'b mut String) -> &'b str {
+    buf.clear();
+    match value {
+        Some(Value::StringValue(s)) => return s,
+        None => {}
+        Some(Value::IntValue(i)) => {
+            let _ = write!(buf, "{i}");
+        }
+        Some(Value::DoubleValue(d)) => {
+            let _ = write!(buf, "{d}");
+        }
+        Some(Value::BoolValue(b)) => buf.push_str(if *b { "true" } else { "false" }),
+        Some(Value::BytesValue(b)) => push_hex(buf, b),
+        Some(other) => {
+            let _ = write!(buf, "{}", to_json(Some(other)));
+        }
+    }
+    buf
+}
+
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    out.reserve(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 0xf)] as char);
+    }
+}
+
+/// Scratch space for turning one entry's names and values into text.
+#[derive(Default)]
+struct Scratch {
+    name: String,
+    value: String,
+    line: String,
+    message: Vec<u8>,
+}
+
+/// Calls `f` with each structured metadata pair of `entry`: the record's attributes that are
+/// not labels, `trace_id` and `span_id`, `severity_text` when severity is no label, then the
+/// resource's attributes that are not labels; names sanitised, a name the record already
+/// gave left out.
+fn each_metadata(
+    entry: &EntryRef<'_>,
     mapping: &Mapping,
-    resource_metadata: &[LabelPairAdapter],
-    now_nanos: u64,
-) -> EntryAdapter {
-    let nanos = [record.time_unix_nano, record.observed_time_unix_nano]
-        .into_iter()
-        .find(|t| *t != 0)
-        .unwrap_or(now_nanos);
-    let mut metadata = Vec::new();
-    if mapping.structured_metadata {
-        metadata = metadata_of(&record.attributes, mapping);
-        if is_valid_trace_id(&record.trace_id) {
-            metadata.push(pair("trace_id", hex(&record.trace_id)));
-        }
-        if is_valid_span_id(&record.span_id) {
-            metadata.push(pair("span_id", hex(&record.span_id)));
-        }
-        if !mapping.severity_is_label
-            && let Some(level) = severity(record)
-        {
-            metadata.push(pair("severity_text", level.into_owned()));
-        }
-        for pair in resource_metadata {
-            if !metadata.iter().any(|m| m.name == pair.name) {
-                metadata.push(pair.clone());
-            }
-        }
+    scratch: &mut Scratch,
+    mut f: impl FnMut(&str, &str),
+) {
+    let record = entry.record;
+    let attrs = || {
+        record
+            .attributes
+            .iter()
+            .filter(|kv| !mapping.is_label_key(&kv.key))
+    };
+    let record_has = |clean: &str| attrs().any(|kv| sanitizes_to(&kv.key, clean));
+    for kv in attrs() {
+        let name = clean_name(&kv.key, &mut scratch.name);
+        f(
+            name,
+            value_text(inner(kv.value.as_ref()), &mut scratch.value),
+        );
     }
-    EntryAdapter {
-        timestamp: Some(ProtoTimestamp::from_unix_nanos(nanos)),
-        line: line(record, mapping.line_format),
-        structured_metadata: metadata,
+    if is_valid_trace_id(&record.trace_id) && !record_has("trace_id") {
+        scratch.value.clear();
+        push_hex(&mut scratch.value, &record.trace_id);
+        f("trace_id", &scratch.value);
+    }
+    if is_valid_span_id(&record.span_id) && !record_has("span_id") {
+        scratch.value.clear();
+        push_hex(&mut scratch.value, &record.span_id);
+        f("span_id", &scratch.value);
+    }
+    if !mapping.severity_is_label
+        && !record_has("severity_text")
+        && let Some(level) = severity(record)
+    {
+        f("severity_text", &level);
+    }
+    for kv in entry.resource {
+        if mapping.is_label_key(&kv.key) {
+            continue;
+        }
+        let name = clean_name(&kv.key, &mut scratch.name);
+        if record_has(name) {
+            continue;
+        }
+        f(
+            name,
+            value_text(inner(kv.value.as_ref()), &mut scratch.value),
+        );
     }
 }
 
-fn pair(name: &str, value: String) -> LabelPairAdapter {
-    LabelPairAdapter {
-        name: name.to_string(),
-        value,
-    }
-}
-
-/// The line per `line_format`.
-fn line(record: &LogRecord, format: LineFormat) -> String {
+/// The line per `line_format` (borrowed for a string body, else built in `buf`).
+fn line<'b>(record: &'b LogRecord, format: LineFormat, buf: &'b mut String) -> &'b str {
     let body = inner(record.body.as_ref());
+    buf.clear();
     match format {
-        LineFormat::Body => to_plain_text(body),
+        LineFormat::Body => match body {
+            Some(Value::StringValue(s)) => return s,
+            other => *buf = to_plain_text(other),
+        },
         LineFormat::Json => {
             let mut map = serde_json::Map::new();
             if body.is_some() {
@@ -286,22 +372,23 @@ fn line(record: &LogRecord, format: LineFormat) -> String {
             for kv in &record.attributes {
                 map.insert(kv.key.clone(), to_json(inner(kv.value.as_ref())));
             }
-            serde_json::Value::Object(map).to_string()
+            let _ = write!(buf, "{}", serde_json::Value::Object(map));
         }
         LineFormat::Logfmt => {
-            let mut out = String::new();
+            let mut value = String::new();
             if body.is_some() {
-                push_logfmt(&mut out, "body", &to_plain_text(body));
+                push_logfmt(buf, "body", &to_plain_text(body));
             }
-            for (key, value) in line_fields(record) {
-                push_logfmt(&mut out, key, &value);
+            for (key, v) in line_fields(record) {
+                push_logfmt(buf, key, &v);
             }
             for kv in &record.attributes {
-                push_logfmt(&mut out, &kv.key, &to_plain_text(inner(kv.value.as_ref())));
+                let v = value_text(inner(kv.value.as_ref()), &mut value);
+                push_logfmt(buf, &kv.key, v);
             }
-            out
         }
     }
+    buf
 }
 
 /// The record's own fields in a `json` or `logfmt` line.
@@ -310,11 +397,14 @@ fn line_fields(record: &LogRecord) -> Vec<(&'static str, String)> {
     if let Some(level) = severity(record) {
         fields.push(("severity", level.into_owned()));
     }
+    let mut hex = String::new();
     if is_valid_trace_id(&record.trace_id) {
-        fields.push(("trace_id", hex(&record.trace_id)));
+        push_hex(&mut hex, &record.trace_id);
+        fields.push(("trace_id", std::mem::take(&mut hex)));
     }
     if is_valid_span_id(&record.span_id) {
-        fields.push(("span_id", hex(&record.span_id)));
+        push_hex(&mut hex, &record.span_id);
+        fields.push(("span_id", hex));
     }
     fields
 }
@@ -355,105 +445,273 @@ fn push_logfmt(out: &mut String, key: &str, value: &str) {
     out.push('"');
 }
 
-/// One push request's worth of streams.
+/// One push request body, before compression.
 #[derive(Debug, Default)]
 pub(crate) struct Part {
-    pub(crate) streams: Vec<Stream>,
+    pub(crate) body: Vec<u8>,
     /// Entries (log records) in it.
     pub(crate) items: usize,
 }
 
-/// Splits the streams into requests of at most `max_bytes` (protobuf, before compression),
-/// keeping each stream's entries in order across requests. An entry larger than the limit
-/// goes alone.
-pub(crate) fn split(streams: Vec<Stream>, max_bytes: usize) -> Vec<Part> {
+/// The streams as request bodies of at most `max_bytes` each, keeping each stream's entries
+/// in order across requests (an entry larger than the limit goes alone).
+pub(crate) fn encode_parts(
+    streams: &[StreamRef<'_>],
+    mapping: &Mapping,
+    encoding: LokiEncoding,
+    max_bytes: usize,
+) -> Vec<Part> {
+    match encoding {
+        LokiEncoding::Protobuf => assemble(streams, mapping, max_bytes, &mut ProtobufWriter),
+        LokiEncoding::Json => assemble(streams, mapping, max_bytes, &mut JsonWriter),
+    }
+}
+
+/// The framing of one encoding.
+trait BodyWriter: Separator {
+    /// Writes one entry, alone, to `out`; returns its size inside a stream.
+    fn entry(
+        &mut self,
+        entry: &EntryRef<'_>,
+        mapping: &Mapping,
+        s: &mut Scratch,
+        out: &mut Vec<u8>,
+    );
+    /// The most a stream's framing adds around its entries.
+    fn stream_overhead(&self, stream: &StreamRef<'_>) -> usize;
+    /// Appends a stream with `entries` (entries written by `entry`, concatenated) to `body`.
+    fn stream(&mut self, stream: &StreamRef<'_>, entries: &[u8], first: bool, body: &mut Vec<u8>);
+    /// Turns the concatenated streams into the request body.
+    fn finish(&mut self, streams: Vec<u8>) -> Vec<u8>;
+    /// Bytes `finish` adds.
+    const BODY_OVERHEAD: usize;
+}
+
+fn assemble<W: BodyWriter>(
+    streams: &[StreamRef<'_>],
+    mapping: &Mapping,
+    max_bytes: usize,
+    writer: &mut W,
+) -> Vec<Part> {
     let mut parts = Vec::new();
-    let mut current = Part::default();
-    let mut size = 0usize;
-    for mut stream in streams {
-        let overhead = stream.key.len() + 16;
-        let entries = std::mem::take(&mut stream.entries);
-        let mut piece = stream.shell();
-        for entry in entries {
-            let entry_size = entry.encoded_len() + 4;
-            if size > 0 && size + entry_size + overhead > max_bytes {
-                if !piece.entries.is_empty() {
-                    let next = piece.shell();
-                    current.streams.push(std::mem::replace(&mut piece, next));
+    let mut scratch = Scratch::default();
+    let mut entry = Vec::new();
+    let mut body = Vec::new();
+    let mut items = 0usize;
+    let mut size = W::BODY_OVERHEAD;
+    for stream in streams {
+        let overhead = writer.stream_overhead(stream);
+        let mut entries = Vec::new();
+        for e in &stream.entries {
+            entry.clear();
+            writer.entry(e, mapping, &mut scratch, &mut entry);
+            let added = entry.len() + if entries.is_empty() { overhead } else { 0 };
+            if items > 0 && size + added > max_bytes {
+                if !entries.is_empty() {
+                    writer.stream(stream, &entries, body.is_empty(), &mut body);
+                    entries.clear();
                 }
-                parts.push(std::mem::take(&mut current));
-                size = 0;
+                parts.push(Part {
+                    body: writer.finish(std::mem::take(&mut body)),
+                    items,
+                });
+                items = 0;
+                size = W::BODY_OVERHEAD;
             }
-            if piece.entries.is_empty() {
+            if entries.is_empty() {
                 size += overhead;
+            } else if let Some(sep) = W::ENTRY_SEPARATOR {
+                entries.push(sep);
+                size += 1;
             }
-            size += entry_size;
-            piece.entries.push(entry);
-            current.items += 1;
+            size += entry.len();
+            entries.extend_from_slice(&entry);
+            items += 1;
         }
-        if !piece.entries.is_empty() {
-            current.streams.push(piece);
+        if !entries.is_empty() {
+            writer.stream(stream, &entries, body.is_empty(), &mut body);
         }
     }
-    if current.items > 0 {
-        parts.push(current);
+    if items > 0 {
+        parts.push(Part {
+            body: writer.finish(body),
+            items,
+        });
     }
     parts
 }
 
-/// The part as a snappy-compressed `PushRequest`.
-pub(crate) fn encode_protobuf(part: Part) -> Result<Vec<u8>, snap::Error> {
-    let request = PushRequest {
-        streams: part
-            .streams
-            .into_iter()
-            .map(|s| StreamAdapter {
-                labels: s.key,
-                entries: s.entries,
-                hash: 0,
-            })
-            .collect(),
-    };
-    snap::raw::Encoder::new().compress_vec(&request.encode_to_vec())
+trait Separator {
+    /// A byte between two entries of a stream, if the encoding has one.
+    const ENTRY_SEPARATOR: Option<u8>;
 }
 
-/// The part in Loki's JSON push format: `{"streams":[{"stream":{labels},"values":[[ns,
-/// line, {metadata}]]}]}`.
-pub(crate) fn encode_json(part: &Part) -> Vec<u8> {
-    use serde_json::{Map, Value as J};
-    let streams: Vec<J> = part
-        .streams
-        .iter()
-        .map(|s| {
-            let labels: Map<String, J> = s
-                .labels
-                .iter()
-                .map(|(n, v)| (n.clone(), J::String(v.clone())))
-                .collect();
-            let values: Vec<J> = s
-                .entries
-                .iter()
-                .map(|e| {
-                    let nanos = e.timestamp.map_or(0, ProtoTimestamp::unix_nanos);
-                    let mut value = vec![J::String(nanos.to_string()), J::String(e.line.clone())];
-                    if !e.structured_metadata.is_empty() {
-                        let mut meta = Map::new();
-                        for p in &e.structured_metadata {
-                            meta.insert(p.name.clone(), J::String(p.value.clone()));
-                        }
-                        value.push(J::Object(meta));
-                    }
-                    J::Array(value)
-                })
-                .collect();
-            let mut stream = Map::new();
-            stream.insert("stream".into(), J::Object(labels));
-            stream.insert("values".into(), J::Array(values));
-            J::Object(stream)
-        })
-        .collect();
-    let mut body = Map::new();
-    body.insert("streams".into(), J::Array(streams));
-    // Serialising a `Value` cannot fail.
-    serde_json::to_vec(&J::Object(body)).unwrap_or_default()
+fn put_string(tag: u32, value: &str, out: &mut Vec<u8>) {
+    if value.is_empty() {
+        return;
+    }
+    encode_key(tag, WireType::LengthDelimited, out);
+    encode_varint(value.len() as u64, out);
+    out.extend_from_slice(value.as_bytes());
+}
+
+fn put_len_prefixed(tag: u32, content: &[u8], out: &mut Vec<u8>) {
+    encode_key(tag, WireType::LengthDelimited, out);
+    encode_varint(content.len() as u64, out);
+    out.extend_from_slice(content);
+}
+
+/// `logproto.PushRequest`.
+struct ProtobufWriter;
+
+impl Separator for ProtobufWriter {
+    const ENTRY_SEPARATOR: Option<u8> = None;
+}
+
+impl BodyWriter for ProtobufWriter {
+    const BODY_OVERHEAD: usize = 0;
+
+    fn entry(&mut self, e: &EntryRef<'_>, mapping: &Mapping, s: &mut Scratch, out: &mut Vec<u8>) {
+        // EntryAdapter, written into `inner_buf`, then framed as StreamAdapter.entries (2).
+        let mut inner_buf = std::mem::take(&mut s.message);
+        inner_buf.clear();
+        let seconds = e.nanos / 1_000_000_000;
+        let nanos = e.nanos % 1_000_000_000;
+        let ts_len = if seconds > 0 {
+            1 + encoded_len_varint(seconds)
+        } else {
+            0
+        } + if nanos > 0 {
+            1 + encoded_len_varint(nanos)
+        } else {
+            0
+        };
+        encode_key(1, WireType::LengthDelimited, &mut inner_buf);
+        encode_varint(ts_len as u64, &mut inner_buf);
+        if seconds > 0 {
+            encode_key(1, WireType::Varint, &mut inner_buf);
+            encode_varint(seconds, &mut inner_buf);
+        }
+        if nanos > 0 {
+            encode_key(2, WireType::Varint, &mut inner_buf);
+            encode_varint(nanos, &mut inner_buf);
+        }
+        let mut line_buf = std::mem::take(&mut s.line);
+        put_string(
+            2,
+            line(e.record, mapping.line_format, &mut line_buf),
+            &mut inner_buf,
+        );
+        s.line = line_buf;
+        if mapping.structured_metadata {
+            each_metadata(e, mapping, s, |name, value| {
+                // LabelPairAdapter: name (1), value (2).
+                let len = 1
+                    + encoded_len_varint(name.len() as u64)
+                    + name.len()
+                    + if value.is_empty() {
+                        0
+                    } else {
+                        1 + encoded_len_varint(value.len() as u64) + value.len()
+                    };
+                encode_key(3, WireType::LengthDelimited, &mut inner_buf);
+                encode_varint(len as u64, &mut inner_buf);
+                put_string(1, name, &mut inner_buf);
+                put_string(2, value, &mut inner_buf);
+            });
+        }
+        put_len_prefixed(2, &inner_buf, out);
+        s.message = inner_buf;
+    }
+
+    fn stream_overhead(&self, stream: &StreamRef<'_>) -> usize {
+        // StreamAdapter key and length (at most 1 + 10), labels field.
+        11 + 1 + encoded_len_varint(stream.key.len() as u64) + stream.key.len()
+    }
+
+    fn stream(&mut self, stream: &StreamRef<'_>, entries: &[u8], _first: bool, body: &mut Vec<u8>) {
+        let labels_len = 1 + encoded_len_varint(stream.key.len() as u64) + stream.key.len();
+        encode_key(1, WireType::LengthDelimited, body);
+        encode_varint((labels_len + entries.len()) as u64, body);
+        put_string(1, &stream.key, body);
+        body.extend_from_slice(entries);
+    }
+
+    fn finish(&mut self, streams: Vec<u8>) -> Vec<u8> {
+        streams
+    }
+}
+
+/// Loki's JSON push format: `{"streams":[{"stream":{labels},"values":[["ns","line",
+/// {metadata}], ...]}, ...]}`.
+struct JsonWriter;
+
+impl Separator for JsonWriter {
+    const ENTRY_SEPARATOR: Option<u8> = Some(b',');
+}
+
+fn json_string(text: &str, out: &mut Vec<u8>) {
+    // Serialising a string cannot fail.
+    let _ = serde_json::to_writer(&mut *out, text);
+}
+
+impl BodyWriter for JsonWriter {
+    const BODY_OVERHEAD: usize = 16;
+
+    fn entry(&mut self, e: &EntryRef<'_>, mapping: &Mapping, s: &mut Scratch, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"[\"");
+        out.extend_from_slice(e.nanos.to_string().as_bytes());
+        out.extend_from_slice(b"\",");
+        let mut line_buf = std::mem::take(&mut s.line);
+        json_string(line(e.record, mapping.line_format, &mut line_buf), out);
+        s.line = line_buf;
+        if mapping.structured_metadata {
+            let mut first = true;
+            each_metadata(e, mapping, s, |name, value| {
+                out.extend_from_slice(if first { b",{" } else { b"," });
+                first = false;
+                json_string(name, out);
+                out.push(b':');
+                json_string(value, out);
+            });
+            if !first {
+                out.push(b'}');
+            }
+        }
+        out.push(b']');
+    }
+
+    fn stream_overhead(&self, stream: &StreamRef<'_>) -> usize {
+        32 + stream
+            .labels
+            .iter()
+            .map(|(n, v)| n.len() + 2 * v.len() + 6)
+            .sum::<usize>()
+    }
+
+    fn stream(&mut self, stream: &StreamRef<'_>, entries: &[u8], first: bool, body: &mut Vec<u8>) {
+        if !first {
+            body.push(b',');
+        }
+        body.extend_from_slice(b"{\"stream\":{");
+        for (i, (name, value)) in stream.labels.iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            json_string(name, body);
+            body.push(b':');
+            json_string(value, body);
+        }
+        body.extend_from_slice(b"},\"values\":[");
+        body.extend_from_slice(entries);
+        body.extend_from_slice(b"]}");
+    }
+
+    fn finish(&mut self, streams: Vec<u8>) -> Vec<u8> {
+        let mut body = Vec::with_capacity(streams.len() + Self::BODY_OVERHEAD);
+        body.extend_from_slice(b"{\"streams\":[");
+        body.extend_from_slice(&streams);
+        body.extend_from_slice(b"]}");
+        body
+    }
 }

@@ -46,7 +46,22 @@ pub use config::{
     default_label_attributes, sanitize_label_name,
 };
 
-use crate::helper::QueuedExporter;
+use crate::helper::{QueuedExporter, SendError};
+
+/// The request bodies the exporter would `POST` for `batch` under `config`, compressed as
+/// sent (for benchmarks and tools; the exporter itself builds them per attempt).
+pub fn encode_requests(
+    config: &LokiConfig,
+    batch: &pipeline_core::Batch,
+) -> Result<Vec<bytes::Bytes>, SendError> {
+    let sender = push::LokiSender::new(config).map_err(|e| SendError::permanent(e.to_string()))?;
+    let now = crate::helper::SendProgress::starting_now().first_attempt_unix_nanos;
+    sender
+        .parts(batch, now)?
+        .into_iter()
+        .map(|part| sender.compress(part))
+        .collect()
+}
 
 /// Builds `loki` exporters.
 #[derive(Debug, Clone, Copy, Default)]

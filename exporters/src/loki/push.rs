@@ -2,7 +2,6 @@
 //! mean.
 
 use std::sync::LazyLock;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -11,7 +10,7 @@ use http::{HeaderName, HeaderValue, Uri};
 use pipeline_core::{Batch, ComponentError, FieldError};
 
 use super::config::{LokiConfig, LokiEncoding};
-use super::encode::{Mapping, Part, build_streams, encode_json, encode_protobuf, split};
+use super::encode::{Mapping, Part, build_streams, encode_parts};
 use crate::helper::http::{HttpAnswer, HttpPoster, prefix_post, short_detail};
 use crate::helper::{
     Compression, Delivered, PartAnswer, SendError, SendProgress, Sender, send_in_parts,
@@ -59,23 +58,27 @@ impl LokiSender {
         })
     }
 
-    /// The batch as push requests; the same batch always gives the same parts, so a retry
-    /// can skip those already answered.
-    pub(crate) fn parts(&self, batch: &Batch) -> Result<Vec<Part>, SendError> {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
-        let streams = build_streams(&batch.payload, &self.mapping, now)
+    /// The batch as push request bodies (before compression); the same batch and `now`
+    /// always give the same parts, so a retry can skip those already answered.
+    pub(crate) fn parts(&self, batch: &Batch, now_unix_nanos: u64) -> Result<Vec<Part>, SendError> {
+        let streams = build_streams(&batch.payload, &self.mapping, now_unix_nanos)
             .map_err(|e| SendError::permanent(e.to_string()))?;
-        Ok(split(streams, self.max_request_bytes))
+        Ok(encode_parts(
+            &streams,
+            &self.mapping,
+            self.encoding,
+            self.max_request_bytes,
+        ))
     }
 
-    pub(crate) fn encode(&self, part: Part) -> Result<Bytes, SendError> {
+    /// A part's body compressed as sent.
+    pub(crate) fn compress(&self, part: Part) -> Result<Bytes, SendError> {
         match self.encoding {
-            LokiEncoding::Protobuf => encode_protobuf(part)
+            LokiEncoding::Protobuf => snap::raw::Encoder::new()
+                .compress_vec(&part.body)
                 .map(Bytes::from)
                 .map_err(|e| SendError::permanent(format!("snappy: {e}"))),
-            LokiEncoding::Json => self.compression.compress_body(encode_json(&part)),
+            LokiEncoding::Json => self.compression.compress_body(part.body),
         }
     }
 }
@@ -87,7 +90,7 @@ impl Sender for LokiSender {
     }
 
     async fn send(&self, batch: &Batch) -> Result<Delivered, SendError> {
-        self.send_resuming(batch, &mut SendProgress::default())
+        self.send_resuming(batch, &mut SendProgress::starting_now())
             .await
     }
 
@@ -96,14 +99,18 @@ impl Sender for LokiSender {
         batch: &Batch,
         progress: &mut SendProgress,
     ) -> Result<Delivered, SendError> {
-        let parts = self.parts(batch)?;
+        let now = match progress.first_attempt_unix_nanos {
+            0 => SendProgress::starting_now().first_attempt_unix_nanos,
+            at => at,
+        };
+        let parts = self.parts(batch, now)?;
         send_in_parts(
             parts,
             |p| p.items,
             progress,
             |part| async move {
                 let items = part.items;
-                let body = self.encode(part)?;
+                let body = self.compress(part)?;
                 let answer = self.poster.post(&self.url, body).await?;
                 interpret(&answer, items).map_err(|e| prefix_post(e, &self.url))
             },

@@ -11,8 +11,12 @@ use pipeline_core::{AckToken, Batch, ExporterFactory};
 use serde_json::{Value, json};
 
 use super::Factory;
-use super::config::{LineFormat, LokiConfig, sanitize_label_name};
-use super::encode::{Mapping, build_streams, split};
+use pipeline_core::Payload;
+use prost::Message;
+
+use super::config::{LineFormat, LokiConfig, LokiEncoding, sanitize_label_name};
+use super::encode::{Mapping, build_streams, encode_parts};
+use super::proto::{PushRequest, StreamAdapter};
 use super::testing::{LokiServer, Reply, parse_labels, request_logs};
 use crate::helper::testutil::{TestCtx, eventually, fast_retries, in_secs, start_exporter};
 
@@ -103,19 +107,49 @@ fn label_names_follow_lokis_rule() {
     assert_eq!(sanitize_label_name("é"), "_");
 }
 
-fn mapping(extra: Value) -> Mapping {
-    let mut config = json!({"endpoint": "http://l:1"});
+fn mapping(extra: &Value) -> Mapping {
+    Mapping::new(&parse(with(json!({"endpoint": "http://l:1"}), extra)).unwrap())
+}
+
+fn with(mut config: Value, extra: &Value) -> Value {
     config
         .as_object_mut()
         .unwrap()
         .extend(extra.as_object().unwrap().clone());
-    Mapping::new(&parse(config).unwrap())
+    config
+}
+
+/// The streams of `batch` as the exporter encodes them (protobuf), decoded, per part.
+fn pushed(batch: &Batch, extra: &Value, max_bytes: usize) -> Vec<Vec<StreamAdapter>> {
+    let m = mapping(extra);
+    let streams = build_streams(&batch.payload, &m, 0).unwrap();
+    encode_parts(&streams, &m, LokiEncoding::Protobuf, max_bytes)
+        .iter()
+        .map(|p| {
+            assert!(
+                p.body.len() <= max_bytes || p.items == 1,
+                "{}",
+                p.body.len()
+            );
+            let request = PushRequest::decode(&p.body[..]).unwrap();
+            let items: usize = request.streams.iter().map(|s| s.entries.len()).sum();
+            assert_eq!(items, p.items);
+            request.streams
+        })
+        .collect()
+}
+
+fn pushed_one(batch: &Batch, extra: &Value) -> Vec<StreamAdapter> {
+    let mut parts = pushed(batch, extra, 4 << 20);
+    assert_eq!(parts.len(), 1);
+    parts.remove(0)
 }
 
 #[test]
 fn streams_are_grouped_sorted_and_escaped() {
     let batch = request_logs(40, T0);
-    let m = mapping(json!({"labels": {"env": "a \"quoted\" \\ value", "team-name": "x"}}));
+    let extra = json!({"labels": {"env": "a \"quoted\" \\ value", "team-name": "x"}});
+    let m = mapping(&extra);
     let streams = build_streams(&batch.payload, &m, 0).unwrap();
     // INFO and ERROR records: two streams.
     assert_eq!(streams.len(), 2);
@@ -124,12 +158,7 @@ fn streams_are_grouped_sorted_and_escaped() {
         assert_eq!(parsed["env"], "a \"quoted\" \\ value");
         assert_eq!(parsed["team_name"], "x");
         assert_eq!(parsed["service_name"], "api");
-        let times: Vec<_> = s.entries.iter().map(|e| e.timestamp.unwrap()).collect();
-        assert!(
-            times
-                .windows(2)
-                .all(|w| w[0].unix_nanos() <= w[1].unix_nanos())
-        );
+        assert!(s.entries.windows(2).all(|w| w[0].nanos <= w[1].nanos));
     }
     let levels: Vec<_> = streams
         .iter()
@@ -137,30 +166,79 @@ fn streams_are_grouped_sorted_and_escaped() {
         .collect();
     assert_eq!(levels, ["info", "error"]);
     assert_eq!(streams[0].entries.len() + streams[1].entries.len(), 40);
+    // The encoded request says the same.
+    let decoded = pushed_one(&batch, &extra);
+    assert_eq!(decoded.len(), 2);
+    assert_eq!(decoded[0].labels, streams[0].key);
+    let times: Vec<u64> = decoded[0]
+        .entries
+        .iter()
+        .map(|e| e.timestamp.unwrap().unix_nanos())
+        .collect();
+    assert_eq!(
+        times,
+        streams[0]
+            .entries
+            .iter()
+            .map(|e| e.nanos)
+            .collect::<Vec<_>>()
+    );
     // Traces are not logs.
     assert!(build_streams(&span_batch(1).payload, &m, 0).is_err());
 }
 
 #[test]
 fn records_without_label_values_get_the_fallback_stream() {
-    let m = mapping(json!({"label_attributes": {"k8s.namespace.name": "namespace"}}));
-    let streams = build_streams(&request_logs(3, T0).payload, &m, 0).unwrap();
+    let streams = pushed_one(
+        &request_logs(3, T0),
+        &json!({"label_attributes": {"k8s.namespace.name": "namespace"}}),
+    );
     assert_eq!(streams.len(), 1);
-    assert_eq!(streams[0].key, "{service_name=\"unknown_service\"}");
-    // service.name is no label now, so it is metadata.
+    assert_eq!(streams[0].labels, "{service_name=\"unknown_service\"}");
+    // service.name is no label now, so it is metadata, and so is the severity.
     let meta = &streams[0].entries[0].structured_metadata;
     assert!(
         meta.iter()
             .any(|p| p.name == "service_name" && p.value == "api")
     );
+    assert!(
+        meta.iter()
+            .any(|p| p.name == "severity_text" && p.value == "info")
+    );
+}
+
+#[test]
+fn record_attributes_win_over_resource_attributes_and_ids() {
+    let mut batch = request_logs(1, T0);
+    let Payload::Logs(rl) = &mut batch.payload else {
+        unreachable!()
+    };
+    let record = &mut rl[0].scope_logs[0].log_records[0];
+    record.attributes.push(pipeline_core::attributes::string(
+        "host.name",
+        "from-record",
+    ));
+    record
+        .attributes
+        .push(pipeline_core::attributes::string("trace_id", "custom"));
+    let entry = &pushed_one(&batch, &json!({}))[0].entries[0];
+    let values = |name: &str| -> Vec<&str> {
+        entry
+            .structured_metadata
+            .iter()
+            .filter(|p| p.name == name)
+            .map(|p| p.value.as_str())
+            .collect()
+    };
+    assert_eq!(values("host_name"), ["from-record"]);
+    assert_eq!(values("trace_id"), ["custom"]);
 }
 
 #[test]
 fn line_formats() {
     let batch = request_logs(1, T0);
     let line = |format: &str| {
-        let m = mapping(json!({"line_format": format}));
-        build_streams(&batch.payload, &m, 0).unwrap()[0].entries[0]
+        pushed_one(&batch, &json!({"line_format": format}))[0].entries[0]
             .line
             .clone()
     };
@@ -183,40 +261,46 @@ fn line_formats() {
 
 #[test]
 fn structured_metadata_can_be_turned_off() {
-    let m = mapping(json!({"structured_metadata": false, "line_format": "json"}));
-    let streams = build_streams(&request_logs(2, T0).payload, &m, 0).unwrap();
+    let streams = pushed_one(
+        &request_logs(2, T0),
+        &json!({"structured_metadata": false, "line_format": "json"}),
+    );
     assert!(streams[0].entries[0].structured_metadata.is_empty());
 }
 
 #[test]
 fn large_batches_split_without_reordering() {
     let batch = request_logs(500, T0);
-    let m = mapping(json!({}));
-    let streams = build_streams(&batch.payload, &m, 0).unwrap();
-    let parts = split(streams.clone(), 8 * 1024);
+    let whole = pushed_one(&batch, &json!({}));
+    let parts = pushed(&batch, &json!({}), 8 * 1024);
     assert!(parts.len() > 3, "{}", parts.len());
-    assert_eq!(parts.iter().map(|p| p.items).sum::<usize>(), 500);
     // Concatenated per stream, the parts give the streams back in order.
-    for s in &streams {
+    for s in &whole {
         let joined: Vec<_> = parts
             .iter()
-            .flat_map(|p| &p.streams)
-            .filter(|ps| ps.key == s.key)
+            .flatten()
+            .filter(|ps| ps.labels == s.labels)
             .flat_map(|ps| ps.entries.clone())
             .collect();
         assert_eq!(joined, s.entries);
     }
-    for p in &parts {
-        let size = super::encode::encode_protobuf(super::encode::Part {
-            streams: p.streams.clone(),
-            items: p.items,
-        })
-        .map(|b| snap::raw::decompress_len(&b).unwrap())
-        .unwrap();
-        assert!(size <= 8 * 1024, "{size}");
+    // The same holds for JSON bodies.
+    let m = mapping(&json!({"encoding": "json"}));
+    let streams = build_streams(&batch.payload, &m, 0).unwrap();
+    let json_parts = encode_parts(&streams, &m, LokiEncoding::Json, 8 * 1024);
+    assert!(json_parts.len() > 3);
+    let mut n = 0;
+    for p in &json_parts {
+        assert!(p.body.len() <= 8 * 1024, "{}", p.body.len());
+        let v: Value = serde_json::from_slice(&p.body).unwrap();
+        n += v["streams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["values"].as_array().unwrap().len())
+            .sum::<usize>();
     }
-    // One large limit: one part.
-    assert_eq!(split(streams, 4 << 20).len(), 1);
+    assert_eq!(n, 500);
 }
 
 #[tokio::test]
