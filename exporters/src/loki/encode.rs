@@ -240,32 +240,13 @@ fn is_clean(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || *b == b'_')
 }
 
-/// `name` sanitised (borrowed when it already is, else written to `buf`).
-fn clean_name<'b>(name: &'b str, buf: &'b mut String) -> &'b str {
-    if is_clean(name) {
-        return name;
-    }
-    *buf = sanitize_label_name(name);
-    buf
-}
-
-/// Whether `raw` sanitises to `clean`.
-fn sanitizes_to(raw: &str, clean: &str) -> bool {
-    if is_clean(raw) {
-        return raw == clean;
-    }
-    sanitize_label_name(raw) == clean
-}
-
 /// A value as text (borrowed for strings, else written to `buf`).
 fn value_text<'b>(value: Option<&'b Value>, buf: &'b mut String) -> &'b str {
     buf.clear();
     match value {
         Some(Value::StringValue(s)) => return s,
         None => {}
-        Some(Value::IntValue(i)) => {
-            let _ = write!(buf, "{i}");
-        }
+        Some(Value::IntValue(i)) => buf.push_str(itoa::Buffer::new().format(*i)),
         Some(Value::DoubleValue(d)) => {
             let _ = write!(buf, "{d}");
         }
@@ -290,10 +271,16 @@ fn push_hex(out: &mut String, bytes: &[u8]) {
 /// Scratch space for turning one entry's names and values into text.
 #[derive(Default)]
 struct Scratch {
-    name: String,
+    /// The sanitised names of the record's metadata attributes, concatenated...
+    names: String,
+    /// ... and where each ends in `names`.
+    name_ends: Vec<usize>,
     value: String,
     line: String,
-    message: Vec<u8>,
+    /// The resource whose metadata names are in `resource_names` (its address)...
+    resource_at: usize,
+    /// ... and those names, sanitised (`None`: a label, left out).
+    resource_names: Vec<Option<String>>,
 }
 
 /// Calls `f` with each structured metadata pair of `entry`: the record's attributes that are
@@ -307,29 +294,56 @@ fn each_metadata(
     mut f: impl FnMut(&str, &str),
 ) {
     let record = entry.record;
-    let attrs = || {
+    let Scratch {
+        names,
+        name_ends,
+        value,
+        resource_at,
+        resource_names,
+        ..
+    } = scratch;
+    if *resource_at != entry.resource.as_ptr() as usize
+        || resource_names.len() != entry.resource.len()
+    {
+        *resource_at = entry.resource.as_ptr() as usize;
+        resource_names.clear();
+        resource_names.extend(
+            entry
+                .resource
+                .iter()
+                .map(|kv| (!mapping.is_label_key(&kv.key)).then(|| sanitize_label_name(&kv.key))),
+        );
+    }
+    names.clear();
+    name_ends.clear();
+    let own = || {
         record
             .attributes
             .iter()
             .filter(|kv| !mapping.is_label_key(&kv.key))
     };
-    let record_has = |clean: &str| attrs().any(|kv| sanitizes_to(&kv.key, clean));
-    for kv in attrs() {
-        let name = clean_name(&kv.key, &mut scratch.name);
-        f(
-            name,
-            value_text(inner(kv.value.as_ref()), &mut scratch.value),
-        );
+    for kv in own() {
+        if is_clean(&kv.key) {
+            names.push_str(&kv.key);
+        } else {
+            names.push_str(&sanitize_label_name(&kv.key));
+        }
+        name_ends.push(names.len());
+    }
+    let name_at = |i: usize| &names[if i == 0 { 0 } else { name_ends[i - 1] }..name_ends[i]];
+    let record_has = |name: &str| (0..name_ends.len()).any(|i| name_at(i) == name);
+    for (i, kv) in own().enumerate() {
+        f(name_at(i), value_text(inner(kv.value.as_ref()), value));
     }
     if is_valid_trace_id(&record.trace_id) && !record_has("trace_id") {
-        scratch.value.clear();
-        push_hex(&mut scratch.value, &record.trace_id);
-        f("trace_id", &scratch.value);
+        value.clear();
+        push_hex(value, &record.trace_id);
+        f("trace_id", value);
     }
     if is_valid_span_id(&record.span_id) && !record_has("span_id") {
-        scratch.value.clear();
-        push_hex(&mut scratch.value, &record.span_id);
-        f("span_id", &scratch.value);
+        value.clear();
+        push_hex(value, &record.span_id);
+        f("span_id", value);
     }
     if !mapping.severity_is_label
         && !record_has("severity_text")
@@ -337,18 +351,12 @@ fn each_metadata(
     {
         f("severity_text", &level);
     }
-    for kv in entry.resource {
-        if mapping.is_label_key(&kv.key) {
-            continue;
-        }
-        let name = clean_name(&kv.key, &mut scratch.name);
+    for (kv, name) in entry.resource.iter().zip(resource_names.iter()) {
+        let Some(name) = name else { continue };
         if record_has(name) {
             continue;
         }
-        f(
-            name,
-            value_text(inner(kv.value.as_ref()), &mut scratch.value),
-        );
+        f(name, value_text(inner(kv.value.as_ref()), value));
     }
 }
 
@@ -469,7 +477,7 @@ pub(crate) fn encode_parts(
 
 /// The framing of one encoding.
 trait BodyWriter: Separator {
-    /// Writes one entry, alone, to `out`; returns its size inside a stream.
+    /// Appends one entry to `out`, framed as inside a stream.
     fn entry(
         &mut self,
         entry: &EntryRef<'_>,
@@ -495,37 +503,41 @@ fn assemble<W: BodyWriter>(
 ) -> Vec<Part> {
     let mut parts = Vec::new();
     let mut scratch = Scratch::default();
-    let mut entry = Vec::new();
     let mut body = Vec::new();
     let mut items = 0usize;
     let mut size = W::BODY_OVERHEAD;
+    // The entries of the stream being written, each written straight in.
+    let mut entries = Vec::new();
     for stream in streams {
         let overhead = writer.stream_overhead(stream);
-        let mut entries = Vec::new();
+        entries.clear();
         for e in &stream.entries {
-            entry.clear();
-            writer.entry(e, mapping, &mut scratch, &mut entry);
-            let added = entry.len() + if entries.is_empty() { overhead } else { 0 };
+            let before = entries.len();
+            if before > 0
+                && let Some(sep) = W::ENTRY_SEPARATOR
+            {
+                entries.push(sep);
+            }
+            let start = entries.len();
+            writer.entry(e, mapping, &mut scratch, &mut entries);
+            let added = entries.len() - before + if before == 0 { overhead } else { 0 };
             if items > 0 && size + added > max_bytes {
+                // Close the part without this entry; it starts the next one.
+                let entry = entries.split_off(start);
+                entries.truncate(before);
                 if !entries.is_empty() {
                     writer.stream(stream, &entries, body.is_empty(), &mut body);
-                    entries.clear();
                 }
                 parts.push(Part {
                     body: writer.finish(std::mem::take(&mut body)),
                     items,
                 });
                 items = 0;
-                size = W::BODY_OVERHEAD;
+                size = W::BODY_OVERHEAD + overhead + entry.len();
+                entries = entry;
+            } else {
+                size += added;
             }
-            if entries.is_empty() {
-                size += overhead;
-            } else if let Some(sep) = W::ENTRY_SEPARATOR {
-                entries.push(sep);
-                size += 1;
-            }
-            size += entry.len();
-            entries.extend_from_slice(&entry);
             items += 1;
         }
         if !entries.is_empty() {
@@ -555,11 +567,9 @@ fn put_string(tag: u32, value: &str, out: &mut Vec<u8>) {
     out.extend_from_slice(value.as_bytes());
 }
 
-fn put_len_prefixed(tag: u32, content: &[u8], out: &mut Vec<u8>) {
-    encode_key(tag, WireType::LengthDelimited, out);
-    encode_varint(content.len() as u64, out);
-    out.extend_from_slice(content);
-}
+/// Room left for an entry's length prefix before the entry is written: two bytes, the
+/// varint of 128 to 16383, fit most entries; others move once into place.
+const LEN_ROOM: usize = 2;
 
 /// `logproto.PushRequest`.
 struct ProtobufWriter;
@@ -572,9 +582,11 @@ impl BodyWriter for ProtobufWriter {
     const BODY_OVERHEAD: usize = 0;
 
     fn entry(&mut self, e: &EntryRef<'_>, mapping: &Mapping, s: &mut Scratch, out: &mut Vec<u8>) {
-        // EntryAdapter, written into `inner_buf`, then framed as StreamAdapter.entries (2).
-        let mut inner_buf = std::mem::take(&mut s.message);
-        inner_buf.clear();
+        // StreamAdapter.entries (2): an EntryAdapter, its length written once known.
+        encode_key(2, WireType::LengthDelimited, out);
+        let len_at = out.len();
+        out.extend_from_slice(&[0; LEN_ROOM]);
+        let start = out.len();
         let seconds = e.nanos / 1_000_000_000;
         let nanos = e.nanos % 1_000_000_000;
         let ts_len = if seconds > 0 {
@@ -586,22 +598,18 @@ impl BodyWriter for ProtobufWriter {
         } else {
             0
         };
-        encode_key(1, WireType::LengthDelimited, &mut inner_buf);
-        encode_varint(ts_len as u64, &mut inner_buf);
+        encode_key(1, WireType::LengthDelimited, out);
+        encode_varint(ts_len as u64, out);
         if seconds > 0 {
-            encode_key(1, WireType::Varint, &mut inner_buf);
-            encode_varint(seconds, &mut inner_buf);
+            encode_key(1, WireType::Varint, out);
+            encode_varint(seconds, out);
         }
         if nanos > 0 {
-            encode_key(2, WireType::Varint, &mut inner_buf);
-            encode_varint(nanos, &mut inner_buf);
+            encode_key(2, WireType::Varint, out);
+            encode_varint(nanos, out);
         }
         let mut line_buf = std::mem::take(&mut s.line);
-        put_string(
-            2,
-            line(e.record, mapping.line_format, &mut line_buf),
-            &mut inner_buf,
-        );
+        put_string(2, line(e.record, mapping.line_format, &mut line_buf), out);
         s.line = line_buf;
         if mapping.structured_metadata {
             each_metadata(e, mapping, s, |name, value| {
@@ -614,14 +622,25 @@ impl BodyWriter for ProtobufWriter {
                     } else {
                         1 + encoded_len_varint(value.len() as u64) + value.len()
                     };
-                encode_key(3, WireType::LengthDelimited, &mut inner_buf);
-                encode_varint(len as u64, &mut inner_buf);
-                put_string(1, name, &mut inner_buf);
-                put_string(2, value, &mut inner_buf);
+                encode_key(3, WireType::LengthDelimited, out);
+                encode_varint(len as u64, out);
+                put_string(1, name, out);
+                put_string(2, value, out);
             });
         }
-        put_len_prefixed(2, &inner_buf, out);
-        s.message = inner_buf;
+        // The length, then the content moved up against it.
+        let content = out.len() - start;
+        let mut prefix = [0u8; 10];
+        let n = {
+            let mut rest = &mut prefix[..];
+            encode_varint(content as u64, &mut rest);
+            10 - rest.len()
+        };
+        if n == LEN_ROOM {
+            out[len_at..start].copy_from_slice(&prefix[..n]);
+        } else {
+            out.splice(len_at..start, prefix[..n].iter().copied());
+        }
     }
 
     fn stream_overhead(&self, stream: &StreamRef<'_>) -> usize {

@@ -260,6 +260,31 @@ fn line_formats() {
 }
 
 #[test]
+fn entries_of_every_size_encode_exactly() {
+    // Under 128 bytes, 128 to 16383, and over: one, two and three length bytes.
+    for len in [10, 300, 20_000] {
+        let mut batch = request_logs(2, T0);
+        let Payload::Logs(rl) = &mut batch.payload else {
+            unreachable!()
+        };
+        for record in &mut rl[0].scope_logs[0].log_records {
+            record.body = Some(pipeline_core::proto::tonic::common::v1::AnyValue {
+                value: Some(
+                    pipeline_core::proto::tonic::common::v1::any_value::Value::StringValue(
+                        "x".repeat(len),
+                    ),
+                ),
+            });
+        }
+        for extra in [json!({"structured_metadata": false}), json!({})] {
+            let streams = pushed_one(&batch, &extra);
+            assert_eq!(streams[0].entries.len(), 2);
+            assert!(streams[0].entries.iter().all(|e| e.line.len() == len));
+        }
+    }
+}
+
+#[test]
 fn structured_metadata_can_be_turned_off() {
     let streams = pushed_one(
         &request_logs(2, T0),
