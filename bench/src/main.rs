@@ -4,7 +4,7 @@
 //!
 //! Usage (see bench/run.sh):
 //!   sightline-bench --sightline PATH [SCENARIO] [--seconds N] [--rate N] [--concurrency N]
-//!     [--rounds N] [--load max|rate|both]   (the last two: `redaction` only, for profiling)
+//!     [--rounds N] [--load max|rate|both]   (the last two: `redaction` and `loki` only)
 //! Scenarios: `traces` (default): OTLP/gRPC traces through `otlp -> batch -> otlp` against a
 //! minimal tonic forwarder. `hostmetrics`: CPU per full scrape against prometheus-node-exporter,
 //! and the RSS the receiver adds. `redaction`: traces through `otlp -> redaction -> batch ->
@@ -13,11 +13,14 @@
 //! seed-style JSON lines read from a file through `filelog -> batch -> otlp` (parser none and
 //! json) against `wc -l` and a read-and-split child (`sightline-bench split-lines FILE`).
 //! `request_id`: logs through `otlp -> request_id -> batch -> otlp` with 100,000 live request
-//! IDs against the same pipeline without it, and memory per entry with a million entries. `sightline-bench baseline LISTEN FORWARD` is that forwarder.
+//! IDs against the same pipeline without it, and memory per entry with a million entries.
+//! `loki`: seed-style request logs through `otlp -> batch -> loki` against
+//! `otlp -> batch -> otlp` (gzip), with a Loki push sink that decodes every request. `sightline-bench baseline LISTEN FORWARD` is that forwarder.
 
 mod filelog;
 mod harness;
 mod hostmetrics;
+mod loki;
 mod redaction;
 mod request_id;
 mod sli;
@@ -94,6 +97,7 @@ fn main() -> Result<()> {
             "redaction" => redaction::run(&o).await,
             "request_id" => request_id::run(&o.sightline, o.duration, o.rate, o.concurrency).await,
             "sli" => sli::run(&o.sightline, o.duration, o.rate, o.concurrency).await,
+            "loki" => loki::run(&o).await,
             other => bail!("unknown scenario {other}"),
         }
     })
