@@ -17,6 +17,9 @@
 //! `sending_queue` settings of the OpenTelemetry Collector's exporter helper, the queue
 //! workers, the retry loop, health reporting and the OTLP encoding. A plugin crate can build
 //! its own exporter on [`helper::QueuedExporter`] by implementing [`helper::Sender`].
+//!
+//! [`testing`] holds the test kits: a strict Loki push server and a Jaeger collector
+//! (api_v2 `PostSpans` and OTLP), for tests where the real backends cannot run.
 
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
