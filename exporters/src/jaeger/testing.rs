@@ -47,27 +47,46 @@ pub struct JaegerCollector {
     grpc: SocketAddr,
     http: SocketAddr,
     state: Mutex<State>,
+    /// The gRPC listener until [`JaegerCollector::resume`] serves it.
+    paused: Mutex<Option<TcpListener>>,
 }
 
 impl JaegerCollector {
     /// Serves gRPC and HTTP on free ports of 127.0.0.1.
     pub async fn start() -> std::io::Result<Arc<JaegerCollector>> {
+        let collector = JaegerCollector::start_paused().await?;
+        collector.resume();
+        Ok(collector)
+    }
+
+    /// Like [`JaegerCollector::start`], but the gRPC port, though bound, answers nothing
+    /// until [`JaegerCollector::resume`]: connections wait in the backlog, as with a
+    /// collector that is restarting.
+    pub async fn start_paused() -> std::io::Result<Arc<JaegerCollector>> {
         let grpc = TcpListener::bind("127.0.0.1:0").await?;
         let http = TcpListener::bind("127.0.0.1:0").await?;
         let collector = Arc::new(JaegerCollector {
             grpc: grpc.local_addr()?,
             http: http.local_addr()?,
             state: Mutex::new(State::default()),
+            paused: Mutex::new(Some(grpc)),
         });
+        serve_http(http, Arc::downgrade(&collector));
+        Ok(collector)
+    }
+
+    /// Starts serving gRPC (once).
+    pub fn resume(self: &Arc<Self>) {
+        let Some(grpc) = self.paused.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+            return;
+        };
         let router = Server::builder()
-            .add_service(PostSpansService(Arc::clone(&collector)))
+            .add_service(PostSpansService(Arc::clone(self)))
             .add_service(
-                TraceServiceServer::new(OtlpService(Arc::clone(&collector)))
+                TraceServiceServer::new(OtlpService(Arc::clone(self)))
                     .accept_compressed(CompressionEncoding::Gzip),
             );
         tokio::spawn(router.serve_with_incoming(TcpIncoming::from(grpc)));
-        serve_http(http, Arc::downgrade(&collector));
-        Ok(collector)
     }
 
     /// The gRPC address (`host:port`).
