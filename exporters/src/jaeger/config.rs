@@ -51,9 +51,10 @@ pub struct JaegerConfig {
     /// Headers (HTTP) or metadata (gRPC) added to every request.
     #[serde(default)]
     pub headers: Headers,
-    /// Request compression (default `gzip`).
+    /// Request compression (default `gzip` for the OTLP protocols, `none` for `grpc`:
+    /// Jaeger collectors before 1.26 cannot read gzip on 14250).
     #[serde(default)]
-    pub compression: Compression,
+    pub compression: Option<Compression>,
     /// Trust settings for `https://`.
     #[serde(default)]
     pub tls: TlsConfig,
@@ -77,6 +78,14 @@ impl JaegerConfig {
         }
     }
 
+    /// The compression in effect (see `compression`).
+    pub fn compression(&self) -> Compression {
+        self.compression.unwrap_or(match self.protocol {
+            JaegerProtocol::Grpc => Compression::None,
+            JaegerProtocol::OtlpGrpc | JaegerProtocol::OtlpHttp => Compression::Gzip,
+        })
+    }
+
     /// The gRPC endpoint (`otlp_grpc`, `grpc`).
     pub fn grpc_uri(&self) -> Result<Uri, FieldError> {
         self.as_otlp().endpoint_uri()
@@ -87,7 +96,7 @@ impl JaegerConfig {
         OtlpConfig {
             endpoint: self.endpoint.clone(),
             headers: self.headers.clone(),
-            compression: self.compression,
+            compression: self.compression(),
             tls: self.tls.clone(),
             timeout: self.timeout,
             retry_on_failure: self.retry_on_failure.clone(),
@@ -104,7 +113,7 @@ impl JaegerConfig {
             logs_endpoint: None,
             encoding: Encoding::Proto,
             headers: self.headers.clone(),
-            compression: self.compression,
+            compression: self.compression(),
             tls: self.tls.clone(),
             timeout: self.timeout,
             retry_on_failure: self.retry_on_failure.clone(),

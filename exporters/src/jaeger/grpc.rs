@@ -24,7 +24,7 @@ impl PostSpansSender {
             client: GrpcClient::new(
                 config.grpc_uri()?,
                 &config.headers,
-                config.compression,
+                config.compression(),
                 config.tls.clone(),
                 config.timeout.get(),
             )?,

@@ -24,6 +24,7 @@ use super::config::{JaegerConfig, JaegerProtocol};
 use super::model::{KeyValue, SpanRefType, ValueType};
 use super::testing::JaegerCollector;
 use super::translate::{NO_SERVICE_NAME, batches};
+use crate::helper::Compression;
 use crate::helper::testutil::{TestCtx, eventually, fast_retries, in_secs, start_exporter};
 
 fn parse(v: Json) -> Result<JaegerConfig, pipeline_core::FieldError> {
@@ -35,6 +36,7 @@ fn config_defaults_and_errors() {
     let c = parse(json!({"endpoint": "jaeger:4317"})).unwrap();
     assert_eq!(c.protocol, JaegerProtocol::OtlpGrpc);
     assert_eq!(c.grpc_uri().unwrap().to_string(), "http://jaeger:4317/");
+    assert_eq!(c.compression(), Compression::Gzip);
     let c = parse(json!({"endpoint": "http://jaeger:4318", "protocol": "otlp_http"})).unwrap();
     assert_eq!(
         c.as_otlphttp()
@@ -46,12 +48,11 @@ fn config_defaults_and_errors() {
             .to_string(),
         "http://jaeger:4318/v1/traces"
     );
-    assert_eq!(
-        parse(json!({"endpoint": "jaeger:14250", "protocol": "grpc"}))
-            .unwrap()
-            .protocol,
-        JaegerProtocol::Grpc
-    );
+    let c = parse(json!({"endpoint": "jaeger:14250", "protocol": "grpc"})).unwrap();
+    assert_eq!(c.protocol, JaegerProtocol::Grpc);
+    assert_eq!(c.compression(), Compression::None);
+    let c = parse(json!({"endpoint": "j:1", "protocol": "grpc", "compression": "gzip"})).unwrap();
+    assert_eq!(c.compression(), Compression::Gzip);
     assert!(parse(json!({})).unwrap_err().message.contains("endpoint"));
     assert_eq!(
         parse(json!({"endpoint": "j:1", "protocol": "thrift_http"}))
