@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::uri::PathAndQuery;
-use pipeline_core::{Batch, ComponentError, FieldError};
+use pipeline_core::{Batch, ComponentError, FieldError, Signal};
 use prost::Message;
 
 use super::config::JaegerConfig;
@@ -52,6 +52,12 @@ impl Sender for PostSpansSender {
         batch: &Batch,
         progress: &mut SendProgress,
     ) -> Result<Delivered, SendError> {
+        if batch.signal() != Signal::Traces {
+            return Err(SendError::permanent(format!(
+                "the jaeger exporter takes traces, not {}",
+                batch.signal()
+            )));
+        }
         let path = PathAndQuery::from_static(POST_SPANS_PATH);
         send_in_parts(
             batches(&batch.payload),

@@ -493,3 +493,20 @@ async fn collector_down_then_up_delivers_everything() {
     assert_eq!(t.health(), "ok");
     x.shutdown(in_secs(5.0)).await.unwrap();
 }
+
+#[tokio::test]
+async fn logs_fed_to_the_api_v2_sender_are_rejected_not_counted_as_sent() {
+    let collector = JaegerCollector::start().await.unwrap();
+    let t = TestCtx::new("jaeger/logs");
+    let x = start_exporter(&Factory, &t, grpc_config(&collector, "grpc")).await;
+    x.consume(log_batch(3)).await.unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            t.dropped("logs", "rejected") == 3.0
+        })
+        .await
+    );
+    assert_eq!(t.sent("logs"), 0.0);
+    assert_eq!(collector.calls(), 0);
+    x.shutdown(in_secs(5.0)).await.unwrap();
+}
