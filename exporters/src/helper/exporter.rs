@@ -140,9 +140,13 @@ impl<S: Sender> Consumer for QueuedExporter<S> {
         // Enter before checking `closing`, so shutdown either sees us or we see it.
         let _guard = inner.in_flight.enter();
         if inner.closing.load(Ordering::SeqCst) {
+            // Refused: the data goes back to the caller, not to the backend.
+            batch.dropped();
             return Err(ConsumeError::ShuttingDown);
         }
         if batch.item_count() == 0 {
+            // Nothing to send is delivered.
+            batch.delivered();
             return Ok(());
         }
         match &inner.queue {
