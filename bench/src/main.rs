@@ -4,7 +4,7 @@
 //!
 //! Usage (see bench/run.sh):
 //!   sightline-bench --sightline PATH [SCENARIO] [--seconds N] [--rate N] [--concurrency N]
-//!     [--rounds N] [--load max|rate|both]   (the last two: `redaction` only, for profiling)
+//!     [--rounds N] [--load max|rate|both]   (the last two: `redaction` and `loki` only)
 //! Scenarios: `traces` (default): OTLP/gRPC traces through `otlp -> batch -> otlp` against a
 //! minimal tonic forwarder. `hostmetrics`: CPU per full scrape against prometheus-node-exporter,
 //! and the RSS the receiver adds. `redaction`: traces through `otlp -> redaction -> batch ->
@@ -17,11 +17,14 @@
 //! IDs against the same pipeline without it, and memory per entry with a million entries.
 //! `prometheus`: CPU per scrape of 100,000 series from the `prometheus` exporter against the
 //! `prometheus` crate's text encoder, and remote-write samples per CPU-second against the
-//! same points forwarded as OTLP and against the raw encoding of the same requests. `sightline-bench baseline LISTEN FORWARD` is that forwarder.
+//! same points forwarded as OTLP and against the raw encoding of the same requests.
+//! `loki`: seed-style request logs through `otlp -> batch -> loki` against
+//! `otlp -> batch -> otlp` (gzip), with a Loki push sink that decodes every request. `sightline-bench baseline LISTEN FORWARD` is that forwarder.
 
 mod filelog;
 mod harness;
 mod hostmetrics;
+mod loki;
 mod prometheus;
 mod redaction;
 mod request_id;
@@ -100,6 +103,7 @@ fn main() -> Result<()> {
             "request_id" => request_id::run(&o.sightline, o.duration, o.rate, o.concurrency).await,
             "sli" => sli::run(&o.sightline, o.duration, o.rate, o.concurrency).await,
             "prometheus" => prometheus::run(&o.sightline).await,
+            "loki" => loki::run(&o).await,
             other => bail!("unknown scenario {other}"),
         }
     })

@@ -13,6 +13,8 @@
 //! | `debug`    | stderr, one line per batch or the batch as OTLP/JSON | [`debug`]          |
 //! | `file`     | a file, one OTLP/JSON export request per line        | [`file`](mod@file) |
 //! | `slo`      | SLO figures, alerts to webhooks, a status page       | [`slo`]            |
+//! | `jaeger`   | Jaeger: OTLP/gRPC, OTLP/HTTP or its api_v2 gRPC      | [`jaeger`]         |
+//! | `loki`     | Loki's push API (protobuf + snappy, or JSON)         | [`loki`]           |
 //!
 //! The network exporters share [`helper`]: the `timeout`, `retry_on_failure` and
 //! `sending_queue` settings of the OpenTelemetry Collector's exporter helper, the queue
@@ -20,22 +22,28 @@
 //! its own exporter on [`helper::QueuedExporter`] by implementing [`helper::Sender`]. The two
 //! Prometheus exporters share the OpenTelemetry-to-Prometheus translation in
 //! [`helper::prometheus`].
+//!
+//! [`testing`] holds the test kits: a strict Loki push server and a Jaeger collector
+//! (api_v2 `PostSpans` and OTLP), for tests where the real backends cannot run.
 
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod debug;
 pub mod file;
 pub mod helper;
+pub mod jaeger;
+pub mod loki;
 pub mod otlp;
 pub mod otlphttp;
 pub mod prometheus;
 pub mod prometheusremotewrite;
 pub mod slo;
+pub mod testing;
 
 use pipeline_core::{Registry, RegistryError};
 
 /// Registers every built-in exporter: `otlp`, `otlphttp`, `debug`, `file`, `prometheus`,
-/// `prometheusremotewrite` and `slo`.
+/// `prometheusremotewrite`, `slo`, `jaeger` and `loki`.
 pub fn register(reg: &mut Registry) -> Result<(), RegistryError> {
     reg.add_exporter(otlp::Factory)?;
     reg.add_exporter(otlphttp::Factory)?;
@@ -44,6 +52,8 @@ pub fn register(reg: &mut Registry) -> Result<(), RegistryError> {
     reg.add_exporter(prometheus::Factory)?;
     reg.add_exporter(prometheusremotewrite::Factory)?;
     reg.add_exporter(slo::Factory)?;
+    reg.add_exporter(jaeger::Factory)?;
+    reg.add_exporter(loki::Factory)?;
     Ok(())
 }
 
@@ -64,6 +74,8 @@ mod tests {
             "prometheus",
             "prometheusremotewrite",
             "slo",
+            "jaeger",
+            "loki",
         ] {
             assert!(reg.exporter(name).is_some(), "{name} missing");
         }

@@ -219,6 +219,15 @@ impl Compression {
     }
 }
 
+impl Compression {
+    /// A request body compressed for sending; a failure is a permanent error of the batch.
+    pub fn compress_body(self, data: Vec<u8>) -> Result<bytes::Bytes, super::SendError> {
+        self.compress(data)
+            .map(bytes::Bytes::from)
+            .map_err(|e| super::SendError::permanent(format!("compressing the request: {e}")))
+    }
+}
+
 /// `headers`: extra request headers (HTTP headers or gRPC metadata), name to value.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(transparent)]

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::config::{ExporterSettings, RetryConfig};
 use super::health::HealthTracker;
 use super::retry::Backoff;
-use super::sender::{Delivered, SendError, Sender};
+use super::sender::{Delivered, SendError, SendProgress, Sender};
 
 /// An exporter built from a [`Sender`]: implements [`Consumer`] and [`Component`] the way
 /// the OpenTelemetry Collector's exporter helper does.
@@ -34,8 +34,10 @@ use super::sender::{Delivered, SendError, Sender};
 /// * Counting: items the backend accepted are `sent`; items lost after `consume` returned
 ///   `Ok` are `dropped` with reason `rejected` (permanent error or partial success),
 ///   `retries_exhausted` or `shutdown_timeout`. Every attempt records its duration and
-///   outcome. A batch is resolved as delivered when the backend answered success, as
-///   dropped when it was counted dropped or refused.
+///   outcome. A batch's acknowledgement tokens are resolved delivered once the backend
+///   accepted all of it, dropped otherwise. A sender that sends a batch in parts
+///   ([`Sender::send_resuming`]) resumes after the parts already answered when retrying,
+///   and what those parts delivered is counted as sent even if a later part fails.
 /// * Health: `RecoverableError` while the backend fails retryably, `PermanentError` when it
 ///   refuses us for good ([`SendError::Permanent`] with `health_permanent`), `Ok` again after
 ///   any success.
@@ -72,7 +74,10 @@ struct Inner<S> {
 
 /// What became of one batch.
 enum Outcome {
-    Sent,
+    /// Every part answered; `all_accepted` unless the backend rejected some items.
+    Sent {
+        all_accepted: bool,
+    },
     Rejected(String),
     Exhausted {
         reason: String,
@@ -135,11 +140,12 @@ impl<S: Sender> Consumer for QueuedExporter<S> {
         // Enter before checking `closing`, so shutdown either sees us or we see it.
         let _guard = inner.in_flight.enter();
         if inner.closing.load(Ordering::SeqCst) {
+            // Refused: the data goes back to the caller, not to the backend.
             batch.dropped();
             return Err(ConsumeError::ShuttingDown);
         }
         if batch.item_count() == 0 {
-            // Nothing to send (metrics without data points): there is nothing to lose.
+            // Nothing to send is delivered.
             batch.delivered();
             return Ok(());
         }
@@ -258,49 +264,59 @@ impl<S: Sender> Inner<S> {
         self.lifecycle.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Sends a batch taken from the queue and resolves it: delivered once the backend
-    /// answered success (a partial success's rejected items are counted as dropped), else
-    /// counted here as dropped.
+    /// Sends a batch taken from the queue; whatever is not delivered is counted here, and
+    /// the batch's tokens are resolved.
     async fn export_queued(&self, batch: Batch) {
         let signal = batch.signal();
         let items = batch.item_count();
-        match self.deliver(&batch).await {
-            Outcome::Sent => batch.delivered(),
+        let mut progress = SendProgress::starting_now();
+        match self.deliver(&batch, &mut progress).await {
+            Outcome::Sent { all_accepted: true } => batch.delivered(),
+            Outcome::Sent {
+                all_accepted: false,
+            } => batch.dropped(),
             Outcome::Rejected(why) => {
                 tracing::error!(
                     exporter = %self.id, %signal, items, reason = %why,
                     "backend rejected the data permanently; dropping it"
                 );
-                self.drop_batch(batch, reason::REJECTED);
+                self.drop_rest(batch, &progress, reason::REJECTED);
             }
             Outcome::Exhausted { reason: why, .. } => {
                 tracing::error!(
                     exporter = %self.id, %signal, items, reason = %why,
                     "no more retries; dropping the data"
                 );
-                self.drop_batch(batch, reason::RETRIES_EXHAUSTED);
+                self.drop_rest(batch, &progress, reason::RETRIES_EXHAUSTED);
             }
             Outcome::Aborted => {
                 tracing::warn!(
                     exporter = %self.id, %signal, items,
                     "shutdown deadline passed while sending; dropping the data"
                 );
-                self.drop_batch(batch, reason::SHUTDOWN_TIMEOUT);
+                self.drop_rest(batch, &progress, reason::SHUTDOWN_TIMEOUT);
             }
         }
     }
 
-    /// Sends in the caller's task (no queue); on error the batch is resolved as dropped and
-    /// refused, so the caller keeps responsibility.
+    /// Sends in the caller's task (no queue); the caller keeps responsibility on error
+    /// (its tokens are failed here, as the data went back to the caller). Parts a
+    /// multi-part sender already delivered are counted; the caller may send them again.
     async fn export_now(&self, batch: Batch) -> Result<(), ConsumeError> {
-        let outcome = self.deliver(&batch).await;
-        if matches!(outcome, Outcome::Sent) {
-            batch.delivered();
-        } else {
-            batch.dropped();
+        let mut progress = SendProgress::starting_now();
+        let outcome = self.deliver(&batch, &mut progress).await;
+        if !matches!(outcome, Outcome::Sent { .. }) {
+            self.count_parts_done(batch.signal(), &progress);
         }
-        match outcome {
-            Outcome::Sent => Ok(()),
+        let result = match outcome {
+            Outcome::Sent { all_accepted } => {
+                if all_accepted {
+                    batch.delivered();
+                } else {
+                    batch.dropped();
+                }
+                return Ok(());
+            }
             Outcome::Rejected(why) => Err(ConsumeError::permanent(why)),
             Outcome::Exhausted {
                 reason: why,
@@ -310,18 +326,37 @@ impl<S: Sender> Inner<S> {
                 retry_after,
             }),
             Outcome::Aborted => Err(ConsumeError::ShuttingDown),
-        }
+        };
+        batch.dropped();
+        result
     }
 
-    /// Counts a batch as dropped with `why` and resolves it so.
+    /// Counts a batch that will not be delivered: the items of the parts already answered as
+    /// sent (or rejected), the rest as dropped with `why`; then fails its tokens.
+    fn drop_rest(&self, batch: Batch, progress: &SendProgress, why: &str) {
+        let signal = batch.signal();
+        self.count_parts_done(signal, progress);
+        let rest = batch.item_count().saturating_sub(progress.items_done);
+        self.telemetry.dropped(signal, rest, why);
+        batch.dropped();
+    }
+
+    /// Counts a whole batch as dropped with `why` and fails its tokens.
     fn drop_batch(&self, batch: Batch, why: &str) {
         self.telemetry
             .dropped(batch.signal(), batch.item_count(), why);
         batch.dropped();
     }
 
+    /// Counts what the finished parts of a batch that failed later came to.
+    fn count_parts_done(&self, signal: Signal, progress: &SendProgress) {
+        if progress.items_done > 0 {
+            self.count_delivered(signal, progress.items_done, progress.rejected.clone());
+        }
+    }
+
     /// Attempts until success, a permanent error, the end of retries or abort.
-    async fn deliver(&self, batch: &Batch) -> Outcome {
+    async fn deliver(&self, batch: &Batch, progress: &mut SendProgress) -> Outcome {
         let signal = batch.signal();
         let first = Instant::now();
         // Made on the first failure only: the success path needs no randomness.
@@ -331,7 +366,7 @@ impl<S: Sender> Inner<S> {
             let result = tokio::select! {
                 biased;
                 () = self.abort.cancelled() => return Outcome::Aborted,
-                r = self.attempt(batch) => r,
+                r = self.attempt(batch, progress) => r,
             };
             let outcome = if result.is_ok() { "success" } else { "failure" };
             self.telemetry
@@ -339,8 +374,9 @@ impl<S: Sender> Inner<S> {
             let (why, retry_after) = match result {
                 Ok(delivered) => {
                     self.health.ok();
+                    let all_accepted = delivered.rejected_items == 0;
                     self.count_delivered(signal, batch.item_count(), delivered);
-                    return Outcome::Sent;
+                    return Outcome::Sent { all_accepted };
                 }
                 Err(SendError::Permanent {
                     reason: why,
@@ -385,11 +421,15 @@ impl<S: Sender> Inner<S> {
         }
     }
 
-    async fn attempt(&self, batch: &Batch) -> Result<Delivered, SendError> {
+    async fn attempt(
+        &self,
+        batch: &Batch,
+        progress: &mut SendProgress,
+    ) -> Result<Delivered, SendError> {
         if self.timeout.is_zero() {
-            return self.sender.send(batch).await;
+            return self.sender.send_resuming(batch, progress).await;
         }
-        match tokio::time::timeout(self.timeout, self.sender.send(batch)).await {
+        match tokio::time::timeout(self.timeout, self.sender.send_resuming(batch, progress)).await {
             Ok(result) => result,
             Err(_) => Err(SendError::retryable(format!(
                 "no answer within the timeout of {}",

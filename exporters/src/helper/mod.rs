@@ -7,6 +7,14 @@
 //! with exponential backoff (`retry_on_failure`). Every item accepted ends up either counted
 //! as sent or counted as dropped with a reason; health follows the backend.
 //!
+//! A [`Sender`] that sends one batch as several requests (a Loki push split by size, one
+//! Jaeger `PostSpans` per resource) records in [`SendProgress`] what the backend already
+//! took, so a retry resumes after it: nothing is sent twice, and the batch's acknowledgement
+//! tokens are resolved delivered only when every part was accepted.
+//!
+//! The protocol clients are shared too: [`grpc::GrpcClient`] (tonic, unary calls of encoded
+//! messages) and [`http::HttpPoster`] (hyper with rustls).
+//!
 //! The rest is shared vocabulary for the OTLP exporters: header, compression and TLS config
 //! ([`Headers`], [`Compression`], [`TlsConfig`]), OTLP request encoding and partial-success
 //! decoding per signal ([`codec`]); the `google.rpc` messages live in `pipeline_core::rpc`.
@@ -16,6 +24,7 @@
 pub mod codec;
 mod config;
 mod exporter;
+pub mod grpc;
 mod health;
 pub mod http;
 pub mod prometheus;
@@ -28,6 +37,7 @@ mod tests;
 #[cfg(test)]
 pub(crate) mod testutil;
 mod tls;
+pub mod values;
 
 pub use config::{
     Compression, ExporterSettings, Headers, QueueConfig, RetryConfig, default_timeout,
@@ -36,7 +46,9 @@ pub use config::{
 pub use exporter::QueuedExporter;
 pub use redact::redact_url;
 pub use retry::{Backoff, RETRY_AFTER_CAP};
-pub use sender::{Delivered, SendError, Sender, describe_error};
+pub use sender::{
+    Delivered, PartAnswer, SendError, SendProgress, Sender, describe_error, send_in_parts,
+};
 pub use tls::{CaCertificates, TlsConfig, TlsError};
 
 /// The `User-Agent` the network exporters send: `sightline/<version>`.

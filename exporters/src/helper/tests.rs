@@ -13,7 +13,7 @@ use pipeline_core::config::HumanDuration;
 use pipeline_core::telemetry::reason;
 use pipeline_core::testing::AckProbe;
 use pipeline_core::testing::{log_batch, span_batch};
-use pipeline_core::{AckOutcome, Batch, Component, ConsumeError, Consumer, Host};
+use pipeline_core::{AckOutcome, AckToken, Batch, Component, ConsumeError, Consumer, Host};
 use tokio::time::Instant;
 
 use super::testutil::{TestCtx, eventually, fast_retry, fast_settings, in_secs};
@@ -646,4 +646,136 @@ async fn dropping_without_shutdown_stops_workers_and_counts() {
         })
         .await
     );
+}
+
+/// Sends a batch as one part per log record; part `fail_at` always fails retryably, and
+/// part `reject` is refused for good.
+struct PerRecord {
+    fail_at: Option<usize>,
+    reject: Option<usize>,
+    sent_parts: Mutex<Vec<usize>>,
+}
+
+#[async_trait]
+impl Sender for PerRecord {
+    async fn send(&self, batch: &Batch) -> Result<Delivered, SendError> {
+        self.send_resuming(batch, &mut SendProgress::starting_now())
+            .await
+    }
+
+    async fn send_resuming(
+        &self,
+        batch: &Batch,
+        progress: &mut SendProgress,
+    ) -> Result<Delivered, SendError> {
+        let parts: Vec<usize> = (0..batch.item_count()).collect();
+        send_in_parts(
+            parts,
+            |_| 1,
+            progress,
+            |part| async move {
+                if Some(part) == self.fail_at {
+                    return Err(unavailable());
+                }
+                self.sent_parts.lock().unwrap().push(part);
+                Ok(if Some(part) == self.reject {
+                    PartAnswer::Rejected {
+                        items: 1,
+                        message: "too old".into(),
+                    }
+                } else {
+                    PartAnswer::Accepted
+                })
+            },
+        )
+        .await
+    }
+}
+
+fn tracked(n: usize) -> (Batch, Arc<Mutex<Option<bool>>>) {
+    let outcome = Arc::new(Mutex::new(None));
+    let o = Arc::clone(&outcome);
+    let mut batch = log_batch(n);
+    batch
+        .ctx
+        .acks
+        .push(AckToken::new(move |ok| *o.lock().unwrap() = Some(ok)));
+    (batch, outcome)
+}
+
+#[tokio::test]
+async fn multi_part_batches_resume_and_count_each_part() {
+    // Part 2 of 4 never gets through: parts 0 and 1 are sent once each despite the retries,
+    // counted as sent; 2 and 3 are dropped; the token fails.
+    let t = TestCtx::new("otlp/parts");
+    let mut settings = fast_settings();
+    settings.retry_on_failure = fast_retry(Duration::from_millis(200));
+    let x = QueuedExporter::new(
+        &t.ctx,
+        settings,
+        PerRecord {
+            fail_at: Some(2),
+            reject: None,
+            sent_parts: Mutex::new(Vec::new()),
+        },
+    );
+    x.start(&host()).await.unwrap();
+    let (batch, outcome) = tracked(4);
+    x.consume(batch).await.unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            t.dropped("logs", reason::RETRIES_EXHAUSTED) == 2.0
+        })
+        .await
+    );
+    assert_eq!(t.sent("logs"), 2.0);
+    assert_eq!(*x.sender().sent_parts.lock().unwrap(), [0, 1]);
+    assert_eq!(*outcome.lock().unwrap(), Some(false));
+
+    // A part refused for good is counted as rejected; the others are sent; the token fails.
+    let t = TestCtx::new("otlp/parts2");
+    let x = QueuedExporter::new(
+        &t.ctx,
+        fast_settings(),
+        PerRecord {
+            fail_at: None,
+            reject: Some(1),
+            sent_parts: Mutex::new(Vec::new()),
+        },
+    );
+    x.start(&host()).await.unwrap();
+    let (batch, outcome) = tracked(3);
+    x.consume(batch).await.unwrap();
+    assert!(eventually(Duration::from_secs(5), || async { t.sent("logs") == 2.0 }).await);
+    assert_eq!(t.dropped("logs", reason::REJECTED), 1.0);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            outcome.lock().unwrap().is_some()
+        })
+        .await
+    );
+    assert_eq!(*outcome.lock().unwrap(), Some(false));
+
+    // All parts accepted: delivered.
+    let (batch, outcome) = tracked(2);
+    let t = TestCtx::new("otlp/parts3");
+    let x = QueuedExporter::new(
+        &t.ctx,
+        fast_settings(),
+        PerRecord {
+            fail_at: None,
+            reject: None,
+            sent_parts: Mutex::new(Vec::new()),
+        },
+    );
+    x.start(&host()).await.unwrap();
+    x.consume(batch).await.unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            outcome.lock().unwrap().is_some()
+        })
+        .await
+    );
+    assert_eq!(*outcome.lock().unwrap(), Some(true));
+    x.shutdown(in_secs(1.0)).await.unwrap();
 }

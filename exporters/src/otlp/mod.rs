@@ -25,6 +25,7 @@ use pipeline_core::{
 use serde_json::Value;
 
 pub use config::OtlpConfig;
+pub(crate) use grpc::GrpcSender;
 
 use crate::helper::QueuedExporter;
 

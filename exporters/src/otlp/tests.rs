@@ -37,8 +37,8 @@ use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, ServerTlsConfig};
 use tonic::{Code, Request, Response, Status};
 
-use super::grpc::classify;
 use super::{Factory, OtlpConfig};
+use crate::helper::grpc::classify;
 use crate::helper::testutil::{
     TestCert, TestCtx, eventually, fast_retries as fast, in_secs, start_exporter,
 };

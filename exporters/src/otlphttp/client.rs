@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use http::header::{CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
+use http::header::{CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use pipeline_core::{Batch, ComponentError, FieldError, PerSignal, Signal};
 
@@ -11,23 +11,20 @@ use crate::helper::codec::{
     decode_response_json, decode_response_proto, encode_json, encode_proto,
 };
 pub(crate) use crate::helper::http::parse_retry_after;
-use crate::helper::http::{LazyClient, cut_detail};
-use crate::helper::{Compression, Delivered, SendError, Sender, redact_url};
+use crate::helper::http::{HttpPoster, prefix_post, short_detail};
+use crate::helper::{Delivered, SendError, Sender};
 use pipeline_core::rpc::RpcStatus;
 
 /// Posts export requests to the per-signal URLs.
 pub(crate) struct HttpSender {
-    /// Each signal's URL, and how messages show it (see [`redact_url`]).
-    urls: PerSignal<Option<(Uri, String)>>,
+    urls: PerSignal<Option<Uri>>,
     encoding: Encoding,
-    compression: Compression,
-    headers: HeaderMap,
-    client: LazyClient,
+    compression: crate::helper::Compression,
+    poster: HttpPoster,
 }
 
 impl HttpSender {
     pub(crate) fn new(config: &OtlpHttpConfig) -> Result<HttpSender, FieldError> {
-        let urls = config.signal_urls()?;
         let mut headers = config.headers.to_header_map("headers")?;
         headers.insert(
             CONTENT_TYPE,
@@ -36,22 +33,11 @@ impl HttpSender {
         if let Some(encoding) = config.compression.encoding_name() {
             headers.insert(CONTENT_ENCODING, HeaderValue::from_static(encoding));
         }
-        if !headers.contains_key(USER_AGENT) {
-            headers.insert(
-                USER_AGENT,
-                HeaderValue::from_static(crate::helper::USER_AGENT),
-            );
-        }
         Ok(HttpSender {
-            urls: PerSignal::from_fn(|signal| {
-                urls.get(signal)
-                    .as_ref()
-                    .map(|url| (url.clone(), redact_url(&url.to_string())))
-            }),
+            urls: config.signal_urls()?,
             encoding: config.encoding,
             compression: config.compression,
-            headers,
-            client: LazyClient::new(config.tls.clone()),
+            poster: HttpPoster::new(headers, config.tls.clone()),
         })
     }
 
@@ -61,31 +47,33 @@ impl HttpSender {
             Encoding::Json => encode_json(&batch.payload),
         }
         .map_err(|e| SendError::permanent(e.to_string()))?;
-        let body = self
-            .compression
-            .compress(body)
-            .map_err(|e| SendError::permanent(format!("compressing the request: {e}")))?;
-        Ok(Bytes::from(body))
+        self.compression.compress_body(body)
     }
 }
 
 #[async_trait]
 impl Sender for HttpSender {
     async fn start(&self) -> Result<(), ComponentError> {
-        self.client.start().await
+        self.poster.start().await
     }
 
     async fn send(&self, batch: &Batch) -> Result<Delivered, SendError> {
         let signal = batch.signal();
-        let Some((url, shown)) = self.urls.get(signal) else {
+        let Some(url) = self.urls.get(signal) else {
             return Err(SendError::permanent_health(format!(
                 "no endpoint for {signal}: set endpoint or {signal}_endpoint"
             )));
         };
         let body = self.encode(batch)?;
-        let (parts, body) = self.client.post(url, &self.headers, body).await?;
-        interpret(signal, self.encoding, parts.status, &parts.headers, &body)
-            .map_err(|e| e.prefixed(format_args!("POST {shown}")))
+        let answer = self.poster.post(url, body).await?;
+        interpret(
+            signal,
+            self.encoding,
+            answer.status,
+            &answer.headers,
+            &answer.body,
+        )
+        .map_err(|e| prefix_post(e, url))
     }
 }
 
@@ -158,5 +146,5 @@ fn error_detail(headers: &HeaderMap, body: &[u8]) -> Option<String> {
         None
     };
     let text = message.unwrap_or_else(|| String::from_utf8_lossy(body).into_owned());
-    cut_detail(&text)
+    short_detail(&text)
 }

@@ -23,6 +23,7 @@ use pipeline_core::{
 };
 use serde_json::Value;
 
+pub(crate) use client::HttpSender;
 pub use config::{Encoding, OtlpHttpConfig};
 
 use crate::helper::QueuedExporter;

@@ -7,7 +7,7 @@
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use http::header::{CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
+use http::header::{CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use pipeline_core::{Batch, ComponentError, FieldError, Payload};
 use prost::Message;
@@ -16,7 +16,7 @@ use tokio::task::JoinSet;
 use super::config::RemoteWriteConfig;
 use super::encode::{RequestLayout, build_requests};
 use super::proto::WriteRequest;
-use crate::helper::http::{LazyClient, cut_detail, parse_retry_after};
+use crate::helper::http::{HttpPoster, prefix_post, short_detail};
 use crate::helper::{Delivered, SendError, Sender};
 
 /// The remote-write protocol version header.
@@ -31,8 +31,7 @@ pub fn encode_request(request: &WriteRequest) -> Result<Vec<u8>, snap::Error> {
 /// Sends batches to a remote-write endpoint.
 pub(crate) struct RemoteWriteSender {
     url: Uri,
-    headers: HeaderMap,
-    client: std::sync::Arc<LazyClient>,
+    client: std::sync::Arc<HttpPoster>,
     layout: RequestLayout,
 }
 
@@ -48,16 +47,9 @@ impl RemoteWriteSender {
             HeaderName::from_static(VERSION_HEADER),
             HeaderValue::from_static("0.1.0"),
         );
-        if !headers.contains_key(USER_AGENT) {
-            headers.insert(
-                USER_AGENT,
-                HeaderValue::from_static(crate::helper::USER_AGENT),
-            );
-        }
         Ok(RemoteWriteSender {
             url: config.url()?,
-            headers,
-            client: std::sync::Arc::new(LazyClient::new(config.tls.clone())),
+            client: std::sync::Arc::new(HttpPoster::new(headers, config.tls.clone())),
             layout: RequestLayout {
                 translation: config.translation(),
                 target_info: config.target_info.enabled,
@@ -99,10 +91,9 @@ impl Sender for RemoteWriteSender {
         for shard in bodies.into_iter().filter(|s| !s.is_empty()) {
             let client = std::sync::Arc::clone(&self.client);
             let url = self.url.clone();
-            let headers = self.headers.clone();
             tasks.spawn(async move {
                 for body in shard {
-                    post_one(&client, &url, &headers, body).await?;
+                    post_one(&client, &url, body).await?;
                 }
                 Ok::<(), SendError>(())
             });
@@ -153,15 +144,9 @@ fn worse(a: Option<SendError>, b: SendError) -> SendError {
     }
 }
 
-async fn post_one(
-    client: &LazyClient,
-    url: &Uri,
-    headers: &HeaderMap,
-    body: Bytes,
-) -> Result<(), SendError> {
-    let (parts, body) = client.post(url, headers, body).await?;
-    interpret(parts.status, &parts.headers, &body)
-        .map_err(|e| e.prefixed(format_args!("POST {url}")))
+async fn post_one(client: &HttpPoster, url: &Uri, body: Bytes) -> Result<(), SendError> {
+    let answer = client.post(url, body).await?;
+    interpret(answer.status, &answer.headers, &answer.body).map_err(|e| prefix_post(e, url))
 }
 
 /// What a remote-write answer means: 2xx delivered; 5xx and 429 retryable, honouring
@@ -176,14 +161,16 @@ pub(crate) fn interpret(
         return Ok(());
     }
     let mut reason = format!("HTTP {status}");
-    if let Some(detail) = cut_detail(&String::from_utf8_lossy(body)) {
+    if let Some(detail) = short_detail(&String::from_utf8_lossy(body)) {
         reason.push_str(": ");
         reason.push_str(&detail);
     }
     Err(match status.as_u16() {
         429 | 500..=599 => SendError::Retryable {
             reason,
-            retry_after: headers.get(RETRY_AFTER).and_then(parse_retry_after),
+            retry_after: headers
+                .get(RETRY_AFTER)
+                .and_then(crate::helper::http::parse_retry_after),
         },
         401 | 403 | 404 => SendError::permanent_health(reason),
         _ => SendError::permanent(reason),

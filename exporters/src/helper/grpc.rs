@@ -1,0 +1,200 @@
+//! A gRPC client for exporters: a lazily connected tonic channel with the exporter's TLS,
+//! metadata, compression and timeout, unary calls of already-encoded protobuf messages (no
+//! generated client, no protoc), and what gRPC status codes mean for retries.
+
+use std::error::Error as _;
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, Bytes};
+use http::Uri;
+use http::uri::PathAndQuery;
+use pipeline_core::{ComponentError, FieldError};
+use tokio::sync::OnceCell;
+use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::metadata::MetadataMap;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use tonic::{Code, Status};
+
+use super::sender::push_causes;
+use super::{Compression, Headers, SendError, TlsConfig, USER_AGENT, describe_error, rpc};
+
+/// Makes unary calls to one gRPC endpoint over a channel made on first use.
+pub struct GrpcClient {
+    uri: Uri,
+    /// `uri` as messages show it (see [`redact_url`](super::redact_url)).
+    shown: String,
+    tls: TlsConfig,
+    metadata: MetadataMap,
+    compression: Compression,
+    timeout: Duration,
+    channel: OnceCell<Channel>,
+}
+
+impl GrpcClient {
+    /// A client of `uri` sending `headers` as metadata, compressing per `compression`, with
+    /// `timeout` per call (zero: none) and `tls` for `https://`. Nothing is read or
+    /// connected until [`GrpcClient::start`] or the first call.
+    pub fn new(
+        uri: Uri,
+        headers: &Headers,
+        compression: Compression,
+        tls: TlsConfig,
+        timeout: Duration,
+    ) -> Result<GrpcClient, FieldError> {
+        Ok(GrpcClient {
+            shown: super::redact_url(&uri.to_string()),
+            uri,
+            tls,
+            metadata: MetadataMap::from_headers(headers.to_header_map("headers")?),
+            compression,
+            timeout,
+            channel: OnceCell::new(),
+        })
+    }
+
+    /// The endpoint.
+    pub fn uri(&self) -> &Uri {
+        &self.uri
+    }
+
+    /// The channel, made on first use. It connects lazily (and reconnects) by itself, so a
+    /// backend that is down fails calls, not the start.
+    async fn channel(&self) -> Result<Channel, String> {
+        self.channel
+            .get_or_try_init(|| async { self.build_channel() })
+            .await
+            .cloned()
+    }
+
+    fn build_channel(&self) -> Result<Channel, String> {
+        let mut endpoint = Endpoint::from(self.uri.clone())
+            .user_agent(USER_AGENT)
+            .map_err(|e| describe_error(&e))?;
+        if !self.timeout.is_zero() {
+            endpoint = endpoint.connect_timeout(self.timeout);
+        }
+        if self.uri.scheme_str() == Some("https") {
+            let tls = match self.tls.read_ca().map_err(|e| e.to_string())? {
+                Some(ca) => ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca.pem)),
+                None => ClientTlsConfig::new().with_webpki_roots(),
+            };
+            endpoint = endpoint
+                .tls_config(tls)
+                .map_err(|e| format!("TLS setup for {}: {}", self.shown, describe_error(&e)))?;
+        }
+        Ok(endpoint.connect_lazy())
+    }
+
+    /// Builds the channel (reads `tls.ca_file`); fails the exporter's start when it cannot.
+    pub async fn start(&self) -> Result<(), ComponentError> {
+        self.channel()
+            .await
+            .map(|_| ())
+            .map_err(ComponentError::Other)
+    }
+
+    /// One unary call of `path` with the encoded request `body`; returns the encoded
+    /// response. Failures are classified with [`classify`].
+    pub async fn unary(&self, path: PathAndQuery, body: Bytes) -> Result<Bytes, SendError> {
+        let channel = self.channel().await.map_err(SendError::permanent_health)?;
+        let mut grpc = tonic::client::Grpc::new(channel);
+        if self.compression == Compression::Gzip {
+            grpc = grpc
+                .send_compressed(CompressionEncoding::Gzip)
+                .accept_compressed(CompressionEncoding::Gzip);
+        }
+        grpc.ready().await.map_err(|e| {
+            SendError::retryable(format!(
+                "connecting to {}: {}",
+                self.shown,
+                describe_error(&e)
+            ))
+        })?;
+        let mut request = tonic::Request::new(body);
+        *request.metadata_mut() = self.metadata.clone();
+        if !self.timeout.is_zero() {
+            // Tells the server too (grpc-timeout), so it can give up when we do.
+            request.set_timeout(self.timeout);
+        }
+        let response = grpc
+            .unary(request, path, RawCodec)
+            .await
+            .map_err(|status| classify(&status))?;
+        Ok(response.into_inner())
+    }
+}
+
+/// Passes already-encoded messages through tonic's framing and compression.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RawCodec;
+
+impl Codec for RawCodec {
+    type Encode = Bytes;
+    type Decode = Bytes;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+
+    fn encoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+
+    fn decoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+}
+
+impl Encoder for RawCodec {
+    type Item = Bytes;
+    type Error = Status;
+
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.put(item);
+        Ok(())
+    }
+}
+
+impl Decoder for RawCodec {
+    type Item = Bytes;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
+        Ok(Some(src.copy_to_bytes(src.remaining())))
+    }
+}
+
+/// What a gRPC status means for the batch, as the OpenTelemetry Collector decides it:
+/// `CANCELLED`, `DEADLINE_EXCEEDED`, `ABORTED`, `OUT_OF_RANGE`, `UNAVAILABLE` and `DATA_LOSS`
+/// are retryable, `RESOURCE_EXHAUSTED` only when the server sent `RetryInfo` (otherwise the
+/// request itself is too big); `UNAUTHENTICATED`, `PERMISSION_DENIED` and `UNIMPLEMENTED`
+/// mean the backend will not take anything from us (permanent health error); the rest are
+/// permanent for this batch. A `RetryInfo` delay is passed on as the retry hint.
+pub fn classify(status: &Status) -> SendError {
+    let code = status.code();
+    let retry_after = rpc::retry_delay(status.details());
+    let mut reason = format!("gRPC status {code:?}");
+    if !status.message().is_empty() {
+        reason.push_str(": ");
+        reason.push_str(status.message());
+    }
+    // Transport errors hide the useful part (connection refused, DNS) in the source chain.
+    push_causes(&mut reason, status.source());
+    match code {
+        Code::Cancelled
+        | Code::DeadlineExceeded
+        | Code::Aborted
+        | Code::OutOfRange
+        | Code::Unavailable
+        | Code::DataLoss => SendError::Retryable {
+            reason,
+            retry_after,
+        },
+        Code::ResourceExhausted if retry_after.is_some() => SendError::Retryable {
+            reason,
+            retry_after,
+        },
+        Code::Unauthenticated | Code::PermissionDenied | Code::Unimplemented => {
+            SendError::permanent_health(reason)
+        }
+        _ => SendError::permanent(reason),
+    }
+}
