@@ -15,6 +15,7 @@ use pipeline_core::model::Payload;
 use pipeline_core::telemetry::{ComponentTelemetry, reason};
 use pipeline_core::{
     Batch, BatchContext, BuildError, Component, ComponentError, ConsumeError, Consumer, Signal,
+    WaitingBatch,
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
@@ -176,7 +177,7 @@ pub(crate) fn summary(id: &str, payload: &Payload) -> String {
 impl Consumer for DebugExporter {
     /// Renders the batch and queues it for the writer thread; `Ok` means accepted, and the
     /// batch's tokens resolve once its text is written.
-    async fn consume(&self, mut batch: Batch) -> Result<(), ConsumeError> {
+    async fn consume(&self, batch: Batch) -> Result<(), ConsumeError> {
         if self.closed.load(Ordering::SeqCst) {
             batch.dropped();
             return Err(ConsumeError::ShuttingDown);
@@ -189,7 +190,14 @@ impl Consumer for DebugExporter {
             }
         };
         let share = u32::try_from(text.len().min(MAX_QUEUED_BYTES)).unwrap_or(u32::MAX);
-        let Ok(room) = self.room.clone().acquire_many_owned(share).await else {
+        // Held so that a caller giving up while we wait for room refuses the batch rather
+        // than dropping its handles unresolved.
+        let waiting = WaitingBatch::new(batch);
+        let room = self.room.clone().acquire_many_owned(share).await;
+        let Some(mut batch) = waiting.take() else {
+            return Err(ConsumeError::ShuttingDown);
+        };
+        let Ok(room) = room else {
             batch.dropped();
             return Err(ConsumeError::ShuttingDown);
         };

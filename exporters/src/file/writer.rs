@@ -16,6 +16,7 @@ use async_trait::async_trait;
 use pipeline_core::telemetry::{ComponentTelemetry, reason};
 use pipeline_core::{
     Batch, BatchContext, Component, ComponentError, ConsumeError, Consumer, Host, PerSignal,
+    WaitingBatch,
 };
 use tokio::io::AsyncWriteExt;
 use tokio::task::JoinHandle;
@@ -92,6 +93,38 @@ impl FileExporter {
     }
 }
 
+/// Writes `buf` to the end of `file` and waits until it has been through write(2).
+///
+/// Safe to cancel: `buf` loses only what the file took, so the next call writes the rest and
+/// no line is torn or written twice. On an error (disk full) the file is cut back to where
+/// this call started, so a half-written line never merges with the next one.
+pub(super) async fn write_out(
+    file: &mut tokio::fs::File,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<()> {
+    // Finishes what a cancelled call left in flight, so the length below includes it.
+    file.flush().await?;
+    let len_before = file.metadata().await?.len();
+    let result = async {
+        while !buf.is_empty() {
+            let n = file.write(buf).await?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            buf.drain(..n);
+        }
+        // Waits for tokio's background write: after it the bytes have been through write(2).
+        file.flush().await
+    }
+    .await;
+    if result.is_err()
+        && let Err(e) = file.set_len(len_before).await
+    {
+        tracing::warn!(error = %e, "cannot cut a partly written line off the file");
+    }
+    result
+}
+
 impl Inner {
     /// Writes the buffer out and settles its items' counts; the caller resolves the tokens
     /// after releasing the lock.
@@ -102,19 +135,14 @@ impl Inner {
             pending,
             acks,
         } = state;
-        if buf.is_empty() {
+        // Items whose bytes a cancelled flush already wrote wait here with an empty buffer.
+        if buf.is_empty() && acks.is_empty() && pending.iter().all(|(_, n)| *n == 0) {
             return Settled::default();
         }
         let Some(file) = file.as_mut() else {
             return Settled::default();
         };
-        // `flush` waits for tokio's background write to finish: after it the bytes have
-        // been through write(2).
-        let written = async {
-            file.write_all(buf).await?;
-            file.flush().await
-        }
-        .await;
+        let written = write_out(file, buf).await;
         // Cleared only after the write finished: if shutdown abandons it half-way, the
         // items and tokens are still here to be counted and failed.
         buf.clear();
@@ -242,7 +270,13 @@ impl Consumer for FileExporter {
             return Err(ConsumeError::permanent(e));
         }
         line.push(b'\n');
+        // Held so that a caller giving up while we wait for the lock refuses the batch rather
+        // than dropping its handles unresolved.
+        let waiting = WaitingBatch::new(batch);
         let mut state = inner.state.lock().await;
+        let Some(batch) = waiting.take() else {
+            return Err(ConsumeError::ShuttingDown);
+        };
         if inner.closed.load(Ordering::SeqCst) {
             batch.dropped();
             return Err(ConsumeError::ShuttingDown);

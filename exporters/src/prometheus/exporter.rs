@@ -86,6 +86,7 @@ impl Consumer for PrometheusExporter {
         let mut resource_metrics = match payload {
             Payload::Metrics(rm) => rm,
             other => {
+                ctx.dropped();
                 return Err(ConsumeError::permanent(format!(
                     "the prometheus exporter takes metrics, not {}",
                     other.signal()
