@@ -30,6 +30,8 @@ pub mod reason {
     pub const SHUTDOWN_TIMEOUT: &str = "shutdown_timeout";
     /// Data could not be encoded for the backend.
     pub const ENCODING: &str = "encoding";
+    /// A connector's output pipeline refused what it emitted (full, shutting down).
+    pub const REFUSED_DOWNSTREAM: &str = "refused_downstream";
 }
 
 const COMPONENT_LABELS: [&str; 3] = ["component_kind", "component_id", "signal"];

@@ -21,9 +21,6 @@ use super::aggregate::{Aggregator, Kind};
 use super::config::SliConfig;
 use super::extract::{self, Invalid};
 
-/// Why emitted data points were lost: the metrics pipeline refused them.
-const REFUSED_DOWNSTREAM: &str = "refused_downstream";
-
 /// The connector's own metrics, labels resolved.
 pub(crate) struct SliMetrics {
     /// Requests derived, per input signal (traces, logs).
@@ -187,7 +184,7 @@ impl Inner {
         if let Err(e) = result {
             let why = match e {
                 ConsumeError::Permanent(_) => reason::REJECTED,
-                _ => REFUSED_DOWNSTREAM,
+                _ => reason::REFUSED_DOWNSTREAM,
             };
             tracing::warn!(
                 connector = %self.telemetry.id(), error = %e, points,

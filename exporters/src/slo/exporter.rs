@@ -6,6 +6,10 @@
 //! dropped future loses nothing. One background task flushes to Redis, evaluates, writes
 //! snapshots and resends firing alerts; one task per webhook sends; the HTTP server answers
 //! from the latest evaluation.
+//!
+//! The same runtime is the `slo` exporter and the `slo` connector: given an `output` (the
+//! connector's metrics pipelines), every evaluation also emits its `slo_*` gauges there as
+//! OTLP (see `figures.rs`).
 
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -16,11 +20,14 @@ use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
+use pipeline_core::consumer::SharedConsumer;
 use pipeline_core::health::{ComponentStatus, HealthReporter};
 use pipeline_core::net::HttpServer;
-use pipeline_core::telemetry::ComponentTelemetry;
+use pipeline_core::telemetry::{ComponentTelemetry, reason as drop_reason};
 use pipeline_core::time::now_unix_nanos;
-use pipeline_core::{Batch, Component, ComponentError, ConsumeError, Consumer, Host, Payload};
+use pipeline_core::{
+    Batch, Component, ComponentError, ConsumeError, Consumer, Host, Payload, Signal,
+};
 use prometheus::IntCounterVec;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -28,8 +35,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::config::{SloDefinition, SloExporterConfig, StoreConfig};
 use super::eval::{AlertStates, Rules, SloReport, Transition};
+use super::figures::{families, metrics_text, resource_metrics};
 use super::increments::{ExtractContext, Increment, Selectors, SeriesTracker, reason};
-use super::page::{metrics_text, status_page};
+use super::page::status_page;
 use super::state::SloBuckets;
 use super::store::memory::{self, Snapshot};
 use super::store::redis::{Pending, RedisBackend};
@@ -80,9 +88,13 @@ pub(crate) struct Inner {
     alerts: Mutex<AlertStates>,
     webhooks: Vec<Arc<Webhook>>,
     generator_url: String,
+    /// The connector's metrics pipelines, fed the gauges after every evaluation.
+    output: Option<SharedConsumer>,
+    /// Serialises emissions, so gauges reach `output` in evaluation order.
+    emitting: tokio::sync::Mutex<()>,
 }
 
-/// The `slo` exporter.
+/// The `slo` exporter, and with an output the `slo` connector.
 pub(crate) struct SloExporter {
     pub(crate) inner: Arc<Inner>,
     cancel: CancellationToken,
@@ -95,11 +107,13 @@ fn defs(config: &SloExporterConfig) -> &[SloDefinition] {
 }
 
 impl SloExporter {
+    /// `output`: where a connector emits the gauges; `None` for the exporter.
     pub(crate) fn new(
         id: String,
         config: SloExporterConfig,
         telemetry: ComponentTelemetry,
         health: HealthReporter,
+        output: Option<SharedConsumer>,
     ) -> Result<SloExporter, String> {
         let defs = defs(&config);
         let windows: Vec<u64> = defs.iter().map(|d| d.window.get().as_secs()).collect();
@@ -205,6 +219,8 @@ impl SloExporter {
                 alerts: Mutex::new(AlertStates::default()),
                 webhooks,
                 generator_url,
+                output,
+                emitting: tokio::sync::Mutex::new(()),
                 config,
             }),
             cancel: CancellationToken::new(),
@@ -394,11 +410,42 @@ impl Inner {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        *self.published.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(Published {
+        let published = Arc::new(Published {
             reports: evaluation.reports,
             store,
         });
+        *self.published.write().unwrap_or_else(|p| p.into_inner()) = published.clone();
+        self.emit(&published).await;
         (evaluation.transitions, evaluation.firing)
+    }
+
+    /// With an output (the connector): hands the gauges of `published` to it, stamped with
+    /// the wall clock (the moment they were computed; the figures themselves are for the
+    /// data clock). What the output refuses is counted as dropped: the next evaluation
+    /// brings the figures again.
+    async fn emit(&self, published: &Published) {
+        let Some(output) = &self.output else { return };
+        let _in_order = self.emitting.lock().await;
+        let metrics = resource_metrics(
+            &families(&published.reports, &self.rule_labels),
+            now_unix_nanos(),
+        );
+        if metrics.is_empty() {
+            return;
+        }
+        let batch = Batch::new(Payload::Metrics(metrics));
+        let points = batch.item_count();
+        if let Err(e) = output.consume(batch).await {
+            let why = match e {
+                ConsumeError::Permanent(_) => drop_reason::REJECTED,
+                _ => drop_reason::REFUSED_DOWNSTREAM,
+            };
+            tracing::warn!(
+                connector = %self.id, error = %e, points,
+                "slo: the metrics pipeline refused the SLO gauges; dropping them"
+            );
+            self.telemetry.dropped(Signal::Metrics, points, why);
+        }
     }
 
     fn notify(&self, alerts: &[Transition]) {
@@ -576,7 +623,7 @@ async fn get_metrics(State(inner): State<Arc<Inner>>) -> impl IntoResponse {
     let p = inner.published();
     (
         [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        metrics_text(&p.reports, &inner.rule_labels),
+        metrics_text(&families(&p.reports, &inner.rule_labels)),
     )
 }
 
