@@ -8,8 +8,8 @@
 //! from the latest evaluation.
 //!
 //! The same runtime is the `slo` exporter and the `slo` connector: given an `output` (the
-//! connector's metrics pipelines), every evaluation also emits its `slo_*` gauges there as
-//! OTLP (see `figures.rs`).
+//! connector's metrics pipelines), every evaluation also offers its `slo_*` gauges to a task
+//! that emits them there as OTLP (`emit.rs`, `figures.rs`).
 
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -23,19 +23,18 @@ use axum::routing::get;
 use pipeline_core::consumer::SharedConsumer;
 use pipeline_core::health::{ComponentStatus, HealthReporter};
 use pipeline_core::net::HttpServer;
-use pipeline_core::telemetry::{ComponentTelemetry, reason as drop_reason};
+use pipeline_core::telemetry::ComponentTelemetry;
 use pipeline_core::time::now_unix_nanos;
-use pipeline_core::{
-    Batch, Component, ComponentError, ConsumeError, Consumer, Host, Payload, Signal,
-};
+use pipeline_core::{Batch, Component, ComponentError, ConsumeError, Consumer, Host, Payload};
 use prometheus::IntCounterVec;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::config::{SloDefinition, SloExporterConfig, StoreConfig};
+use super::emit::Emitter;
 use super::eval::{AlertStates, Rules, SloReport, Transition};
-use super::figures::{families, metrics_text, resource_metrics};
+use super::figures::{families, metrics_text};
 use super::increments::{ExtractContext, Increment, Selectors, SeriesTracker, reason};
 use super::page::status_page;
 use super::state::SloBuckets;
@@ -88,10 +87,8 @@ pub(crate) struct Inner {
     alerts: Mutex<AlertStates>,
     webhooks: Vec<Arc<Webhook>>,
     generator_url: String,
-    /// The connector's metrics pipelines, fed the gauges after every evaluation.
-    output: Option<SharedConsumer>,
-    /// Serialises emissions, so gauges reach `output` in evaluation order.
-    emitting: tokio::sync::Mutex<()>,
+    /// The connector's metrics pipelines, offered the gauges after every evaluation.
+    emitter: Option<Arc<Emitter>>,
 }
 
 /// The `slo` exporter, and with an output the `slo` connector.
@@ -199,6 +196,7 @@ impl SloExporter {
             )
             .ok();
         let generator_url = format!("http://{}/", config.endpoint);
+        let emitter = output.map(|o| Arc::new(Emitter::new(o, telemetry.clone())));
         Ok(SloExporter {
             inner: Arc::new(Inner {
                 id,
@@ -219,8 +217,7 @@ impl SloExporter {
                 alerts: Mutex::new(AlertStates::default()),
                 webhooks,
                 generator_url,
-                output,
-                emitting: tokio::sync::Mutex::new(()),
+                emitter,
                 config,
             }),
             cancel: CancellationToken::new(),
@@ -415,37 +412,10 @@ impl Inner {
             store,
         });
         *self.published.write().unwrap_or_else(|p| p.into_inner()) = published.clone();
-        self.emit(&published).await;
+        if let Some(emitter) = &self.emitter {
+            emitter.offer(&published.reports, &self.rule_labels);
+        }
         (evaluation.transitions, evaluation.firing)
-    }
-
-    /// With an output (the connector): hands the gauges of `published` to it, stamped with
-    /// the wall clock (the moment they were computed; the figures themselves are for the
-    /// data clock). What the output refuses is counted as dropped: the next evaluation
-    /// brings the figures again.
-    async fn emit(&self, published: &Published) {
-        let Some(output) = &self.output else { return };
-        let _in_order = self.emitting.lock().await;
-        let metrics = resource_metrics(
-            &families(&published.reports, &self.rule_labels),
-            now_unix_nanos(),
-        );
-        if metrics.is_empty() {
-            return;
-        }
-        let batch = Batch::new(Payload::Metrics(metrics));
-        let points = batch.item_count();
-        if let Err(e) = output.consume(batch).await {
-            let why = match e {
-                ConsumeError::Permanent(_) => drop_reason::REJECTED,
-                _ => drop_reason::REFUSED_DOWNSTREAM,
-            };
-            tracing::warn!(
-                connector = %self.id, error = %e, points,
-                "slo: the metrics pipeline refused the SLO gauges; dropping them"
-            );
-            self.telemetry.dropped(Signal::Metrics, points, why);
-        }
     }
 
     fn notify(&self, alerts: &[Transition]) {
@@ -665,6 +635,10 @@ impl Component for SloExporter {
         inner.evaluate().await;
         let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
         tasks.push(tokio::spawn(inner.clone().run(self.cancel.clone())));
+        if let Some(emitter) = &inner.emitter {
+            let (emitter, cancel) = (emitter.clone(), self.cancel.clone());
+            tasks.push(tokio::spawn(async move { emitter.run(cancel).await }));
+        }
         for w in &inner.webhooks {
             let (w, cancel, inner) = (w.clone(), self.cancel.clone(), inner.clone());
             tasks.push(tokio::spawn(async move {
@@ -704,6 +678,10 @@ impl Component for SloExporter {
         if let Ok((transitions, _)) = tokio::time::timeout_at(deadline, inner.evaluate()).await {
             inner.log_transitions(&transitions);
             inner.notify(&transitions);
+        }
+        // And its figures, into the connector's pipelines (they shut down after it).
+        if let Some(emitter) = &inner.emitter {
+            emitter.finish(deadline).await;
         }
         for w in &inner.webhooks {
             w.flush_until(deadline).await;

@@ -22,6 +22,7 @@
 //! `prometheus` exporter there shows them on its page.
 
 pub mod config;
+mod emit;
 pub mod eval;
 mod exporter;
 mod figures;

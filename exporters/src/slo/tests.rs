@@ -1243,3 +1243,103 @@ async fn the_connector_emits_the_endpoint_figures_as_gauges_prometheus_names_ali
     );
     x.shutdown(in_secs(5.0)).await.unwrap();
 }
+
+/// Refuses every batch, permanently.
+struct Refusing;
+
+#[async_trait::async_trait]
+impl pipeline_core::Consumer for Refusing {
+    async fn consume(&self, batch: Batch) -> Result<(), pipeline_core::ConsumeError> {
+        batch.dropped();
+        Err(pipeline_core::ConsumeError::permanent("no"))
+    }
+}
+
+/// Never answers; counts the batches offered.
+#[derive(Default)]
+struct Stuck {
+    offered: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl pipeline_core::Consumer for Stuck {
+    async fn consume(&self, _batch: Batch) -> Result<(), pipeline_core::ConsumeError> {
+        self.offered
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        std::future::pending().await
+    }
+}
+
+fn connector_with(
+    t: &crate::helper::testutil::TestCtx,
+    output: pipeline_core::consumer::SharedConsumer,
+) -> super::exporter::SloExporter {
+    let cfg = config(json!({
+        "endpoint": "127.0.0.1:0",
+        "evaluation_interval": "20ms",
+        "slos": [{"name": "api-availability", "service": "api", "objective": 99.9,
+                  "indicator": {"availability": {"matchers": {"service": "api"}}}}]
+    }));
+    super::exporter::SloExporter::new(
+        "slo".into(),
+        cfg,
+        t.ctx.telemetry.clone(),
+        t.ctx.health.clone(),
+        Some(output),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn gauges_the_pipeline_refuses_are_counted_as_dropped() {
+    use crate::helper::testutil::{TestCtx, eventually, in_secs};
+    use pipeline_core::{Component, Host};
+    let t = TestCtx::new("slo");
+    let x = connector_with(&t, std::sync::Arc::new(Refusing));
+    x.start(&Host::new(std::env::temp_dir())).await.unwrap();
+    // One SLO: 4 single-point gauges, 5 burn-rate windows and 6 alert rules.
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            t.dropped("metrics", "rejected") >= 2.0 * 15.0
+        })
+        .await,
+        "{}",
+        t.telemetry.render()
+    );
+    assert_eq!(t.dropped("metrics", "rejected") % 15.0, 0.0);
+    x.shutdown(in_secs(5.0)).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_stuck_pipeline_holds_neither_evaluations_nor_shutdown() {
+    use crate::helper::testutil::{TestCtx, eventually, in_secs};
+    use pipeline_core::{Component, Consumer, Host};
+    let t = TestCtx::new("slo");
+    let stuck = std::sync::Arc::new(Stuck::default());
+    let x = connector_with(&t, stuck.clone());
+    x.start(&Host::new(std::env::temp_dir())).await.unwrap();
+    let base = format!("http://{}", x.local_addr().unwrap());
+    let now = pipeline_core::time::now_unix_nanos();
+    let attrs = || vec![kv("service", "api")];
+    x.consume(metrics_batch(vec![sum_metric(
+        "http.requests",
+        vec![(attrs(), now + 1, now + 2, 1000)],
+        AggregationTemporality::Cumulative,
+    )]))
+    .await
+    .unwrap();
+    // Evaluations go on while the first emission hangs; the gauges they replace are counted.
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            let v: Value = serde_json::from_str(&http_get(&format!("{base}/slo")).await.2).unwrap();
+            v[0]["total_events"] == 1000 && t.dropped("metrics", super::emit::SUPERSEDED) > 0.0
+        })
+        .await
+    );
+    assert_eq!(stuck.offered.load(std::sync::atomic::Ordering::SeqCst), 1);
+    // Shutdown ends by its deadline and counts the hung batch and the pending one.
+    let started = std::time::Instant::now();
+    x.shutdown(in_secs(0.3)).await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert_eq!(t.dropped("metrics", "shutdown_timeout"), 30.0);
+}
