@@ -1,5 +1,6 @@
-//! The `slo` exporter and connector: an SLO evaluator with error budgets, multi-window burn-rate alerts,
-//! a status page, and counts kept in memory or, for gateway replicas, in Redis.
+//! The `slo` exporter and connector: an SLO evaluator with error budgets, multi-window
+//! burn-rate alerts, a status page, and counts kept in memory or, for gateway replicas, in
+//! Redis.
 //!
 //! **Where data comes from:** metrics pipelines, usually fed by the `sli` connector
 //! (`http.requests`, `http.errors`, `http.request.duration`), or any counters and histograms
@@ -11,15 +12,16 @@
 //! hours and an hour ring over the window) in the store (`store/`: `memory` with a snapshot
 //! file, or `redis` with per-bucket keys every replica adds into). Every
 //! `evaluation_interval`, `eval.rs` computes the SLI, the error budget and burn rates and runs
-//! the alert rules; `page.rs` renders them at the `endpoint` as `GET /slo` (JSON), `GET /`
-//! (the status page) and `GET /metrics` (`slo_*` gauges); `webhook.rs` sends alerts to
-//! Alertmanager-compatible webhooks; `exporter.rs` ties it together (consume, the background
-//! loop, lifecycle).
+//! the alert rules; `page.rs` renders them at the `endpoint` as `GET /slo` (JSON) and `GET /`
+//! (the status page), `figures.rs` as `GET /metrics` (`slo_*` gauges); `webhook.rs` sends
+//! alerts to Alertmanager-compatible webhooks; `exporter.rs` ties it together (consume, the
+//! background loop, lifecycle).
 //!
 //! **As a connector** ([`ConnectorFactory`], `connectors: { slo: ... }`) it is the same
 //! runtime, and after every evaluation it also emits the `slo_*` gauges (`figures.rs`, the
-//! names of `GET /metrics`) as OTLP into the metrics pipelines that receive from it, so a
-//! `prometheus` exporter there shows them on its page.
+//! names of `GET /metrics`) as OTLP into the metrics pipelines that receive from it
+//! (`emit.rs`, from a task of its own), so a `prometheus` exporter there shows them on its
+//! page.
 
 pub mod config;
 mod emit;
