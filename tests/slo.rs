@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::prometheus::{Prometheus, scrape_config};
 use common::*;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
@@ -133,6 +134,42 @@ fn slo_config(ports: Ports, slo_port: u16, store: &str, slos: &str) -> String {
 /// OTLP in on `ports.grpc`, the `sli` connector (flushing every 100ms), the `slo` exporter
 /// with `store` and `slos`, and `pipelines`.
 fn config_with(ports: Ports, slo_port: u16, store: &str, slos: &str, pipelines: &str) -> String {
+    config_as(ports, slo_port, store, slos, pipelines, SloAs::Exporter)
+}
+
+/// Where the `slo` component sits.
+enum SloAs {
+    /// In `exporters`: the figures on its own endpoint only.
+    Exporter,
+    /// In `connectors`, with a `prometheus` exporter on this port for the metrics pipeline
+    /// it feeds.
+    Connector { prometheus_port: u16 },
+}
+
+/// [`config_with`], with the `slo` component as `slo_as` says.
+fn config_as(
+    ports: Ports,
+    slo_port: u16,
+    store: &str,
+    slos: &str,
+    pipelines: &str,
+    slo_as: SloAs,
+) -> String {
+    let slo = format!(
+        r#"
+  slo:
+    endpoint: "127.0.0.1:{slo_port}"
+    evaluation_interval: 100ms
+    store: {store}
+    slos:{slos}"#
+    );
+    let (connectors, exporters) = match slo_as {
+        SloAs::Exporter => (String::new(), slo),
+        SloAs::Connector { prometheus_port } => (
+            slo,
+            format!("\n  prometheus: {{ endpoint: \"127.0.0.1:{prometheus_port}\" }}"),
+        ),
+    };
     format!(
         r#"
 receivers:
@@ -140,13 +177,8 @@ receivers:
     protocols:
       grpc: {{ endpoint: "127.0.0.1:{grpc}" }}
 connectors:
-  sli: {{ flush_interval: 100ms }}
-exporters:
-  slo:
-    endpoint: "127.0.0.1:{slo_port}"
-    evaluation_interval: 100ms
-    store: {store}
-    slos:{slos}
+  sli: {{ flush_interval: 100ms }}{connectors}
+exporters:{exporters}
 service:
   telemetry: {{ metrics: {{ endpoint: "127.0.0.1:{metrics}" }} }}
   health: {{ endpoint: "127.0.0.1:{health}" }}
@@ -442,9 +474,8 @@ async fn the_memory_store_keeps_the_window_across_a_restart() {
     .await;
 }
 
-/// `otlp -> sli -> slo`, with the status page rendered in Chromium.
-fn sli_config(ports: Ports, slo_port: u16) -> String {
-    let slos = r#"
+/// The SLOs of the `otlp -> sli -> slo` tests, on the seed-style spans of `traces_request`.
+const CHECKOUT_SLOS: &str = r#"
       - name: checkout-availability
         service: api-service
         description: Requests answered without a 5xx
@@ -457,22 +488,23 @@ fn sli_config(ports: Ports, slo_port: u16) -> String {
         window: 28d
         indicator:
           latency: { threshold: 50ms, matchers: { service: api-service } }"#;
+
+/// `otlp -> sli -> slo`, with the status page rendered in Chromium.
+fn sli_config(ports: Ports, slo_port: u16) -> String {
     config_with(
         ports,
         slo_port,
         "{ type: memory }",
-        slos,
+        CHECKOUT_SLOS,
         "traces: { receivers: [otlp], exporters: [sli] }\n    metrics: { receivers: [sli], exporters: [slo] }",
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn otlp_to_sli_to_slo_reports_figures_and_a_status_page() {
-    let ports = Ports::new();
-    let slo_port = free_port();
-    let sl = Sightline::start(&sli_config(ports, slo_port), ports).await;
+/// Sends `sl` the seed-style spans of the `otlp -> sli -> slo` tests (three requests of 20
+/// SERVER spans of 45ms, every tenth a 500) and waits until `GET /slo` on `slo_port` has
+/// counted them all; returns the instance and that answer.
+async fn checkout_figures(sl: Sightline, slo_port: u16) -> (Instance, Value) {
     let mut client = TraceServiceClient::connect(sl.grpc_url()).await.unwrap();
-    // Three requests of 20 SERVER spans of 45ms, every tenth a 500.
     for seed in 1..=3 {
         client.export(traces_request(seed, 20)).await.unwrap();
     }
@@ -487,6 +519,15 @@ async fn otlp_to_sli_to_slo_reports_figures_and_a_status_page() {
     })
     .await;
     let v = x.slo().await;
+    (x, v)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn otlp_to_sli_to_slo_reports_figures_and_a_status_page() {
+    let ports = Ports::new();
+    let slo_port = free_port();
+    let sl = Sightline::start(&sli_config(ports, slo_port), ports).await;
+    let (_running, v) = checkout_figures(sl, slo_port).await;
     let (avail, latency) = (&v[0], &v[1]);
     assert_eq!(avail["name"], "checkout-availability");
     assert_eq!(avail["bad_events"], 6);
@@ -526,6 +567,168 @@ async fn otlp_to_sli_to_slo_reports_figures_and_a_status_page() {
         "{metrics}"
     );
     screenshot_is_not_blank(&page_url).await;
+}
+
+/// The samples of `name` on a Prometheus text page, as (labels, value).
+fn samples(page: &str, name: &str) -> Vec<(std::collections::BTreeMap<String, String>, f64)> {
+    page.lines()
+        .filter_map(|l| l.strip_prefix(name)?.strip_prefix('{'))
+        .map(|rest| {
+            let (labels, value) = rest.rsplit_once("} ").unwrap();
+            let labels = labels
+                .split(',')
+                .filter(|kv| !kv.is_empty())
+                .map(|kv| {
+                    let (k, v) = kv.split_once('=').unwrap();
+                    (k.to_string(), v.trim_matches('"').to_string())
+                })
+                .collect();
+            (labels, value.trim().parse::<f64>().unwrap())
+        })
+        .collect()
+}
+
+/// Whether a sample's value is `want`, to the last bit or two (serde_json's default float
+/// parsing may be one unit in the last place off).
+fn same(value: Option<f64>, want: f64) -> bool {
+    value.is_some_and(|v| (v - want).abs() <= want.abs() * 1e-15)
+}
+
+/// The value of the sample of `name` whose labels are exactly `labels`.
+fn sample(page: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let want: std::collections::BTreeMap<String, String> = labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    samples(page, name)
+        .into_iter()
+        .find(|(l, _)| *l == want)
+        .map(|(_, v)| v)
+}
+
+/// `otlp -> sli -> slo (connector) -> prometheus`: the figures of `GET /slo` appear on the
+/// `prometheus` exporter's page under the issue's names, with only the SLO's labels, and a
+/// real Prometheus scrapes them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_slo_connector_puts_the_figures_on_the_prometheus_exporters_page() {
+    let ports = Ports::new();
+    let (slo_port, prometheus_port) = (free_port(), free_port());
+    let config = config_as(
+        ports,
+        slo_port,
+        "{ type: memory }",
+        CHECKOUT_SLOS,
+        "traces: { receivers: [otlp], exporters: [sli] }\n    \
+         metrics/red: { receivers: [sli], exporters: [slo] }\n    \
+         metrics/slo: { receivers: [slo], exporters: [prometheus] }",
+        SloAs::Connector { prometheus_port },
+    );
+    let sl = Sightline::start(&config, ports).await;
+    let prometheus = Prometheus::start(&scrape_config(&[prometheus_port])).await;
+    let (_running, v) = checkout_figures(sl, slo_port).await;
+    let avail = &v[0];
+    assert_eq!(avail["name"], "checkout-availability");
+    let sli = avail["sli"].as_f64().unwrap();
+    let remaining = avail["error_budget"]["remaining_ratio"].as_f64().unwrap();
+    let burn_5m = avail["burn_rates"]["5m"].as_f64().unwrap();
+    assert!((sli - 0.9).abs() < 1e-12, "{avail}");
+    assert!((burn_5m - 100.0).abs() < 1e-9, "{avail}");
+    let page_url = format!("http://127.0.0.1:{prometheus_port}/metrics");
+    let slo = [("slo", "checkout-availability"), ("service", "api-service")];
+    let with = |extra: &[(&'static str, &'static str)]| {
+        let mut l = slo.to_vec();
+        l.extend_from_slice(extra);
+        l
+    };
+    // The data clock has stopped, so every evaluation from now on gives these figures.
+    let mut page = String::new();
+    wait_for(
+        "the figures of GET /slo on the prometheus page",
+        async || {
+            page = http_get(&page_url)
+                .await
+                .map(|(_, b)| b)
+                .unwrap_or_default();
+            same(sample(&page, "slo_sli_ratio", &slo), sli)
+                && same(
+                    sample(&page, "slo_error_budget_remaining_ratio", &slo),
+                    remaining,
+                )
+                && same(
+                    sample(&page, "slo_burn_rate", &with(&[("window", "5m")])),
+                    burn_5m,
+                )
+        },
+    )
+    .await;
+    assert!(
+        same(
+            sample(&page, "slo_objective_ratio", &slo),
+            avail["objective"].as_f64().unwrap()
+        ),
+        "{page}"
+    );
+    assert!(
+        same(
+            sample(&page, "slo_error_budget_remaining_minutes", &slo),
+            avail["error_budget"]["remaining_minutes"].as_f64().unwrap()
+        ),
+        "{page}"
+    );
+    assert_eq!(
+        sample(
+            &page,
+            "slo_alert_active",
+            &with(&[("severity", "page"), ("rule", "burn-rate-14.4x-1h-5m")])
+        ),
+        Some(1.0),
+        "{page}"
+    );
+    // Gauges, with the SLO's labels and nothing else (no job or instance from a resource).
+    for name in [
+        "slo_sli_ratio",
+        "slo_objective_ratio",
+        "slo_error_budget_remaining_ratio",
+        "slo_error_budget_remaining_minutes",
+        "slo_burn_rate",
+        "slo_alert_active",
+    ] {
+        assert!(
+            page.contains(&format!("# TYPE {name} gauge\n")),
+            "{name}: {page}"
+        );
+        let names: std::collections::BTreeSet<String> = samples(&page, name)
+            .into_iter()
+            .flat_map(|(l, _)| l.into_keys())
+            .collect();
+        let mut want = vec!["service", "slo"];
+        want.extend(match name {
+            "slo_burn_rate" => &["window"][..],
+            "slo_alert_active" => &["rule", "severity"][..],
+            _ => &[][..],
+        });
+        let want: std::collections::BTreeSet<String> = want.into_iter().map(String::from).collect();
+        assert_eq!(names, want, "{name}: {page}");
+    }
+    assert!(!page.contains("target_info"), "{page}");
+    // The same figures on the connector's own endpoint.
+    let (_, own) = http_get(&format!("http://127.0.0.1:{slo_port}/metrics"))
+        .await
+        .unwrap();
+    assert!(same(sample(&own, "slo_sli_ratio", &slo), sli), "{own}");
+    // And in a real Prometheus scraping the prometheus exporter.
+    prometheus
+        .wait_value(
+            r#"slo_burn_rate{slo="checkout-availability",service="api-service",window="5m"}"#,
+            burn_5m,
+        )
+        .await;
+    prometheus
+        .wait_value(
+            r#"slo_sli_ratio{slo="checkout-availability",service="api-service"}"#,
+            sli,
+        )
+        .await;
 }
 
 /// Renders `url` and a blank page in headless Chromium and checks the page's PNG carries
@@ -628,6 +831,33 @@ service:
     assert_eq!(code, Some(1), "{stderr}");
     assert!(
         stderr.contains("two listeners cannot share a port"),
+        "{stderr}"
+    );
+    // The same checks for the connector form.
+    let connector = |endpoint: &str| {
+        yaml("{}")
+            .replace("exporters:\n  slo:\n", &format!("  slo:\n    endpoint: {endpoint}\n"))
+            .replace(
+                "service:\n",
+                "exporters:\n  debug: {}\nservice:\n",
+            )
+            .replace(
+                "metrics: { receivers: [sli], exporters: [slo] }",
+                "metrics: { receivers: [sli], exporters: [slo] }\n    metrics/slo: { receivers: [slo], exporters: [debug] }",
+            )
+    };
+    let (code, stderr) = validate_yaml("slo-connector-threshold", &connector("127.0.0.1:8890"));
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "connectors::slo: slos[0].indicator.latency.threshold: 200ms is not a bucket boundary"
+        ),
+        "{stderr}"
+    );
+    let (code, stderr) = validate_yaml("slo-connector-port", &connector("127.0.0.1:4317"));
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("connectors::slo") && stderr.contains("two listeners cannot share a port"),
         "{stderr}"
     );
 }

@@ -12,7 +12,7 @@
 //! | `prometheusremotewrite` | a Prometheus remote-write endpoint      | [`prometheusremotewrite`] |
 //! | `debug`    | stderr, one line per batch or the batch as OTLP/JSON | [`debug`]          |
 //! | `file`     | a file, one OTLP/JSON export request per line        | [`file`](mod@file) |
-//! | `slo`      | SLO figures, alerts to webhooks, a status page       | [`slo`]            |
+//! | `slo`      | SLO figures, alerts to webhooks, a status page (also a connector emitting the figures as metrics) | [`slo`] |
 //! | `jaeger`   | Jaeger: OTLP/gRPC, OTLP/HTTP or its api_v2 gRPC      | [`jaeger`]         |
 //! | `loki`     | Loki's push API (protobuf + snappy, or JSON)         | [`loki`]           |
 //!
@@ -43,7 +43,7 @@ pub mod testing;
 use pipeline_core::{Registry, RegistryError};
 
 /// Registers every built-in exporter: `otlp`, `otlphttp`, `debug`, `file`, `prometheus`,
-/// `prometheusremotewrite`, `slo`, `jaeger` and `loki`.
+/// `prometheusremotewrite`, `slo`, `jaeger` and `loki`; and the `slo` connector.
 pub fn register(reg: &mut Registry) -> Result<(), RegistryError> {
     reg.add_exporter(otlp::Factory)?;
     reg.add_exporter(otlphttp::Factory)?;
@@ -54,6 +54,9 @@ pub fn register(reg: &mut Registry) -> Result<(), RegistryError> {
     reg.add_exporter(slo::Factory)?;
     reg.add_exporter(jaeger::Factory)?;
     reg.add_exporter(loki::Factory)?;
+    // The SLO evaluator as a connector lives with the exporter it shares its runtime with
+    // (the connectors crate cannot depend on this one).
+    reg.add_connector(slo::ConnectorFactory)?;
     Ok(())
 }
 
@@ -79,6 +82,7 @@ mod tests {
         ] {
             assert!(reg.exporter(name).is_some(), "{name} missing");
         }
+        assert!(reg.connector("slo").is_some(), "slo connector missing");
         assert!(register(&mut reg).is_err(), "registering twice must fail");
     }
 }

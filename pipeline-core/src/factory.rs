@@ -186,6 +186,20 @@ pub enum BuildError {
 /// The consumers a receiver or connector feeds, one per signal it is used with.
 pub type SignalConsumers = PerSignal<Option<SharedConsumer>>;
 
+/// The consumer of `signal` in a connector's `next`, or the build error saying that no
+/// pipeline of that signal receives from the connector (`type_name`).
+pub fn connector_output(
+    next: &SignalConsumers,
+    signal: Signal,
+    type_name: &str,
+) -> Result<SharedConsumer, BuildError> {
+    next.get(signal).clone().ok_or_else(|| {
+        BuildError::Other(format!(
+            "no {signal} pipeline receives from this {type_name} connector"
+        ))
+    })
+}
+
 /// A component that takes data: processors, exporters and connectors.
 pub trait ConsumerComponent: Consumer + Component {}
 impl<T: Consumer + Component + ?Sized> ConsumerComponent for T {}
@@ -284,6 +298,19 @@ pub trait ConnectorFactory: Send + Sync + 'static {
     }
     /// Parses and checks a config.
     fn validate(&self, config: &Value) -> Result<(), FieldError>;
+    /// Addresses the connector would listen on (a status endpoint), if any.
+    fn listen_addresses(&self, _config: &Value) -> Vec<String> {
+        Vec::new()
+    }
+    /// Checks a valid config against the connectors that feed it, as
+    /// [`ExporterFactory::validate_upstream`] does for exporters. Default: nothing to check.
+    fn validate_upstream(
+        &self,
+        _config: &Value,
+        _upstream: &[(&str, &Value)],
+    ) -> Result<(), FieldError> {
+        Ok(())
+    }
     /// Builds the connector, emitting into `next` (one consumer per output signal used).
     fn create(
         &self,

@@ -36,7 +36,7 @@ pub use component::{Component, ComponentError, ComponentId, ComponentKind, Host}
 pub use consumer::{BoxError, Capabilities, ConsumeError, Consumer, Fanout, SwitchConsumer};
 pub use factory::{
     BuildError, ConnectorFactory, CreateContext, ExporterFactory, FieldError, ProcessorFactory,
-    ReceiverFactory, SignalConsumers, parse_checked, parse_config,
+    ReceiverFactory, SignalConsumers, connector_output, parse_checked, parse_config,
 };
 pub use model::{AckHolder, AckOutcome, AckToken, Batch, BatchContext, Payload, WaitingBatch};
 pub use registry::{Registry, RegistryError};

@@ -211,6 +211,7 @@ macro_rules! impl_shells {
     };
 }
 
+use crate::proto::tonic::common::v1::InstrumentationScope;
 use crate::proto::tonic::logs::v1::ScopeLogs;
 use crate::proto::tonic::metrics::v1::ScopeMetrics;
 use crate::proto::tonic::trace::v1::ScopeSpans;
@@ -663,5 +664,15 @@ mod ack_tests {
         assert!(seen.lock().unwrap().is_empty());
         copy.delivered();
         assert_eq!(*seen.lock().unwrap(), vec![AckOutcome::Delivered]);
+    }
+}
+
+/// The instrumentation scope of telemetry Sightline makes itself (the `sli` and `slo`
+/// connectors' metrics): `name` and Sightline's version.
+pub fn sightline_scope(name: &str) -> InstrumentationScope {
+    InstrumentationScope {
+        name: name.into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        ..Default::default()
     }
 }

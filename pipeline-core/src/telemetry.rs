@@ -30,6 +30,8 @@ pub mod reason {
     pub const SHUTDOWN_TIMEOUT: &str = "shutdown_timeout";
     /// Data could not be encoded for the backend.
     pub const ENCODING: &str = "encoding";
+    /// A connector's output pipeline refused what it emitted (full, shutting down).
+    pub const REFUSED_DOWNSTREAM: &str = "refused_downstream";
 }
 
 const COMPONENT_LABELS: [&str; 3] = ["component_kind", "component_id", "signal"];
@@ -268,6 +270,33 @@ impl ComponentTelemetry {
                 reason,
             ])
             .inc_by(items as u64);
+    }
+
+    /// A connector's output pipeline refused `items` it emitted: logged and counted as
+    /// dropped (`rejected` for a permanent refusal, else `refused_downstream`).
+    pub fn dropped_downstream(&self, signal: Signal, items: usize, error: &ConsumeError) {
+        let why = match error {
+            ConsumeError::Permanent(_) => reason::REJECTED,
+            _ => reason::REFUSED_DOWNSTREAM,
+        };
+        tracing::warn!(
+            component = %self.inner.id, %error, items,
+            "the {signal} pipeline refused what the connector emitted; dropping it"
+        );
+        self.dropped(signal, items, why);
+    }
+
+    /// The shutdown deadline cut off `items` a connector was emitting: logged and counted as
+    /// dropped (`shutdown_timeout`).
+    pub fn dropped_at_shutdown(&self, signal: Signal, items: usize) {
+        if items == 0 {
+            return;
+        }
+        tracing::warn!(
+            component = %self.inner.id, items,
+            "shutdown deadline passed while the connector was emitting; dropping it"
+        );
+        self.dropped(signal, items, reason::SHUTDOWN_TIMEOUT);
     }
 
     /// Counts a request rejected before any item was decoded.

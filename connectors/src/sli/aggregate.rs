@@ -8,9 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use pipeline_core::attributes::string;
-use pipeline_core::proto::tonic::common::v1::{
-    AnyValue, InstrumentationScope, KeyValue, any_value,
-};
+use pipeline_core::proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use pipeline_core::proto::tonic::metrics::v1::{
     AggregationTemporality, Exemplar, Gauge, Histogram, HistogramDataPoint, Metric,
     NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, exemplar, metric, number_data_point,
@@ -608,11 +606,7 @@ fn resource_metrics(service: Option<String>, g: Group, temporality: i32) -> Reso
             ..Default::default()
         }),
         scope_metrics: vec![ScopeMetrics {
-            scope: Some(InstrumentationScope {
-                name: SCOPE_NAME.into(),
-                version: env!("CARGO_PKG_VERSION").into(),
-                ..Default::default()
-            }),
+            scope: Some(pipeline_core::model::sightline_scope(SCOPE_NAME)),
             metrics,
             schema_url: String::new(),
         }],

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use pipeline_core::consumer::SharedConsumer;
-use pipeline_core::telemetry::{ComponentTelemetry, reason};
+use pipeline_core::telemetry::ComponentTelemetry;
 use pipeline_core::time::now_unix_nanos;
 use pipeline_core::{
     Batch, Component, ComponentError, ConsumeError, Consumer, Host, Payload, Signal,
@@ -20,9 +20,6 @@ use tokio_util::sync::CancellationToken;
 use super::aggregate::{Aggregator, Kind};
 use super::config::SliConfig;
 use super::extract::{self, Invalid};
-
-/// Why emitted data points were lost: the metrics pipeline refused them.
-const REFUSED_DOWNSTREAM: &str = "refused_downstream";
 
 /// The connector's own metrics, labels resolved.
 pub(crate) struct SliMetrics {
@@ -168,14 +165,7 @@ impl Inner {
     /// gone) as dropped.
     fn drop_cut_off_flush(&self) {
         let points = std::mem::take(&mut *self.sending());
-        if points > 0 {
-            tracing::warn!(
-                connector = %self.telemetry.id(), points,
-                "sli: shutdown deadline passed during a flush; dropping it"
-            );
-            self.telemetry
-                .dropped(Signal::Metrics, points, reason::SHUTDOWN_TIMEOUT);
-        }
+        self.telemetry.dropped_at_shutdown(Signal::Metrics, points);
     }
 
     /// Hands emitted metrics on; what the metrics pipeline refuses is counted as dropped.
@@ -185,15 +175,8 @@ impl Inner {
         let result = self.next.consume(batch).await;
         *self.sending() = 0;
         if let Err(e) = result {
-            let why = match e {
-                ConsumeError::Permanent(_) => reason::REJECTED,
-                _ => REFUSED_DOWNSTREAM,
-            };
-            tracing::warn!(
-                connector = %self.telemetry.id(), error = %e, points,
-                "sli: the metrics pipeline refused the flushed metrics; dropping them"
-            );
-            self.telemetry.dropped(Signal::Metrics, points, why);
+            self.telemetry
+                .dropped_downstream(Signal::Metrics, points, &e);
         }
     }
 }

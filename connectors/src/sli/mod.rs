@@ -37,7 +37,8 @@ use std::sync::Arc;
 
 use pipeline_core::factory::ConsumerComponent;
 use pipeline_core::{
-    BuildError, ConnectorFactory, CreateContext, FieldError, Signal, SignalConsumers, parse_checked,
+    BuildError, ConnectorFactory, CreateContext, FieldError, Signal, SignalConsumers,
+    connector_output, parse_checked,
 };
 use serde_json::Value;
 
@@ -80,9 +81,7 @@ impl ConnectorFactory for Factory {
         next: SignalConsumers,
     ) -> Result<Arc<dyn ConsumerComponent>, BuildError> {
         let config = parse(config)?;
-        let next = next.get(Signal::Metrics).clone().ok_or_else(|| {
-            BuildError::Other("no metrics pipeline receives from this sli connector".into())
-        })?;
+        let next = connector_output(&next, Signal::Metrics, self.type_name())?;
         let metrics = connector::SliMetrics::new(&ctx.telemetry)
             .map_err(|e| BuildError::Other(format!("sli self-metrics: {e}")))?;
         Ok(Arc::new(SliConnector::new(

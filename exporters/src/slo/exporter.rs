@@ -6,6 +6,10 @@
 //! dropped future loses nothing. One background task flushes to Redis, evaluates, writes
 //! snapshots and resends firing alerts; one task per webhook sends; the HTTP server answers
 //! from the latest evaluation.
+//!
+//! The same runtime is the `slo` exporter and the `slo` connector: given an `output` (the
+//! connector's metrics pipelines), every evaluation also offers its `slo_*` gauges to a task
+//! that emits them there as OTLP (`emit.rs`, `figures.rs`).
 
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -16,6 +20,7 @@ use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
+use pipeline_core::consumer::SharedConsumer;
 use pipeline_core::health::{ComponentStatus, HealthReporter};
 use pipeline_core::net::HttpServer;
 use pipeline_core::telemetry::ComponentTelemetry;
@@ -27,9 +32,11 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::config::{SloDefinition, SloExporterConfig, StoreConfig};
+use super::emit::Emitter;
 use super::eval::{AlertStates, Rules, SloReport, Transition};
+use super::figures::{families, metrics_text};
 use super::increments::{ExtractContext, Increment, Selectors, SeriesTracker, reason};
-use super::page::{metrics_text, status_page};
+use super::page::status_page;
 use super::state::SloBuckets;
 use super::store::memory::{self, Snapshot};
 use super::store::redis::{Pending, RedisBackend};
@@ -80,9 +87,11 @@ pub(crate) struct Inner {
     alerts: Mutex<AlertStates>,
     webhooks: Vec<Arc<Webhook>>,
     generator_url: String,
+    /// The connector's metrics pipelines, offered the gauges after every evaluation.
+    emitter: Option<Arc<Emitter>>,
 }
 
-/// The `slo` exporter.
+/// The `slo` exporter, and with an output the `slo` connector.
 pub(crate) struct SloExporter {
     pub(crate) inner: Arc<Inner>,
     cancel: CancellationToken,
@@ -95,11 +104,13 @@ fn defs(config: &SloExporterConfig) -> &[SloDefinition] {
 }
 
 impl SloExporter {
+    /// `output`: where a connector emits the gauges; `None` for the exporter.
     pub(crate) fn new(
         id: String,
         config: SloExporterConfig,
         telemetry: ComponentTelemetry,
         health: HealthReporter,
+        output: Option<SharedConsumer>,
     ) -> Result<SloExporter, String> {
         let defs = defs(&config);
         let windows: Vec<u64> = defs.iter().map(|d| d.window.get().as_secs()).collect();
@@ -185,6 +196,7 @@ impl SloExporter {
             )
             .ok();
         let generator_url = format!("http://{}/", config.endpoint);
+        let emitter = output.map(|o| Arc::new(Emitter::new(o, telemetry.clone())));
         Ok(SloExporter {
             inner: Arc::new(Inner {
                 id,
@@ -205,6 +217,7 @@ impl SloExporter {
                 alerts: Mutex::new(AlertStates::default()),
                 webhooks,
                 generator_url,
+                emitter,
                 config,
             }),
             cancel: CancellationToken::new(),
@@ -394,10 +407,14 @@ impl Inner {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        *self.published.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(Published {
+        let published = Arc::new(Published {
             reports: evaluation.reports,
             store,
         });
+        *self.published.write().unwrap_or_else(|p| p.into_inner()) = published.clone();
+        if let Some(emitter) = &self.emitter {
+            emitter.offer(&published.reports, &self.rule_labels);
+        }
         (evaluation.transitions, evaluation.firing)
     }
 
@@ -576,7 +593,7 @@ async fn get_metrics(State(inner): State<Arc<Inner>>) -> impl IntoResponse {
     let p = inner.published();
     (
         [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        metrics_text(&p.reports, &inner.rule_labels),
+        metrics_text(&families(&p.reports, &inner.rule_labels)),
     )
 }
 
@@ -618,6 +635,10 @@ impl Component for SloExporter {
         inner.evaluate().await;
         let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
         tasks.push(tokio::spawn(inner.clone().run(self.cancel.clone())));
+        if let Some(emitter) = &inner.emitter {
+            let (emitter, cancel) = (emitter.clone(), self.cancel.clone());
+            tasks.push(tokio::spawn(async move { emitter.run(cancel).await }));
+        }
         for w in &inner.webhooks {
             let (w, cancel, inner) = (w.clone(), self.cancel.clone(), inner.clone());
             tasks.push(tokio::spawn(async move {
@@ -657,6 +678,10 @@ impl Component for SloExporter {
         if let Ok((transitions, _)) = tokio::time::timeout_at(deadline, inner.evaluate()).await {
             inner.log_transitions(&transitions);
             inner.notify(&transitions);
+        }
+        // And its figures, into the connector's pipelines (they shut down after it).
+        if let Some(emitter) = &inner.emitter {
+            emitter.finish(deadline).await;
         }
         for w in &inner.webhooks {
             w.flush_until(deadline).await;

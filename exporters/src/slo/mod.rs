@@ -1,5 +1,6 @@
-//! The `slo` exporter: an SLO evaluator with error budgets, multi-window burn-rate alerts,
-//! a status page, and counts kept in memory or, for gateway replicas, in Redis.
+//! The `slo` exporter and connector: an SLO evaluator with error budgets, multi-window
+//! burn-rate alerts, a status page, and counts kept in memory or, for gateway replicas, in
+//! Redis.
 //!
 //! **Where data comes from:** metrics pipelines, usually fed by the `sli` connector
 //! (`http.requests`, `http.errors`, `http.request.duration`), or any counters and histograms
@@ -11,14 +12,22 @@
 //! hours and an hour ring over the window) in the store (`store/`: `memory` with a snapshot
 //! file, or `redis` with per-bucket keys every replica adds into). Every
 //! `evaluation_interval`, `eval.rs` computes the SLI, the error budget and burn rates and runs
-//! the alert rules; `page.rs` renders them at the `endpoint` as `GET /slo` (JSON), `GET /`
-//! (the status page) and `GET /metrics` (`slo_*` gauges); `webhook.rs` sends alerts to
-//! Alertmanager-compatible webhooks; `exporter.rs` ties it together (consume, the background
-//! loop, lifecycle).
+//! the alert rules; `page.rs` renders them at the `endpoint` as `GET /slo` (JSON) and `GET /`
+//! (the status page), `figures.rs` as `GET /metrics` (`slo_*` gauges); `webhook.rs` sends
+//! alerts to Alertmanager-compatible webhooks; `exporter.rs` ties it together (consume, the
+//! background loop, lifecycle).
+//!
+//! **As a connector** ([`ConnectorFactory`], `connectors: { slo: ... }`) it is the same
+//! runtime, and after every evaluation it also emits the `slo_*` gauges (`figures.rs`, the
+//! names of `GET /metrics`) as OTLP into the metrics pipelines that receive from it
+//! (`emit.rs`, from a task of its own), so a `prometheus` exporter there shows them on its
+//! page.
 
 pub mod config;
+mod emit;
 pub mod eval;
 mod exporter;
+mod figures;
 pub mod increments;
 mod page;
 pub mod state;
@@ -31,7 +40,8 @@ use std::sync::Arc;
 
 use pipeline_core::factory::ConsumerComponent;
 use pipeline_core::{
-    BuildError, CreateContext, ExporterFactory, FieldError, Signal, parse_checked,
+    BuildError, CreateContext, ExporterFactory, FieldError, Signal, SignalConsumers,
+    connector_output, parse_checked,
 };
 use serde_json::Value;
 
@@ -82,8 +92,60 @@ impl ExporterFactory for Factory {
     ) -> Result<Arc<dyn ConsumerComponent>, BuildError> {
         let config = parse(config)?;
         let exporter =
-            exporter::SloExporter::new(ctx.id.to_string(), config, ctx.telemetry, ctx.health)
+            exporter::SloExporter::new(ctx.id.to_string(), config, ctx.telemetry, ctx.health, None)
                 .map_err(BuildError::Other)?;
         Ok(Arc::new(exporter))
+    }
+}
+
+/// Builds `slo` connectors: the same evaluator as the exporter (every key, the endpoint,
+/// webhooks and stores alike), used as the exporter of metrics pipelines carrying the RED
+/// metrics and as the receiver of metrics pipelines, into which it emits the `slo_*` gauges
+/// after every evaluation (for a `prometheus` exporter's page, remote-write, OTLP...).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ConnectorFactory;
+
+impl pipeline_core::ConnectorFactory for ConnectorFactory {
+    fn type_name(&self) -> &'static str {
+        "slo"
+    }
+
+    fn signal_pairs(&self) -> &'static [(Signal, Signal)] {
+        &[(Signal::Metrics, Signal::Metrics)]
+    }
+
+    fn validate(&self, config: &Value) -> Result<(), FieldError> {
+        Factory.validate(config)
+    }
+
+    fn validate_upstream(
+        &self,
+        config: &Value,
+        upstream: &[(&str, &Value)],
+    ) -> Result<(), FieldError> {
+        Factory.validate_upstream(config, upstream)
+    }
+
+    fn listen_addresses(&self, config: &Value) -> Vec<String> {
+        Factory.listen_addresses(config)
+    }
+
+    fn create(
+        &self,
+        ctx: CreateContext,
+        config: &Value,
+        next: SignalConsumers,
+    ) -> Result<Arc<dyn ConsumerComponent>, BuildError> {
+        let config = parse(config)?;
+        let output = connector_output(&next, Signal::Metrics, self.type_name())?;
+        let connector = exporter::SloExporter::new(
+            ctx.id.to_string(),
+            config,
+            ctx.telemetry,
+            ctx.health,
+            Some(output),
+        )
+        .map_err(BuildError::Other)?;
+        Ok(Arc::new(connector))
     }
 }

@@ -1,6 +1,6 @@
 //! What the endpoint serves, rendered from the latest evaluation: the status page (HTML with
 //! one inline SVG burn-down chart per SLO; no scripts, fonts or anything fetched from
-//! elsewhere) and the `slo_*` gauges in the Prometheus text format.
+//! elsewhere). The `slo_*` gauges are in `figures.rs`.
 
 use std::fmt::Write;
 
@@ -21,13 +21,6 @@ fn html(s: &str) -> String {
         }
     }
     out
-}
-
-/// Escapes a Prometheus label value.
-fn label(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 /// Chart size in SVG units.
@@ -184,78 +177,6 @@ p.error {{ color: #c0392b; }}
         evaluated = html(evaluated),
         store = html(store),
     )
-}
-
-/// The `slo_*` gauges in the Prometheus text format.
-pub(crate) fn metrics_text(reports: &[SloReport], rules: &[(String, String)]) -> String {
-    let mut out = String::new();
-    let gauge = |out: &mut String, name: &str, help: &str| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
-    };
-    let base = |r: &SloReport| {
-        format!(
-            "slo=\"{}\",service=\"{}\"",
-            label(&r.name),
-            label(&r.service)
-        )
-    };
-    type Figure = fn(&SloReport) -> f64;
-    let simple: [(&str, &str, Figure); 4] = [
-        ("slo_sli_ratio", "The SLI over the SLO's window.", |r| r.sli),
-        ("slo_objective_ratio", "The SLO's objective.", |r| {
-            r.objective
-        }),
-        (
-            "slo_error_budget_remaining_ratio",
-            "Share of the error budget left (negative when overspent).",
-            |r| r.error_budget.remaining_ratio,
-        ),
-        (
-            "slo_error_budget_remaining_minutes",
-            "Minutes of error budget left in the window.",
-            |r| r.error_budget.remaining_minutes,
-        ),
-    ];
-    for (name, help, f) in simple {
-        gauge(&mut out, name, help);
-        for r in reports {
-            let _ = writeln!(out, "{name}{{{}}} {}", base(r), f(r));
-        }
-    }
-    gauge(
-        &mut out,
-        "slo_burn_rate",
-        "Error rate over the window divided by the error budget.",
-    );
-    for r in reports {
-        for (w, v) in &r.burn_rates {
-            let _ = writeln!(
-                out,
-                "slo_burn_rate{{{},window=\"{}\"}} {v}",
-                base(r),
-                label(w)
-            );
-        }
-    }
-    gauge(
-        &mut out,
-        "slo_alert_active",
-        "1 while the alert rule fires for the SLO.",
-    );
-    for r in reports {
-        for (rule, severity) in rules {
-            let active = r.alerts.iter().any(|a| &a.rule == rule);
-            let _ = writeln!(
-                out,
-                "slo_alert_active{{{},severity=\"{}\",rule=\"{}\"}} {}",
-                base(r),
-                label(severity),
-                label(rule),
-                u8::from(active)
-            );
-        }
-    }
-    out
 }
 
 /// The windows always shown, as labels (for tests).

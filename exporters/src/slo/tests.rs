@@ -11,8 +11,8 @@ use pipeline_core::proto::tonic::metrics::v1::{
     AggregationTemporality, Histogram, HistogramDataPoint, Metric, NumberDataPoint,
     ResourceMetrics, ScopeMetrics, Sum, metric, number_data_point,
 };
-use pipeline_core::testing::check_exporter;
-use pipeline_core::{Batch, ExporterFactory};
+use pipeline_core::testing::{check_connector_with, check_exporter};
+use pipeline_core::{Batch, ExporterFactory, Signal};
 use serde_json::{Value, json};
 
 use super::config::{SloDefinition, SloExporterConfig};
@@ -57,6 +57,48 @@ fn default_rules() -> Rules {
 #[tokio::test]
 async fn conformance() {
     check_exporter(&Factory, &json!({"endpoint": "127.0.0.1:0"})).await;
+}
+
+#[tokio::test]
+async fn connector_conformance() {
+    use pipeline_core::ConnectorFactory as _;
+    let c = super::ConnectorFactory;
+    check_connector_with(&c, &json!({"endpoint": "127.0.0.1:0"})).await;
+    assert_eq!(c.type_name(), "slo");
+    assert_eq!(c.signal_pairs(), &[(Signal::Metrics, Signal::Metrics)]);
+    assert_eq!(
+        c.listen_addresses(&json!({"endpoint": "127.0.0.1:9999"})),
+        vec!["127.0.0.1:9999"]
+    );
+    // The exporter's checks, the same messages.
+    let e = c
+        .validate(
+            &json!({"slos": [{"name": "a", "service": "s", "objective": 99,
+            "indicator": {"availabilty": {}}}]}),
+        )
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("did you mean \"availability\""),
+        "{e}"
+    );
+    let latency = json!({"slos": [{"name": "l", "service": "api", "objective": 99,
+        "indicator": {"latency": {"threshold": "200ms"}}}]});
+    let e = c
+        .validate_upstream(&latency, &[("sli", &json!({}))])
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("200ms is not a bucket boundary"),
+        "{e}"
+    );
+    // Without a metrics pipeline to emit into, it cannot be built.
+    let none = pipeline_core::signal::PerSignal::from_fn(|_| None);
+    let ctx =
+        pipeline_core::CreateContext::for_tests(pipeline_core::ComponentKind::Connector, "slo");
+    let e = c
+        .create(ctx, &json!({"endpoint": "127.0.0.1:0"}), none)
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("no metrics pipeline"), "{e}");
 }
 
 #[test]
@@ -835,6 +877,7 @@ async fn serves_figures_page_metrics_and_sends_alertmanager_alerts() {
         cfg,
         t.ctx.telemetry.clone(),
         t.ctx.health.clone(),
+        None,
     )
     .unwrap();
     x.start(&Host::new(std::env::temp_dir())).await.unwrap();
@@ -1044,4 +1087,259 @@ fn the_webhook_outbox_keeps_the_newest_state_of_each_alert() {
     let body = serde_json::to_value(&fast.1).unwrap();
     assert_eq!(body["startsAt"], "2026-01-01T00:00:00.000000Z");
     assert_eq!(body["labels"]["alertname"], "SloBurnRateHigh");
+}
+
+/// A translated point as `name{sorted labels} value`, as the `prometheus` exporter writes it.
+fn sample_line(name: &str, labels: &[(String, String)], value: f64) -> String {
+    let mut labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+    labels.sort();
+    format!("{name}{{{}}} {value}", labels.join(","))
+}
+
+/// The sample lines of a Prometheus text page, labels sorted, comments left out.
+fn sample_lines(text: &str) -> std::collections::BTreeSet<String> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| {
+            let (series, value) = l.rsplit_once(' ').unwrap();
+            let (name, labels) = series.split_once('{').unwrap();
+            let mut labels: Vec<&str> = labels.trim_end_matches('}').split(',').collect();
+            labels.sort();
+            format!("{name}{{{}}} {value}", labels.join(","))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_connector_emits_the_endpoint_figures_as_gauges_prometheus_names_alike() {
+    use crate::helper::prometheus::{Family, Point, Sink, TranslationConfig, Value as PV};
+    use crate::helper::testutil::{TestCtx, eventually, in_secs};
+    use pipeline_core::testing::CollectingConsumer;
+    use pipeline_core::{Component, Consumer, Host};
+    let t = TestCtx::new("slo");
+    let out = CollectingConsumer::new();
+    let cfg = config(json!({
+        "endpoint": "127.0.0.1:0",
+        "evaluation_interval": "20ms",
+        "slos": [{"name": "api-availability", "service": "api", "objective": 99.9,
+                  "indicator": {"availability": {"matchers": {"service": "api"}}}}]
+    }));
+    let x = super::exporter::SloExporter::new(
+        "slo".into(),
+        cfg,
+        t.ctx.telemetry.clone(),
+        t.ctx.health.clone(),
+        Some(out.clone()),
+    )
+    .unwrap();
+    x.start(&Host::new(std::env::temp_dir())).await.unwrap();
+    let base = format!("http://{}", x.local_addr().unwrap());
+    let now = pipeline_core::time::now_unix_nanos();
+    let attrs = || vec![kv("service", "api")];
+    let mut input = metrics_batch(vec![
+        sum_metric(
+            "http.requests",
+            vec![(attrs(), now + 1, now + 2, 1000)],
+            AggregationTemporality::Cumulative,
+        ),
+        sum_metric(
+            "http.errors",
+            vec![(attrs(), now + 1, now + 2, 50)],
+            AggregationTemporality::Cumulative,
+        ),
+    ]);
+    let probe = pipeline_core::testing::AckProbe::new();
+    input = probe.track(input);
+    x.consume(input).await.unwrap();
+    assert_eq!(probe.count(pipeline_core::model::AckOutcome::Delivered), 1);
+    // The newest emitted batch that has counted the input.
+    let newest = || {
+        out.batches()
+            .into_iter()
+            .rev()
+            .find_map(|b| match &b.payload {
+                Payload::Metrics(rm) => Some(rm.clone()),
+                _ => None,
+            })
+            .unwrap_or_default()
+    };
+    let sli = |rm: &[ResourceMetrics]| {
+        rm.iter()
+            .flat_map(|r| &r.scope_metrics)
+            .flat_map(|s| &s.metrics)
+            .find(|m| m.name == "slo_sli_ratio")
+            .and_then(|m| match &m.data {
+                Some(metric::Data::Gauge(g)) => g.data_points.first().and_then(|p| p.value),
+                _ => None,
+            })
+    };
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            sli(&newest()) == Some(number_data_point::Value::AsDouble(0.95))
+        })
+        .await,
+        "no slo_sli_ratio 0.95 emitted"
+    );
+    // Emitted batches carry no acknowledgement of their own.
+    assert!(out.batches().iter().all(|b| b.ctx.acks.is_empty()));
+    let emitted = newest();
+    assert!(
+        emitted
+            .iter()
+            .all(|r| r.resource.as_ref().is_none_or(|r| r.attributes.is_empty()))
+    );
+    // Translated as the prometheus exporter does, with and without unit suffixes, the
+    // gauges are the lines of the endpoint's own /metrics, name for name.
+    #[derive(Default)]
+    struct Lines(std::collections::BTreeSet<String>);
+    impl Sink for Lines {
+        fn target_info(&mut self, _: crate::helper::prometheus::Labels, _: i64) {
+            panic!("the SLO gauges have no resource attributes");
+        }
+        fn point(&mut self, family: &Family, point: Point) {
+            let PV::Number(v) = point.value else {
+                panic!("{} is not a gauge", family.name)
+            };
+            self.0.insert(sample_line(&family.name, &point.labels, v));
+        }
+        fn skipped(&mut self, points: usize, reason: &'static str) {
+            panic!("{points} skipped: {reason}");
+        }
+    }
+    // The endpoint serves the same evaluation (the loop may have run again since; the data
+    // clock has not moved, so the figures are the same).
+    let page = sample_lines(&http_get(&format!("{base}/metrics")).await.2);
+    for add_metric_suffixes in [true, false] {
+        let mut lines = Lines::default();
+        crate::helper::prometheus::translate(
+            &emitted,
+            &TranslationConfig {
+                namespace: None,
+                add_metric_suffixes,
+                resource_to_telemetry_conversion: false,
+                const_labels: Vec::new(),
+            },
+            &mut lines,
+        );
+        assert_eq!(lines.0, page, "suffixes {add_metric_suffixes}");
+    }
+    for line in [
+        "slo_sli_ratio{service=\"api\",slo=\"api-availability\"} 0.95",
+        "slo_burn_rate{service=\"api\",slo=\"api-availability\",window=\"5m\"} 50",
+        "slo_alert_active{rule=\"burn-rate-14.4x-1h-5m\",service=\"api\",severity=\"page\",slo=\"api-availability\"} 1",
+    ] {
+        assert!(page.contains(line), "{line} missing from {page:#?}");
+    }
+    assert!(page.iter().any(|l| {
+        l.starts_with("slo_objective_ratio{service=\"api\",slo=\"api-availability\"} 0.999")
+    }));
+    assert!(
+        page.iter()
+            .any(|l| l.starts_with("slo_error_budget_remaining_minutes{"))
+    );
+    assert!(
+        page.iter()
+            .any(|l| l.starts_with("slo_error_budget_remaining_ratio{"))
+    );
+    x.shutdown(in_secs(5.0)).await.unwrap();
+}
+
+/// Refuses every batch, permanently.
+struct Refusing;
+
+#[async_trait::async_trait]
+impl pipeline_core::Consumer for Refusing {
+    async fn consume(&self, batch: Batch) -> Result<(), pipeline_core::ConsumeError> {
+        batch.dropped();
+        Err(pipeline_core::ConsumeError::permanent("no"))
+    }
+}
+
+/// Never answers; counts the batches offered.
+#[derive(Default)]
+struct Stuck {
+    offered: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl pipeline_core::Consumer for Stuck {
+    async fn consume(&self, _batch: Batch) -> Result<(), pipeline_core::ConsumeError> {
+        self.offered
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        std::future::pending().await
+    }
+}
+
+fn connector_with(
+    t: &crate::helper::testutil::TestCtx,
+    output: pipeline_core::consumer::SharedConsumer,
+) -> super::exporter::SloExporter {
+    let cfg = config(json!({
+        "endpoint": "127.0.0.1:0",
+        "evaluation_interval": "20ms",
+        "slos": [{"name": "api-availability", "service": "api", "objective": 99.9,
+                  "indicator": {"availability": {"matchers": {"service": "api"}}}}]
+    }));
+    super::exporter::SloExporter::new(
+        "slo".into(),
+        cfg,
+        t.ctx.telemetry.clone(),
+        t.ctx.health.clone(),
+        Some(output),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn gauges_the_pipeline_refuses_are_counted_as_dropped() {
+    use crate::helper::testutil::{TestCtx, eventually, in_secs};
+    use pipeline_core::{Component, Host};
+    let t = TestCtx::new("slo");
+    let x = connector_with(&t, std::sync::Arc::new(Refusing));
+    x.start(&Host::new(std::env::temp_dir())).await.unwrap();
+    // One SLO: 4 single-point gauges, 5 burn-rate windows and 6 alert rules.
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            t.dropped("metrics", "rejected") >= 2.0 * 15.0
+        })
+        .await,
+        "{}",
+        t.telemetry.render()
+    );
+    assert_eq!(t.dropped("metrics", "rejected") % 15.0, 0.0);
+    x.shutdown(in_secs(5.0)).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_stuck_pipeline_holds_neither_evaluations_nor_shutdown() {
+    use crate::helper::testutil::{TestCtx, eventually, in_secs};
+    use pipeline_core::{Component, Consumer, Host};
+    let t = TestCtx::new("slo");
+    let stuck = std::sync::Arc::new(Stuck::default());
+    let x = connector_with(&t, stuck.clone());
+    x.start(&Host::new(std::env::temp_dir())).await.unwrap();
+    let base = format!("http://{}", x.local_addr().unwrap());
+    let now = pipeline_core::time::now_unix_nanos();
+    let attrs = || vec![kv("service", "api")];
+    x.consume(metrics_batch(vec![sum_metric(
+        "http.requests",
+        vec![(attrs(), now + 1, now + 2, 1000)],
+        AggregationTemporality::Cumulative,
+    )]))
+    .await
+    .unwrap();
+    // Evaluations go on while the first emission hangs; the gauges they replace are counted.
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            let v: Value = serde_json::from_str(&http_get(&format!("{base}/slo")).await.2).unwrap();
+            v[0]["total_events"] == 1000 && t.dropped("metrics", super::emit::SUPERSEDED) > 0.0
+        })
+        .await
+    );
+    assert_eq!(stuck.offered.load(std::sync::atomic::Ordering::SeqCst), 1);
+    // Shutdown ends by its deadline and counts the hung batch and the pending one.
+    let started = std::time::Instant::now();
+    x.shutdown(in_secs(0.3)).await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert_eq!(t.dropped("metrics", "shutdown_timeout"), 30.0);
 }

@@ -127,7 +127,10 @@ fn listen_addresses(
         ComponentKind::Exporter => registry
             .exporter(id.type_name())
             .map(|f| f.listen_addresses(value)),
-        _ => None,
+        ComponentKind::Connector => registry
+            .connector(id.type_name())
+            .map(|f| f.listen_addresses(value)),
+        ComponentKind::Processor => None,
     }
     .unwrap_or_default()
 }
@@ -519,6 +522,16 @@ fn check_ports(
             .map(|r| (ComponentKind::Receiver, r))
             .chain(p.exporters.iter().map(|e| (ComponentKind::Exporter, e)))
         {
+            // A connector is named among a pipeline's receivers and exporters.
+            let connector = config
+                .components
+                .get(&ComponentKind::Connector)
+                .and_then(|s| s.get(id));
+            let kind = if connector.is_some() {
+                ComponentKind::Connector
+            } else {
+                kind
+            };
             if !seen.insert((kind, id.clone())) {
                 continue;
             }
@@ -545,21 +558,35 @@ fn check_ports(
     }
 }
 
-/// Runs every exporter's [`ExporterFactory::validate_upstream`] with the connectors feeding
-/// it, for exporters whose own config is valid.
+/// Runs every exporter's and connector's `validate_upstream` (see
+/// [`crate::factory::ExporterFactory::validate_upstream`]) with the connectors feeding it, for those whose
+/// own config is valid.
 fn check_upstream(
     config: &Config,
     registry: &Registry,
     pipelines: &[PipelineRef],
     errors: &mut Vec<ConfigError>,
 ) {
-    for (id, value) in config.section(ComponentKind::Exporter) {
-        let Some(factory) = registry.exporter(id.type_name()) else {
-            continue;
+    type Check<'r> = Box<dyn Fn(&Value, &[(&str, &Value)]) -> Result<(), FieldError> + 'r>;
+    let sections = [ComponentKind::Exporter, ComponentKind::Connector];
+    for (kind, id, value) in sections
+        .into_iter()
+        .flat_map(|k| config.section(k).map(move |(id, v)| (k, id, v)))
+    {
+        let check: Check<'_> = match kind {
+            ComponentKind::Exporter => match registry.exporter(id.type_name()) {
+                Some(f) if f.validate(value).is_ok() => {
+                    Box::new(move |v, u| f.validate_upstream(v, u))
+                }
+                _ => continue,
+            },
+            _ => match registry.connector(id.type_name()) {
+                Some(f) if f.validate(value).is_ok() => {
+                    Box::new(move |v, u| f.validate_upstream(v, u))
+                }
+                _ => continue,
+            },
         };
-        if factory.validate(value).is_err() {
-            continue;
-        }
         let mut upstream: Vec<(&str, &Value)> = Vec::new();
         let mut seen = BTreeSet::new();
         for p in pipelines.iter().filter(|p| p.exporters.contains(id)) {
@@ -574,8 +601,8 @@ fn check_upstream(
                 }
             }
         }
-        if let Err(e) = factory.validate_upstream(value, &upstream) {
-            errors.push(field_error(config, ComponentKind::Exporter, id, e));
+        if let Err(e) = check(value, &upstream) {
+            errors.push(field_error(config, kind, id, e));
         }
     }
 }
