@@ -13,6 +13,9 @@
 //! stays bounded whatever the exporters' queues could hold. Each file's offset is
 //! checkpointed under `storage` only after the records before it were accepted and delivered
 //! (see `checkpoint.rs`), so a restart, even after kill -9, resumes where delivery stopped.
+//! Records whose acknowledgement is dropped unresolved downstream (their fate unknown) hold
+//! their files' checkpoints before them until a restart reads them again: a duplicate,
+//! never a loss.
 //!
 //! Threads: the reader (globs, `stat`, reads, `.gz` decompression, building records, and
 //! handing them over) runs on the receiver's own thread, and checkpoint writes on the

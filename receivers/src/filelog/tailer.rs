@@ -11,7 +11,9 @@
 //! copy-truncated or rewritten in place, however much was written since, and is read again
 //! from offset 0 as a new file. A path with an unknown inode is fingerprinted and either
 //! continues a known file (a rotated copy, or a file from the checkpoint) at that file's
-//! offset, or is new. Files that left the globs or were deleted are read to their end
+//! offset, or is new. A file from the checkpoint found shorter than its offset the first
+//! time it is seen again was truncated and rewritten while the receiver was stopped: it is
+//! read from offset 0. Files that left the globs or were deleted are read to their end
 //! through the open handle.
 
 use std::borrow::Cow;
@@ -195,6 +197,8 @@ struct Tracked {
     seen: bool,
     missing: u32,
     last_used: u64,
+    /// Restored from the checkpoint and not found on disk yet in this process.
+    restored: bool,
 }
 
 impl Tracked {
@@ -573,6 +577,7 @@ impl Tailer {
                 seen: false,
                 missing: 0,
                 last_used: 0,
+                restored: true,
             });
         }
         Tailer {
@@ -1124,6 +1129,7 @@ impl Tailer {
             t.inode = inode;
             t.checked = Some(Stamp::of(&meta));
             t.seen = true;
+            t.restored = false;
             t.dirty = true;
             t.missing = 0;
             t.path = path.to_path_buf();
@@ -1140,7 +1146,10 @@ impl Tailer {
             }
             return;
         }
-        let start = if first && self.s.start_at == StartAt::End && !gzip {
+        // A file rewritten while the receiver was stopped is read from its start whatever
+        // `start_at` says: it is no stranger.
+        let new = matches!(found, FpMatch::New);
+        let start = if new && first && self.s.start_at == StartAt::End && !gzip {
             size
         } else {
             0
@@ -1174,6 +1183,7 @@ impl Tailer {
             seen: true,
             missing: 0,
             last_used: self.clock,
+            restored: false,
         });
         let i = self.files.len() - 1;
         self.set_source(i, Some(source));
@@ -1182,7 +1192,9 @@ impl Tailer {
     /// Which known file `fp` continues: the one whose fingerprint is the longest prefix of
     /// it. A file already followed (seen in this poll) means the candidate is a copy of it
     /// (copy-truncate before the truncate, or a plain copy): not new, nothing to read. So is
-    /// a candidate shorter than what was read of the file.
+    /// a candidate shorter than what was read of the file, unless that file comes from the
+    /// checkpoint and was not found yet: then it was rewritten while the receiver was
+    /// stopped, and is read from its start.
     fn match_fingerprint(&self, fp: &[u8], gzip: bool, size: u64) -> FpMatch {
         let mut by_len: HashMap<usize, Vec<usize>> = HashMap::new();
         for (i, t) in self.files.iter().enumerate() {
@@ -1210,8 +1222,18 @@ impl Tailer {
             None => FpMatch::New,
             Some(i) => {
                 let t = &self.files[i];
-                if t.seen || (!gzip && t.pos > size) {
+                if t.seen {
                     FpMatch::Duplicate
+                } else if !gzip && t.pos > size {
+                    if t.restored {
+                        // Shorter than its checkpoint the first time it is seen again: it
+                        // was truncated and written again (with the same first bytes) while
+                        // the receiver was stopped. All of it is new. The checkpoint entry
+                        // stays for a rotated copy of the old content.
+                        FpMatch::Rewritten
+                    } else {
+                        FpMatch::Duplicate
+                    }
                 } else {
                     FpMatch::Continue(i)
                 }
@@ -1221,8 +1243,12 @@ impl Tailer {
 }
 
 enum FpMatch {
+    /// Continues this known file at its offset.
     Continue(usize),
+    /// A copy of what a known file holds: nothing to read.
     Duplicate,
+    /// A checkpointed file rewritten while the receiver was stopped: read from 0.
+    Rewritten,
     New,
 }
 
