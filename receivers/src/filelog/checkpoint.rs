@@ -9,11 +9,16 @@
 //!
 //! An emit whose token was dropped *unresolved* (a bug downstream: nothing says where the
 //! data went), or dropped after the receiver began shutting down (a drain deadline passed),
-//! is held: the checkpoint of each of its files stays before it for as long as the process
-//! runs, so a restart reads that data again (a duplicate rather than a loss). Its records no
-//! longer count against `max_in_flight_records`, so reading goes on; what is read behind it
-//! is delivered as usual, and the emits behind it are merged into one per gap, so the list
-//! stays as long as what is in flight plus one held emit per file.
+//! is held: the checkpoint of each of its files stays before it. Its records no longer
+//! count against `max_in_flight_records`, so reading goes on. While running, an unresolved
+//! drop also asks the reader ([`Checkpoints::take_rewinds`]) to read each of its files again
+//! from where the emit starts in it; when the reader does ([`Checkpoints::rewound`]), the
+//! offsets past that point go from every emit in flight, so the file's checkpoint moves
+//! again only over the records offered anew (duplicates of what followed, never a loss).
+//! A file the reader cannot read again (closed, `.gz`, or read again too often) stays held
+//! until a restart, which reads from there. Emits finished behind a held or waiting one are
+//! merged into one per gap, and a held emit's files are taken out of every emit after it,
+//! so the list stays as long as what is in flight plus one held emit per file.
 //!
 //! The file is `<storage>/checkpoints.json`, rewritten as a temp file and renamed over the
 //! old one, then fsynced (file and directory). No file work happens where a change is made:
@@ -157,6 +162,9 @@ struct State {
     unreleased: usize,
     /// A writer job is scheduled or running: it writes whatever is dirty before it ends.
     writing: bool,
+    /// Files to read again from an offset (the start of an emit whose token was dropped
+    /// unresolved), for the reader to take.
+    rewinds: HashMap<u64, u64>,
 }
 
 impl State {
@@ -213,6 +221,31 @@ impl State {
             }
         }
         self.inflight = kept;
+    }
+
+    /// Asks the reader to read the files of window `window`'s unfinished emits again, each
+    /// from where the emit starts in it: the end of the file's emit before it, or its
+    /// checkpoint.
+    fn request_rewinds(&mut self, window: u64) {
+        for (i, e) in self.inflight.iter().enumerate() {
+            if e.window != window || e.finished() {
+                continue;
+            }
+            for &(id, _) in &e.updates {
+                let start = self
+                    .inflight
+                    .iter()
+                    .take(i)
+                    .rev()
+                    .find_map(|before| before.updates.iter().find(|u| u.0 == id))
+                    .map(|u| u.1)
+                    .or_else(|| self.identities.get(&id).map(|ident| ident.committed));
+                if let Some(start) = start {
+                    let from = self.rewinds.entry(id).or_insert(start);
+                    *from = (*from).min(start);
+                }
+            }
+        }
     }
 
     /// Moves the files' committed offsets.
@@ -419,6 +452,25 @@ impl Checkpoints {
         self.after_change(s);
     }
 
+    /// The files to read again, each from an offset (taken: the reader answers with
+    /// [`Checkpoints::rewound`] for those it could).
+    pub(crate) fn take_rewinds(&self) -> Vec<(u64, u64)> {
+        let mut rewinds: Vec<(u64, u64)> = self.lock().rewinds.drain().collect();
+        rewinds.sort_unstable();
+        rewinds
+    }
+
+    /// The reader reads file `id` again from `from`: what the emits in flight bring it past
+    /// `from` will come again in later emits, so their offsets for it go (a held emit with
+    /// nothing else to hold goes with them).
+    pub(crate) fn rewound(self: &Arc<Self>, id: u64, from: u64) {
+        let mut s = self.lock();
+        for e in s.inflight.iter_mut() {
+            e.updates.retain(|&(f, offset)| f != id || offset <= from);
+        }
+        self.after_change(s);
+    }
+
     /// Records handed over and still held downstream.
     pub(crate) fn unreleased(&self) -> usize {
         self.lock().unreleased
@@ -465,6 +517,9 @@ impl Checkpoints {
             AckOutcome::Unresolved => true,
         };
         let st = &mut *s;
+        if outcome == AckOutcome::Unresolved && !st.closing {
+            st.request_rewinds(window);
+        }
         // A refused emit (`settle`) is finished already: its fate was decided then.
         for e in st
             .inflight
@@ -478,7 +533,7 @@ impl Checkpoints {
         match outcome {
             AckOutcome::Unresolved => tracing::warn!(
                 receiver = %self.id_label,
-                "filelog: an acknowledgement was dropped unresolved downstream; the checkpoint of its files stays before that data, which is read again after a restart"
+                "filelog: an acknowledgement was dropped unresolved downstream; that data is read again (now if its file is still open and was not read again too often, else after a restart), and the checkpoint stays before it until then"
             ),
             AckOutcome::Dropped if hold => tracing::warn!(
                 receiver = %self.id_label,

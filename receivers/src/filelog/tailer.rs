@@ -48,6 +48,9 @@ const CLOSE_AFTER_POLLS: u32 = 2;
 /// A closed file's identity is forgotten (and dropped from the checkpoint) after this many
 /// polls without a sighting.
 const FORGET_AFTER_POLLS: u32 = 25;
+/// A file is read again after a lost acknowledgement at most this many times per process;
+/// after that its checkpoint stays before the lost data until a restart reads it again.
+pub(crate) const MAX_REWINDS: u32 = 3;
 /// Compressed rotations are skipped unless the include pattern names the extension.
 const COMPRESSED: [&str; 6] = [".gz", ".bz2", ".xz", ".zst", ".zip", ".lz4"];
 
@@ -199,6 +202,10 @@ struct Tracked {
     last_used: u64,
     /// Restored from the checkpoint and not found on disk yet in this process.
     restored: bool,
+    /// Times it was read again after an acknowledgement was lost downstream.
+    rewinds: u32,
+    /// Where it was when last read again: up to here, records are offered a second time.
+    reread_until: u64,
 }
 
 impl Tracked {
@@ -578,6 +585,8 @@ impl Tailer {
                 missing: 0,
                 last_used: 0,
                 restored: true,
+                rewinds: 0,
+                reread_until: 0,
             });
         }
         Tailer {
@@ -645,6 +654,50 @@ impl Tailer {
     /// The (file, offset) pairs the staged records bring the checkpoint to.
     pub(crate) fn staged_updates(&self) -> Vec<(u64, u64)> {
         self.staging.updates.clone()
+    }
+
+    /// Whether records are staged (read and not yet handed over).
+    pub(crate) fn has_staged(&self) -> bool {
+        !self.staging.entries.is_empty()
+    }
+
+    /// Some file is being read again (see [`Tailer::rewind`]) and is not yet back where it
+    /// was.
+    pub(crate) fn rereading(&self) -> bool {
+        self.files
+            .iter()
+            .any(|t| t.source.is_some() && t.emitted < t.reread_until)
+    }
+
+    /// Reads file `id` again from offset `from` (a record boundary: where a hand-off whose
+    /// acknowledgement was lost downstream starts), if it is still open, plain (not `.gz`),
+    /// was not read again too often, and nothing of it is staged. True if it will be.
+    pub(crate) fn rewind(&mut self, id: u64, from: u64) -> bool {
+        if self.staging.files.iter().any(|f| f.id == id) {
+            return false;
+        }
+        let Some(t) = self.files.iter_mut().find(|t| t.id == id) else {
+            return false;
+        };
+        if t.gzip || from > t.emitted || t.rewinds >= MAX_REWINDS {
+            return false;
+        }
+        let Some(Source::Plain(file)) = t.source.as_mut() else {
+            return false;
+        };
+        if file.seek(SeekFrom::Start(from)).is_err() {
+            return false;
+        }
+        t.rewinds += 1;
+        t.reread_until = t.reread_until.max(t.emitted);
+        t.pos = from;
+        t.emitted = from;
+        t.line = LineState::default();
+        t.pending = Pending::default();
+        t.unsplit.clear();
+        t.dirty = true;
+        self.staging.updates.retain(|u| u.0 != id);
+        true
     }
 
     /// The staged records were handed over.
@@ -1184,6 +1237,8 @@ impl Tailer {
             missing: 0,
             last_used: self.clock,
             restored: false,
+            rewinds: 0,
+            reread_until: 0,
         });
         let i = self.files.len() - 1;
         self.set_source(i, Some(source));

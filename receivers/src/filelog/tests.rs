@@ -1160,23 +1160,49 @@ async fn checkpoint_at(dir: &Path, path: &Path, offset: u64) -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn records_whose_acknowledgement_is_dropped_unresolved_are_read_again_after_a_restart() {
+async fn records_whose_acknowledgement_is_dropped_unresolved_are_offered_again() {
     let dir = scratch("unresolved");
-    let (app, other) = (dir.join("app.log"), dir.join("other.log"));
+    let app = dir.join("app.log");
     append(&app, &lines("a", 0..10));
     let rec = Arc::new(Recorder::default());
     // The first batch (a-0..10) reaches a consumer that loses its acknowledgement.
     rec.lose_acks.store(1, Ordering::SeqCst);
+    let cfg = config(&dir, &["*.log"], json!({"max_in_flight_records": 10}));
+    let rx = Rx::start_with(cfg, rec.clone()).await;
+    // Offered again at once, and delivered: then the checkpoint passes them.
+    assert_eq!(rx.rec.wait_for(20).await, 20);
+    assert!(checkpoint_at(&dir, &app, 10 * 9).await);
+    append(&app, &lines("b", 0..10));
+    assert_eq!(rx.rec.wait_for(30).await, 30);
+    assert!(checkpoint_at(&dir, &app, 20 * 9).await);
+    rx.stop().await;
+    let bodies = rx.rec.bodies();
+    let (a, b): (Vec<String>, Vec<String>) = bodies.into_iter().partition(|x| x.starts_with('a'));
+    assert_exactly(&a[..10], names("a", 0..10));
+    assert_exactly(&a[10..], names("a", 0..10));
+    assert_exactly(&b, names("b", 0..10));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_lost_downstream_again_and_again_are_read_again_after_a_restart() {
+    let dir = scratch("unresolved-restart");
+    let (app, other) = (dir.join("app.log"), dir.join("other.log"));
+    append(&app, &lines("a", 0..10));
+    let rec = Arc::new(Recorder::default());
+    // a-0..10 reaches a consumer that loses its acknowledgement, every time it is offered
+    // again too, until the receiver stops offering it.
+    let offers = tailer::MAX_REWINDS as usize + 1;
+    rec.lose_acks.store(offers, Ordering::SeqCst);
     // One hand-off per window, and no room downstream unless the lost batch's is released.
     let cfg = config(&dir, &["*.log"], json!({"max_in_flight_records": 10}));
     let rx = Rx::start_with(cfg.clone(), rec.clone()).await;
-    assert_eq!(rx.rec.wait_for(10).await, 10);
+    assert_eq!(rx.rec.wait_for(10 * offers).await, 10 * offers);
     // Reading goes on behind the lost batch, and what follows is delivered...
     append(&app, &lines("b", 0..30));
-    assert_eq!(rx.rec.wait_for(40).await, 40);
+    assert_eq!(rx.rec.wait_for(10 * offers + 30).await, 10 * offers + 30);
     // ...and checkpointed where no lost batch is before it.
     append(&other, &lines("o", 0..5));
-    assert_eq!(rx.rec.wait_for(45).await, 45);
+    assert_eq!(rx.rec.wait_for(10 * offers + 35).await, 10 * offers + 35);
     assert!(checkpoint_at(&dir, &other, 5 * 9).await);
     // app.log's checkpoint never passes the lost batch, whatever was delivered after it.
     assert_eq!(checkpointed_offsets(&dir, &app), vec![0]);
@@ -1211,6 +1237,11 @@ fn behind_a_held_emit_other_files_advance_and_the_emits_stay_few() {
     };
     // a.log's first emit is dropped unresolved.
     drop(emit(vec![(1, 100)]));
+    assert_eq!(
+        cp.take_rewinds(),
+        vec![(1, 0)],
+        "to be read again from its start"
+    );
     assert_eq!(cp.unreleased(), 0, "its records no longer count");
     for i in 1..=100u64 {
         emit(vec![(1, 100 + i), (2, i)]).delivered();
