@@ -2,11 +2,23 @@
 //! downstream, persisted atomically.
 //!
 //! Every hand-off to the pipeline ("emit") carries an [`AckToken`] and the offsets it brings
-//! each file to. An emit counts once `consume` returned `Ok` *and* its token was released
-//! (the exporter delivered it, or dropped it and counted the drop); offsets advance over the
-//! longest prefix of counted emits, in order, so a checkpoint never passes data still in
-//! flight. After the receiver begins shutting down, a token that fails (a drain deadline
-//! passed) holds the checkpoint where it is, so that data is read again after a restart.
+//! each file to. An emit counts once `consume` returned `Ok` *and* its token was resolved
+//! as delivered, or as dropped while running (whoever dropped it counted the drop; reading
+//! it again would only be refused again). Each file's offset advances over its counted
+//! emits, in order, so a checkpoint never passes data still in flight.
+//!
+//! An emit whose token was dropped *unresolved* (a bug downstream: nothing says where the
+//! data went), or dropped after the receiver began shutting down (a drain deadline passed),
+//! is held: the checkpoint of each of its files stays before it. Its records no longer
+//! count against `max_in_flight_records`, so reading goes on. While running, an unresolved
+//! drop also asks the reader ([`Checkpoints::take_rewinds`]) to read each of its files again
+//! from where the emit starts in it; when the reader does ([`Checkpoints::rewound`]), the
+//! offsets past that point go from every emit in flight, so the file's checkpoint moves
+//! again only over the records offered anew (duplicates of what followed, never a loss).
+//! A file the reader cannot read again (closed, `.gz`, or read again too often) stays held
+//! until a restart, which reads from there. Emits finished behind a held or waiting one are
+//! merged into one per gap, and a held emit's files are taken out of every emit after it,
+//! so the list stays as long as what is in flight plus one held emit per file.
 //!
 //! The file is `<storage>/checkpoints.json`, rewritten as a temp file and renamed over the
 //! old one, then fsynced (file and directory). No file work happens where a change is made:
@@ -21,12 +33,12 @@
 //! bytes (its fingerprint), so the checkpoint stays small however large `fingerprint_size`
 //! is.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use pipeline_core::AckToken;
+use pipeline_core::{AckOutcome, AckToken};
 use serde::{Deserialize, Serialize};
 use tokio::runtime::Handle;
 use tokio::sync::Notify;
@@ -101,7 +113,8 @@ struct Identity {
 enum Ack {
     Waiting,
     Done,
-    /// Failed while shutting down: the checkpoint stays before it.
+    /// Its data may not have been delivered (its token was dropped unresolved, or it
+    /// failed while shutting down): its files' checkpoints stay before it until a restart.
     Held,
 }
 
@@ -117,6 +130,21 @@ struct Emit {
 }
 
 impl Emit {
+    /// Accepted by `consume` and resolved (or refused for good): its offsets may be applied.
+    fn finished(&self) -> bool {
+        self.confirmed && self.ack == Ack::Done
+    }
+
+    /// Takes in the offsets of a later finished emit (the later offset of a file wins).
+    fn merge(&mut self, updates: Vec<(u64, u64)>) {
+        for (id, offset) in updates {
+            match self.updates.iter_mut().find(|u| u.0 == id) {
+                Some(u) => u.1 = offset,
+                None => self.updates.push((id, offset)),
+            }
+        }
+    }
+
     /// Its records are no longer held anywhere: count them out of the unreleased total.
     fn release(&mut self, unreleased: &mut usize) {
         *unreleased -= std::mem::take(&mut self.records);
@@ -134,25 +162,100 @@ struct State {
     unreleased: usize,
     /// A writer job is scheduled or running: it writes whatever is dirty before it ends.
     writing: bool,
+    /// Files to read again from an offset (the start of an emit whose token was dropped
+    /// unresolved), for the reader to take.
+    rewinds: HashMap<u64, u64>,
 }
 
 impl State {
-    /// Applies the longest prefix of finished emits.
+    /// Applies what is finished, file by file: a file's offset moves over its emits in
+    /// order up to the first one not yet finished (waiting for `consume` or its token), and
+    /// never past a held one (until a restart, which reads from there again). Finished
+    /// emits left behind an unfinished one are merged, and a held emit's files are taken
+    /// out of every emit after it, so the list stays as long as what is in flight plus
+    /// one held emit per file.
     fn advance(&mut self) {
-        while let Some(front) = self.inflight.front() {
-            if !(front.confirmed && front.ack == Ack::Done) {
-                return;
+        // The common case: everything at the front is finished.
+        while self.inflight.front().is_some_and(Emit::finished) {
+            if let Some(emit) = self.inflight.pop_front() {
+                self.apply(&emit.updates);
             }
-            let Some(emit) = self.inflight.pop_front() else {
-                return;
-            };
-            for (id, offset) in emit.updates {
-                if let Some(ident) = self.identities.get_mut(&id)
-                    && ident.committed != offset
-                {
-                    ident.committed = offset;
-                    self.dirty = true;
+        }
+        if self.inflight.is_empty() {
+            return;
+        }
+        // Files with an earlier emit not yet finished, and files with an earlier held emit.
+        let mut blocked: HashSet<u64> = HashSet::new();
+        let mut frozen: HashSet<u64> = HashSet::new();
+        let mut kept: VecDeque<Emit> = VecDeque::with_capacity(self.inflight.len());
+        for mut emit in std::mem::take(&mut self.inflight) {
+            let finished = emit.finished();
+            let mut applied = Vec::new();
+            let identities = &self.identities;
+            emit.updates.retain(|&(id, offset)| {
+                // A file forgotten (gone for good), or held before: nothing to apply.
+                if frozen.contains(&id) || !identities.contains_key(&id) {
+                    return false;
                 }
+                if finished && !blocked.contains(&id) {
+                    applied.push((id, offset));
+                    return false;
+                }
+                true
+            });
+            self.apply(&applied);
+            match emit.ack {
+                Ack::Held => frozen.extend(emit.updates.iter().map(|u| u.0)),
+                _ if !finished => blocked.extend(emit.updates.iter().map(|u| u.0)),
+                _ => {}
+            }
+            // Kept while `confirm`, `settle`, `discard` or the token may still look for it,
+            // or while it holds offsets that cannot be applied yet.
+            let settled = finished || emit.ack == Ack::Held;
+            if settled && emit.updates.is_empty() {
+                continue;
+            }
+            match kept.back_mut() {
+                Some(last) if finished && last.finished() => last.merge(emit.updates),
+                _ => kept.push_back(emit),
+            }
+        }
+        self.inflight = kept;
+    }
+
+    /// Asks the reader to read the files of window `window`'s unfinished emits again, each
+    /// from where the emit starts in it: the end of the file's emit before it, or its
+    /// checkpoint.
+    fn request_rewinds(&mut self, window: u64) {
+        for (i, e) in self.inflight.iter().enumerate() {
+            if e.window != window || e.finished() {
+                continue;
+            }
+            for &(id, _) in &e.updates {
+                let start = self
+                    .inflight
+                    .iter()
+                    .take(i)
+                    .rev()
+                    .find_map(|before| before.updates.iter().find(|u| u.0 == id))
+                    .map(|u| u.1)
+                    .or_else(|| self.identities.get(&id).map(|ident| ident.committed));
+                if let Some(start) = start {
+                    let from = self.rewinds.entry(id).or_insert(start);
+                    *from = (*from).min(start);
+                }
+            }
+        }
+    }
+
+    /// Moves the files' committed offsets.
+    fn apply(&mut self, updates: &[(u64, u64)]) {
+        for &(id, offset) in updates {
+            if let Some(ident) = self.identities.get_mut(&id)
+                && ident.committed != offset
+            {
+                ident.committed = offset;
+                self.dirty = true;
             }
         }
     }
@@ -298,7 +401,10 @@ impl Checkpoints {
         s.next_seq += 1;
         drop(s);
         let me = Arc::clone(self);
-        (window, AckToken::new(move |ok| me.acked(window, ok)))
+        (
+            window,
+            AckToken::with_outcome(move |outcome| me.acked(window, outcome)),
+        )
     }
 
     /// Registers an emit of `window` that brings each `(file id, offset)` to that offset,
@@ -346,6 +452,25 @@ impl Checkpoints {
         self.after_change(s);
     }
 
+    /// The files to read again, each from an offset (taken: the reader answers with
+    /// [`Checkpoints::rewound`] for those it could).
+    pub(crate) fn take_rewinds(&self) -> Vec<(u64, u64)> {
+        let mut rewinds: Vec<(u64, u64)> = self.lock().rewinds.drain().collect();
+        rewinds.sort_unstable();
+        rewinds
+    }
+
+    /// The reader reads file `id` again from `from`: what the emits in flight bring it past
+    /// `from` will come again in later emits, so their offsets for it go (a held emit with
+    /// nothing else to hold goes with them).
+    pub(crate) fn rewound(self: &Arc<Self>, id: u64, from: u64) {
+        let mut s = self.lock();
+        for e in s.inflight.iter_mut() {
+            e.updates.retain(|&(f, offset)| f != id || offset <= from);
+        }
+        self.after_change(s);
+    }
+
     /// Records handed over and still held downstream.
     pub(crate) fn unreleased(&self) -> usize {
         self.lock().unreleased
@@ -377,21 +502,44 @@ impl Checkpoints {
     }
 
     /// The callback of window `window`'s token: runs in whatever task released it, so it
-    /// only updates the state and wakes the writer.
-    fn acked(self: &Arc<Self>, window: u64, ok: bool) {
+    /// only updates the state and wakes the writer. Delivered, or dropped while running (the
+    /// dropper decided and counted the data's fate; reading it again would only repeat
+    /// that), lets the checkpoint pass the window's emits. Dropped unresolved (a bug
+    /// downstream: its fate is unknown), or dropped while shutting down (a drain deadline
+    /// passed), holds their files' checkpoints before them, so the data is read again after
+    /// a restart: a duplicate rather than a loss. Either way their records no longer count
+    /// against `max_in_flight_records`, so reading goes on.
+    fn acked(self: &Arc<Self>, window: u64, outcome: AckOutcome) {
         let mut s = self.lock();
-        let closing = s.closing;
+        let hold = match outcome {
+            AckOutcome::Delivered => false,
+            AckOutcome::Dropped => s.closing,
+            AckOutcome::Unresolved => true,
+        };
         let st = &mut *s;
-        for e in st.inflight.iter_mut().filter(|e| e.window == window) {
-            e.ack = if ok || !closing { Ack::Done } else { Ack::Held };
+        if outcome == AckOutcome::Unresolved && !st.closing {
+            st.request_rewinds(window);
+        }
+        // A refused emit (`settle`) is finished already: its fate was decided then.
+        for e in st
+            .inflight
+            .iter_mut()
+            .filter(|e| e.window == window && !e.finished())
+        {
+            e.ack = if hold { Ack::Held } else { Ack::Done };
             e.release(&mut st.unreleased);
         }
         self.released.notify_waiters();
-        if !ok && closing {
-            tracing::warn!(
+        match outcome {
+            AckOutcome::Unresolved => tracing::warn!(
+                receiver = %self.id_label,
+                "filelog: an acknowledgement was dropped unresolved downstream; that data is read again (now if its file is still open and was not read again too often, else after a restart), and the checkpoint stays before it until then"
+            ),
+            AckOutcome::Dropped if hold => tracing::warn!(
                 receiver = %self.id_label,
                 "filelog: data was not delivered before shutdown; it will be read again after a restart"
-            );
+            ),
+            _ => {}
         }
         self.after_change(s);
     }
@@ -461,6 +609,18 @@ impl Checkpoints {
 
     #[cfg(not(test))]
     fn run_write_hook(&self) {}
+
+    /// Emits remembered (in flight, held, or finished behind one of those).
+    #[cfg(test)]
+    pub(crate) fn emits_remembered(&self) -> usize {
+        self.lock().inflight.len()
+    }
+
+    /// The offset checkpointed for file `id`.
+    #[cfg(test)]
+    pub(crate) fn committed(&self, id: u64) -> Option<u64> {
+        self.lock().identities.get(&id).map(|i| i.committed)
+    }
 
     /// No writer job is scheduled or running.
     #[cfg(test)]

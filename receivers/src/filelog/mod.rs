@@ -13,6 +13,11 @@
 //! stays bounded whatever the exporters' queues could hold. Each file's offset is
 //! checkpointed under `storage` only after the records before it were accepted and delivered
 //! (see `checkpoint.rs`), so a restart, even after kill -9, resumes where delivery stopped.
+//! Records whose acknowledgement is dropped unresolved downstream (their fate unknown) are
+//! read again from their file and offered anew, in a window of their own (at most three
+//! times per file; a closed or `.gz` file is not); until they are delivered their files'
+//! checkpoints stay before them, so at worst a restart reads them again: a duplicate,
+//! never a loss.
 //!
 //! Threads: the reader (globs, `stat`, reads, `.gz` decompression, building records, and
 //! handing them over) runs on the receiver's own thread, and checkpoint writes on the
@@ -335,11 +340,21 @@ async fn run(inner: Arc<Inner>, mut tailer: Tailer, stop: CancellationToken) {
                 () = inner.checkpoints.wait_for_room(limit, next) => {}
             }
         }
+        read_again(&inner, &mut tailer, &mut window);
+        // Records offered again go in windows of their own, so that if they are lost again
+        // no other hand-off is read again with them.
+        let solo = tailer.rereading();
         match tailer.step() {
             StepOutcome::Ready => {
+                if solo {
+                    window.close();
+                }
                 let batch = tailer.build();
                 if !deliver(&inner, &mut tailer, &mut window, batch, &stop).await {
                     return;
+                }
+                if solo {
+                    window.close();
                 }
                 tokio::task::yield_now().await;
             }
@@ -352,6 +367,26 @@ async fn run(inner: Arc<Inner>, mut tailer: Tailer, stop: CancellationToken) {
                 }
             }
         }
+    }
+}
+
+/// Reads again the files whose hand-offs' acknowledgements were dropped unresolved
+/// downstream, from where those hand-offs start, so the data is offered again now; a file
+/// that cannot be (closed, `.gz`, read again too often) keeps its checkpoint before the data
+/// until a restart.
+fn read_again(inner: &Inner, tailer: &mut Tailer, window: &mut Window) {
+    if tailer.has_staged() {
+        return;
+    }
+    let rewinds = inner.checkpoints.take_rewinds();
+    for (id, from) in rewinds {
+        if tailer.rewind(id, from) {
+            inner.checkpoints.rewound(id, from);
+            tracing::warn!(receiver = %inner.id, offset = from, "filelog: reading a file again from where data whose acknowledgement was lost downstream starts");
+        } else {
+            tracing::warn!(receiver = %inner.id, offset = from, "filelog: cannot read a file again now; its checkpoint stays before data whose acknowledgement was lost downstream until a restart");
+        }
+        window.close();
     }
 }
 

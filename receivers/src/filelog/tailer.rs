@@ -11,7 +11,9 @@
 //! copy-truncated or rewritten in place, however much was written since, and is read again
 //! from offset 0 as a new file. A path with an unknown inode is fingerprinted and either
 //! continues a known file (a rotated copy, or a file from the checkpoint) at that file's
-//! offset, or is new. Files that left the globs or were deleted are read to their end
+//! offset, or is new. A file from the checkpoint found shorter than its offset the first
+//! time it is seen again was truncated and rewritten while the receiver was stopped: it is
+//! read from offset 0. Files that left the globs or were deleted are read to their end
 //! through the open handle.
 
 use std::borrow::Cow;
@@ -46,6 +48,9 @@ const CLOSE_AFTER_POLLS: u32 = 2;
 /// A closed file's identity is forgotten (and dropped from the checkpoint) after this many
 /// polls without a sighting.
 const FORGET_AFTER_POLLS: u32 = 25;
+/// A file is read again after a lost acknowledgement at most this many times per process;
+/// after that its checkpoint stays before the lost data until a restart reads it again.
+pub(crate) const MAX_REWINDS: u32 = 3;
 /// Compressed rotations are skipped unless the include pattern names the extension.
 const COMPRESSED: [&str; 6] = [".gz", ".bz2", ".xz", ".zst", ".zip", ".lz4"];
 
@@ -195,6 +200,12 @@ struct Tracked {
     seen: bool,
     missing: u32,
     last_used: u64,
+    /// Restored from the checkpoint and not found on disk yet in this process.
+    restored: bool,
+    /// Times it was read again after an acknowledgement was lost downstream.
+    rewinds: u32,
+    /// Where it was when last read again: up to here, records are offered a second time.
+    reread_until: u64,
 }
 
 impl Tracked {
@@ -573,6 +584,9 @@ impl Tailer {
                 seen: false,
                 missing: 0,
                 last_used: 0,
+                restored: true,
+                rewinds: 0,
+                reread_until: 0,
             });
         }
         Tailer {
@@ -640,6 +654,50 @@ impl Tailer {
     /// The (file, offset) pairs the staged records bring the checkpoint to.
     pub(crate) fn staged_updates(&self) -> Vec<(u64, u64)> {
         self.staging.updates.clone()
+    }
+
+    /// Whether records are staged (read and not yet handed over).
+    pub(crate) fn has_staged(&self) -> bool {
+        !self.staging.entries.is_empty()
+    }
+
+    /// Some file is being read again (see [`Tailer::rewind`]) and is not yet back where it
+    /// was.
+    pub(crate) fn rereading(&self) -> bool {
+        self.files
+            .iter()
+            .any(|t| t.source.is_some() && t.emitted < t.reread_until)
+    }
+
+    /// Reads file `id` again from offset `from` (a record boundary: where a hand-off whose
+    /// acknowledgement was lost downstream starts), if it is still open, plain (not `.gz`),
+    /// was not read again too often, and nothing of it is staged. True if it will be.
+    pub(crate) fn rewind(&mut self, id: u64, from: u64) -> bool {
+        if self.staging.files.iter().any(|f| f.id == id) {
+            return false;
+        }
+        let Some(t) = self.files.iter_mut().find(|t| t.id == id) else {
+            return false;
+        };
+        if t.gzip || from > t.emitted || t.rewinds >= MAX_REWINDS {
+            return false;
+        }
+        let Some(Source::Plain(file)) = t.source.as_mut() else {
+            return false;
+        };
+        if file.seek(SeekFrom::Start(from)).is_err() {
+            return false;
+        }
+        t.rewinds += 1;
+        t.reread_until = t.reread_until.max(t.emitted);
+        t.pos = from;
+        t.emitted = from;
+        t.line = LineState::default();
+        t.pending = Pending::default();
+        t.unsplit.clear();
+        t.dirty = true;
+        self.staging.updates.retain(|u| u.0 != id);
+        true
     }
 
     /// The staged records were handed over.
@@ -1124,6 +1182,7 @@ impl Tailer {
             t.inode = inode;
             t.checked = Some(Stamp::of(&meta));
             t.seen = true;
+            t.restored = false;
             t.dirty = true;
             t.missing = 0;
             t.path = path.to_path_buf();
@@ -1140,7 +1199,10 @@ impl Tailer {
             }
             return;
         }
-        let start = if first && self.s.start_at == StartAt::End && !gzip {
+        // A file rewritten while the receiver was stopped is read from its start whatever
+        // `start_at` says: it is no stranger.
+        let new = matches!(found, FpMatch::New);
+        let start = if new && first && self.s.start_at == StartAt::End && !gzip {
             size
         } else {
             0
@@ -1174,6 +1236,9 @@ impl Tailer {
             seen: true,
             missing: 0,
             last_used: self.clock,
+            restored: false,
+            rewinds: 0,
+            reread_until: 0,
         });
         let i = self.files.len() - 1;
         self.set_source(i, Some(source));
@@ -1182,7 +1247,9 @@ impl Tailer {
     /// Which known file `fp` continues: the one whose fingerprint is the longest prefix of
     /// it. A file already followed (seen in this poll) means the candidate is a copy of it
     /// (copy-truncate before the truncate, or a plain copy): not new, nothing to read. So is
-    /// a candidate shorter than what was read of the file.
+    /// a candidate shorter than what was read of the file, unless that file comes from the
+    /// checkpoint and was not found yet: then it was rewritten while the receiver was
+    /// stopped, and is read from its start.
     fn match_fingerprint(&self, fp: &[u8], gzip: bool, size: u64) -> FpMatch {
         let mut by_len: HashMap<usize, Vec<usize>> = HashMap::new();
         for (i, t) in self.files.iter().enumerate() {
@@ -1210,8 +1277,18 @@ impl Tailer {
             None => FpMatch::New,
             Some(i) => {
                 let t = &self.files[i];
-                if t.seen || (!gzip && t.pos > size) {
+                if t.seen {
                     FpMatch::Duplicate
+                } else if !gzip && t.pos > size {
+                    if t.restored {
+                        // Shorter than its checkpoint the first time it is seen again: it
+                        // was truncated and written again (with the same first bytes) while
+                        // the receiver was stopped. All of it is new. The checkpoint entry
+                        // stays for a rotated copy of the old content.
+                        FpMatch::Rewritten
+                    } else {
+                        FpMatch::Duplicate
+                    }
                 } else {
                     FpMatch::Continue(i)
                 }
@@ -1221,8 +1298,12 @@ impl Tailer {
 }
 
 enum FpMatch {
+    /// Continues this known file at its offset.
     Continue(usize),
+    /// A copy of what a known file holds: nothing to read.
     Duplicate,
+    /// A checkpointed file rewritten while the receiver was stopped: read from 0.
+    Rewritten,
     New,
 }
 

@@ -66,6 +66,8 @@ struct Recorder {
     refuse: AtomicUsize,
     refused: AtomicUsize,
     hold: Mutex<Option<Vec<AckToken>>>,
+    /// The next this many batches have their tokens dropped unresolved (a buggy consumer).
+    lose_acks: AtomicUsize,
 }
 
 #[async_trait::async_trait]
@@ -78,9 +80,18 @@ impl Consumer for Recorder {
             return Err(ConsumeError::Full);
         }
         let Batch { payload, ctx } = batch;
-        match self.hold.lock().unwrap().as_mut() {
-            Some(held) => held.extend(ctx.acks),
-            None => ctx.delivered(),
+        if self
+            .lose_acks
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            // Neither delivered nor dropped: the handles just go.
+            drop(ctx.acks);
+        } else {
+            match self.hold.lock().unwrap().as_mut() {
+                Some(held) => held.extend(ctx.acks),
+                None => ctx.delivered(),
+            }
         }
         let Payload::Logs(rl) = payload else {
             panic!("logs expected")
@@ -1123,4 +1134,175 @@ async fn an_acknowledgement_writes_no_file_in_the_task_that_releases_it() {
         "the acknowledgement wrote the checkpoint on the async runtime's thread"
     );
     rx.stop().await;
+}
+
+/// The offsets `checkpoints.json` in `dir/storage` holds for `path` (a file rewritten while
+/// stopped has two entries for a while: the old content's and the new one's).
+fn checkpointed_offsets(dir: &Path, path: &Path) -> Vec<u64> {
+    let cp: Value = serde_json::from_str(&common_read(&dir.join("storage/checkpoints.json")))
+        .unwrap_or_default();
+    cp["files"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|f| f["path"] == json!(path))
+        .filter_map(|f| f["offset"].as_u64())
+        .collect()
+}
+
+/// Waits (up to 10 s) until the checkpoint holds `offset` for `path`.
+async fn checkpoint_at(dir: &Path, path: &Path, offset: u64) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !checkpointed_offsets(dir, path).contains(&offset) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    checkpointed_offsets(dir, path).contains(&offset)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_whose_acknowledgement_is_dropped_unresolved_are_offered_again() {
+    let dir = scratch("unresolved");
+    let app = dir.join("app.log");
+    append(&app, &lines("a", 0..10));
+    let rec = Arc::new(Recorder::default());
+    // The first batch (a-0..10) reaches a consumer that loses its acknowledgement.
+    rec.lose_acks.store(1, Ordering::SeqCst);
+    let cfg = config(&dir, &["*.log"], json!({"max_in_flight_records": 10}));
+    let rx = Rx::start_with(cfg, rec.clone()).await;
+    // Offered again at once, and delivered: then the checkpoint passes them.
+    assert_eq!(rx.rec.wait_for(20).await, 20);
+    assert!(checkpoint_at(&dir, &app, 10 * 9).await);
+    append(&app, &lines("b", 0..10));
+    assert_eq!(rx.rec.wait_for(30).await, 30);
+    assert!(checkpoint_at(&dir, &app, 20 * 9).await);
+    rx.stop().await;
+    let bodies = rx.rec.bodies();
+    let (a, b): (Vec<String>, Vec<String>) = bodies.into_iter().partition(|x| x.starts_with('a'));
+    assert_exactly(&a[..10], names("a", 0..10));
+    assert_exactly(&a[10..], names("a", 0..10));
+    assert_exactly(&b, names("b", 0..10));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_lost_downstream_again_and_again_are_read_again_after_a_restart() {
+    let dir = scratch("unresolved-restart");
+    let (app, other) = (dir.join("app.log"), dir.join("other.log"));
+    append(&app, &lines("a", 0..10));
+    let rec = Arc::new(Recorder::default());
+    // a-0..10 reaches a consumer that loses its acknowledgement, every time it is offered
+    // again too, until the receiver stops offering it.
+    let offers = tailer::MAX_REWINDS as usize + 1;
+    rec.lose_acks.store(offers, Ordering::SeqCst);
+    // One hand-off per window, and no room downstream unless the lost batch's is released.
+    let cfg = config(&dir, &["*.log"], json!({"max_in_flight_records": 10}));
+    let rx = Rx::start_with(cfg.clone(), rec.clone()).await;
+    assert_eq!(rx.rec.wait_for(10 * offers).await, 10 * offers);
+    // Reading goes on behind the lost batch, and what follows is delivered...
+    append(&app, &lines("b", 0..30));
+    assert_eq!(rx.rec.wait_for(10 * offers + 30).await, 10 * offers + 30);
+    // ...and checkpointed where no lost batch is before it.
+    append(&other, &lines("o", 0..5));
+    assert_eq!(rx.rec.wait_for(10 * offers + 35).await, 10 * offers + 35);
+    assert!(checkpoint_at(&dir, &other, 5 * 9).await);
+    // app.log's checkpoint never passes the lost batch, whatever was delivered after it.
+    assert_eq!(checkpointed_offsets(&dir, &app), vec![0]);
+    rx.stop().await;
+    assert_eq!(checkpointed_offsets(&dir, &app), vec![0]);
+
+    // After a restart, the lost records come again (with what followed them: duplicates,
+    // never a loss), and then the checkpoint moves.
+    let rx2 = Rx::start(cfg).await;
+    assert_eq!(rx2.rec.wait_for(40).await, 40);
+    assert!(checkpoint_at(&dir, &app, 40 * 9).await);
+    rx2.stop().await;
+    assert_exactly(
+        &rx2.rec.bodies(),
+        names("a", 0..10).into_iter().chain(names("b", 0..30)),
+    );
+}
+
+#[test]
+fn behind_a_held_emit_other_files_advance_and_the_emits_stay_few() {
+    let dir = scratch("held");
+    let errors =
+        prometheus::IntCounterVec::new(prometheus::Opts::new("e", "e"), &["id", "op"]).unwrap();
+    let cp = Arc::new(Checkpoints::new(dir.clone(), errors, "t".into()));
+    cp.set_identity(1, 16, 1, &dir.join("a.log"), Some(0));
+    cp.set_identity(2, 16, 2, &dir.join("b.log"), Some(0));
+    let emit = |updates: Vec<(u64, u64)>| {
+        let (window, token) = cp.window();
+        let seq = cp.register(window, updates, 10);
+        cp.confirm(seq);
+        token
+    };
+    // a.log's first emit is dropped unresolved.
+    drop(emit(vec![(1, 100)]));
+    assert_eq!(
+        cp.take_rewinds(),
+        vec![(1, 0)],
+        "to be read again from its start"
+    );
+    assert_eq!(cp.unreleased(), 0, "its records no longer count");
+    for i in 1..=100u64 {
+        emit(vec![(1, 100 + i), (2, i)]).delivered();
+        emit(vec![(2, 1000 + i)]).delivered();
+    }
+    // One waiting: b.log's checkpoint stops before it until it is resolved.
+    let waiting = emit(vec![(1, 5000), (2, 5000)]);
+    emit(vec![(2, 6000)]).delivered();
+    assert_eq!(cp.committed(1), Some(0), "never past the held emit");
+    assert_eq!(cp.committed(2), Some(1100));
+    assert!(cp.emits_remembered() <= 3, "{}", cp.emits_remembered());
+    waiting.delivered();
+    assert_eq!(cp.committed(1), Some(0));
+    assert_eq!(cp.committed(2), Some(6000));
+    assert!(cp.emits_remembered() <= 1, "{}", cp.emits_remembered());
+    assert_eq!(cp.unreleased(), 0);
+    // Dropped (and counted by the dropper) while running: decided, passed.
+    emit(vec![(2, 7000)]).dropped();
+    assert_eq!(cp.committed(2), Some(7000));
+    // Dropped after shutdown began (a drain deadline passed): held for the restart.
+    let late = emit(vec![(2, 8000)]);
+    cp.close();
+    late.dropped();
+    assert_eq!(cp.committed(2), Some(7000));
+    assert_eq!(cp.unreleased(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpointed_file_rewritten_shorter_while_stopped_is_read_from_its_start() {
+    let dir = scratch("rewritten");
+    let path = dir.join("app.csv");
+    // The same first bytes (a header longer than the fingerprint) in both versions.
+    let header = "timestamp,level,service,message,trace_id,span_id,host,region\n";
+    append(&path, header);
+    append(&path, &lines("old", 0..100));
+    let cfg = config(&dir, &["*.csv"], json!({"fingerprint_size": 32}));
+    let rx = Rx::start(cfg.clone()).await;
+    assert_eq!(rx.rec.wait_for(101).await, 101);
+    rx.stop().await;
+    // Truncated and written again, shorter than the checkpoint, while stopped.
+    std::fs::write(&path, format!("{header}{}", lines("new", 0..10))).unwrap();
+    let rx2 = Rx::build(cfg, Arc::new(Recorder::default()));
+    let steps = Arc::new(AtomicUsize::new(0));
+    let counter = steps.clone();
+    *rx2.rx.before_step.lock().unwrap() = Some(Box::new(move || {
+        counter.fetch_add(1, Ordering::SeqCst);
+    }));
+    rx2.rx
+        .start(&Host::new(std::env::temp_dir()))
+        .await
+        .unwrap();
+    // Once the first step (the first poll) is over, the file grows past the old offset.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while steps.load(Ordering::SeqCst) < 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    append(&path, &lines("new", 10..200));
+    let size = std::fs::metadata(&path).unwrap().len();
+    assert_eq!(rx2.rec.wait_for(201).await, 201);
+    assert!(checkpoint_at(&dir, &path, size).await);
+    rx2.stop().await;
+    let expected = std::iter::once(header.trim_end().to_string()).chain(names("new", 0..200));
+    assert_exactly(&rx2.rec.bodies(), expected);
 }
