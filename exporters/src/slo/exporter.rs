@@ -164,7 +164,11 @@ impl SloExporter {
                 }
                 (
                     Some(RedisBackend::new(r)?),
-                    format!("redis {} (prefix {})", redact_url(&r.url), r.key_prefix),
+                    format!(
+                        "redis {} (prefix {})",
+                        crate::helper::redact_url(&r.url),
+                        r.key_prefix
+                    ),
                 )
             }
         };
@@ -234,13 +238,6 @@ impl SloExporter {
             .unwrap_or_else(|p| p.into_inner())
             .as_ref()
             .map(|s| s.local_addr())
-    }
-}
-
-fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}***{}", &url[..s + 3], &url[at..]),
-        _ => url.to_string(),
     }
 }
 

@@ -88,6 +88,9 @@ impl AmAlert {
 /// One webhook: its outbox and how to reach it.
 pub(crate) struct Webhook {
     url: Uri,
+    /// `url` as logs show it: scheme, host and port only (webhook URLs often carry a token
+    /// in the user info, the path or the query).
+    shown: String,
     headers: HeaderMap,
     timeout: Duration,
     retry: RetryConfig,
@@ -109,7 +112,10 @@ pub(crate) enum Outcome {
 
 impl Webhook {
     pub(crate) fn new(config: &WebhookConfig) -> Result<Webhook, String> {
-        let url: Uri = config.url.parse().map_err(|e| format!("{e}"))?;
+        let url: Uri = config
+            .url
+            .parse()
+            .map_err(|e| format!("{}: {e}", crate::helper::redact_url(&config.url)))?;
         let mut headers = config
             .headers
             .to_header_map("headers")
@@ -126,8 +132,17 @@ impl Webhook {
             .https_or_http()
             .enable_http1()
             .build();
+        let redacted = crate::helper::redact_url(&url.to_string());
+        let shown = match redacted.find("://") {
+            Some(s) => match redacted[s + 3..].find('/') {
+                Some(p) => redacted[..s + 3 + p].to_string(),
+                None => redacted,
+            },
+            None => redacted,
+        };
         Ok(Webhook {
             url,
+            shown,
             headers,
             timeout: config.timeout.get(),
             retry: config.retry_on_failure.clone(),
@@ -224,12 +239,12 @@ impl Webhook {
                         None
                     };
                     let Some(delay) = delay else {
-                        tracing::error!(url = %self.url, error = %e, alerts = batch.len(), "alert webhook failed; retries exhausted, alerts dropped");
+                        tracing::error!(url = %self.shown, error = %e, alerts = batch.len(), "alert webhook failed; retries exhausted, alerts dropped");
                         report(Outcome::GaveUp, &e);
                         self.sent(&batch);
                         return;
                     };
-                    tracing::warn!(url = %self.url, error = %e, retry_in = ?delay, "alert webhook failed");
+                    tracing::warn!(url = %self.shown, error = %e, retry_in = ?delay, "alert webhook failed");
                     report(Outcome::Failed, &e);
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {}
