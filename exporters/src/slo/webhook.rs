@@ -14,13 +14,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, USER_AGENT};
-use http::{HeaderMap, HeaderValue, Request, Uri};
-use http_body_util::{BodyExt, Full};
-use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use http::header::CONTENT_TYPE;
+use http::{HeaderValue, Uri};
 use serde::Serialize;
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -28,9 +23,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::config::WebhookConfig;
 use super::eval::{AlertKey, Transition};
-use crate::helper::{Backoff, RetryConfig, TlsConfig};
-
-type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+use crate::helper::http::HttpPoster;
+use crate::helper::{Backoff, RetryConfig, TlsConfig, redact_url};
 
 /// One alert as Alertmanager's `POST /api/v2/alerts` takes it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -91,10 +85,10 @@ pub(crate) struct Webhook {
     /// `url` as logs show it: scheme, host and port only (webhook URLs often carry a token
     /// in the user info, the path or the query).
     shown: String,
-    headers: HeaderMap,
     timeout: Duration,
     retry: RetryConfig,
-    client: HttpClient,
+    /// The shared HTTP client of the exporters (reads at most 64 KiB of an answer).
+    poster: HttpPoster,
     outbox: Mutex<BTreeMap<AlertKey, AmAlert>>,
     notify: Notify,
 }
@@ -115,24 +109,13 @@ impl Webhook {
         let url: Uri = config
             .url
             .parse()
-            .map_err(|e| format!("{}: {e}", crate::helper::redact_url(&config.url)))?;
+            .map_err(|e| format!("{}: {e}", redact_url(&config.url)))?;
         let mut headers = config
             .headers
             .to_header_map("headers")
             .map_err(|e| e.to_string())?;
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        headers
-            .entry(USER_AGENT)
-            .or_insert(HeaderValue::from_static(crate::helper::USER_AGENT));
-        let tls = TlsConfig::default()
-            .rustls_client_config()
-            .map_err(|e| e.to_string())?;
-        let connector = HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .build();
-        let redacted = crate::helper::redact_url(&url.to_string());
+        let redacted = redact_url(&url.to_string());
         let shown = match redacted.find("://") {
             Some(s) => match redacted[s + 3..].find('/') {
                 Some(p) => redacted[..s + 3 + p].to_string(),
@@ -143,10 +126,9 @@ impl Webhook {
         Ok(Webhook {
             url,
             shown,
-            headers,
             timeout: config.timeout.get(),
             retry: config.retry_on_failure.clone(),
-            client: Client::builder(TokioExecutor::new()).build(connector),
+            poster: HttpPoster::new(headers, TlsConfig::default()),
             outbox: Mutex::new(BTreeMap::new()),
             notify: Notify::new(),
         })
@@ -189,21 +171,18 @@ impl Webhook {
     }
 
     async fn post(&self, body: Bytes) -> Result<(), String> {
-        let mut request = Request::post(self.url.clone())
-            .body(Full::new(body))
-            .map_err(|e| e.to_string())?;
-        *request.headers_mut() = self.headers.clone();
-        let response = tokio::time::timeout(self.timeout, self.client.request(request))
+        let answer = tokio::time::timeout(self.timeout, self.poster.post(&self.url, body))
             .await
             .map_err(|_| format!("timed out after {:?}", self.timeout))?
-            .map_err(|e| crate::helper::describe_error(&e))?;
-        let status = response.status();
-        // Read (a little of) the body so the connection can be reused.
-        let _ = tokio::time::timeout(self.timeout, response.into_body().collect()).await;
-        if status.is_success() {
+            // The poster shows the path, where webhooks often carry a token: show the host.
+            .map_err(|e| {
+                e.to_string()
+                    .replace(&redact_url(&self.url.to_string()), &self.shown)
+            })?;
+        if answer.status.is_success() {
             Ok(())
         } else {
-            Err(format!("HTTP {status}"))
+            Err(format!("HTTP {}", answer.status))
         }
     }
 
