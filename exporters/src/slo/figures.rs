@@ -17,6 +17,7 @@ use pipeline_core::proto::tonic::metrics::v1::{
 use pipeline_core::proto::tonic::resource::v1::Resource;
 
 use super::eval::SloReport;
+use crate::helper::prometheus::naming::{escape_label_value, write_float};
 
 /// The instrumentation scope of the emitted gauges.
 pub(crate) const SCOPE_NAME: &str = "sightline.connector.slo";
@@ -103,13 +104,6 @@ pub(crate) fn families(reports: &[SloReport], rules: &[(String, String)]) -> Vec
     out
 }
 
-/// Escapes a Prometheus label value.
-fn label(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
 /// The gauges in the Prometheus text format.
 pub(crate) fn metrics_text(families: &[Family]) -> String {
     let mut out = String::new();
@@ -117,11 +111,19 @@ pub(crate) fn metrics_text(families: &[Family]) -> String {
         let name = f.name;
         let _ = writeln!(out, "# HELP {name} {}\n# TYPE {name} gauge", f.help);
         for (labels, value) in &f.points {
-            let labels: Vec<String> = labels
-                .iter()
-                .map(|(k, v)| format!("{k}=\"{}\"", label(v)))
-                .collect();
-            let _ = writeln!(out, "{name}{{{}}} {value}", labels.join(","));
+            out.push_str(name);
+            out.push('{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                let _ = write!(out, "{k}=\"");
+                escape_label_value(&mut out, v);
+                out.push('"');
+            }
+            out.push_str("} ");
+            write_float(&mut out, *value);
+            out.push('\n');
         }
     }
     out
