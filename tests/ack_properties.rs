@@ -99,7 +99,7 @@ impl Sender for DestinationSender {
 
 /// The item IDs in a batch: span names or log bodies.
 fn ids(batch: &Batch) -> Vec<String> {
-    match &batch.payload {
+    match &*batch.payload_view() {
         Payload::Traces(rs) => rs
             .iter()
             .flat_map(|r| &r.scope_spans)
@@ -158,7 +158,7 @@ fn batch_of(signal: Signal, waits: &[bool], first: usize) -> Batch {
         }
         _ => {
             let mut batch = span_batch(waits.len());
-            if let Payload::Traces(rs) = &mut batch.payload {
+            if let Payload::Traces(rs) = batch.payload_mut() {
                 for (i, span) in rs[0].scope_spans[0].spans.iter_mut().enumerate() {
                     span.name = id(i);
                 }

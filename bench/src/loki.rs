@@ -54,7 +54,7 @@ impl HttpHandler for LokiSink {
 
 fn request(i: u64) -> ExportLogsServiceRequest {
     let batch = request_logs(100, 1_705_314_600_000_000_000 + i * 100_000_000);
-    let Payload::Logs(resource_logs) = batch.payload else {
+    let Payload::Logs(resource_logs) = batch.into_parts().0 else {
         unreachable!("request_logs makes logs")
     };
     ExportLogsServiceRequest { resource_logs }

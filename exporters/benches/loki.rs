@@ -20,7 +20,6 @@
 use criterion::measurement::{Measurement, ValueFormatter};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use exporters::helper::Compression;
-use exporters::helper::codec::encode_proto;
 use exporters::loki::testing::request_logs;
 use exporters::loki::{LokiConfig, encode_requests};
 use pipeline_core::parse_checked;
@@ -109,7 +108,7 @@ fn encoders(c: &mut Criterion<ThreadCpuTime>) {
     group.throughput(Throughput::Elements(RECORDS as u64));
     group.bench_function("otlp (protobuf + gzip)", |b| {
         b.iter(|| {
-            let body = encode_proto(&batch.payload).unwrap();
+            let body = batch.to_request();
             Compression::Gzip.compress_body(body).unwrap()
         })
     });

@@ -16,10 +16,50 @@ use crate::model::Batch;
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// What a consumer declares about itself.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Capabilities {
     /// The consumer changes the data it is given.
     pub mutates_data: bool,
+    /// The consumer (or what it passes the data on to) looks inside the data, so it needs it
+    /// decoded. A receiver whose every pipeline reads decodes requests itself; when some
+    /// pipeline only moves data (`otlp -> batch -> otlp`), it hands over the protobuf bytes
+    /// and the pipelines that read decode them on first use ([`Batch::payload`]). Defaults
+    /// to `true`: only components that never look inside (batching, OTLP export,
+    /// forwarding) say `false`.
+    pub reads_data: bool,
+}
+
+impl Default for Capabilities {
+    fn default() -> Capabilities {
+        Capabilities {
+            mutates_data: false,
+            reads_data: true,
+        }
+    }
+}
+
+impl Capabilities {
+    /// A consumer that never looks inside the data: it moves, merges, splits or sends it
+    /// as it is.
+    pub const MOVES_DATA: Capabilities = Capabilities {
+        mutates_data: false,
+        reads_data: false,
+    };
+
+    /// A consumer that reads and changes the data in place.
+    pub const MUTATES_DATA: Capabilities = Capabilities {
+        mutates_data: true,
+        reads_data: true,
+    };
+
+    /// What a chain of `self` then `next` declares: it mutates if either does, reads if
+    /// either does.
+    pub fn then(self, next: Capabilities) -> Capabilities {
+        Capabilities {
+            mutates_data: self.mutates_data || next.mutates_data,
+            reads_data: self.reads_data || next.reads_data,
+        }
+    }
 }
 
 /// Why a consumer did not accept a batch.
@@ -121,9 +161,22 @@ impl Fanout {
 
 #[async_trait]
 impl Consumer for Fanout {
-    async fn consume(&self, batch: Batch) -> Result<(), ConsumeError> {
+    /// Mutates if a branch does (each owning branch gets its own copy); reads only if every
+    /// branch reads, so that a branch that only moves the data gets it as bytes.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            mutates_data: self.branches.iter().any(|b| b.capabilities().mutates_data),
+            reads_data: self.branches.iter().all(|b| b.capabilities().reads_data),
+        }
+    }
+
+    async fn consume(&self, mut batch: Batch) -> Result<(), ConsumeError> {
         // Asked per batch: a branch may be a switch whose target changes.
         let last_owner = self.branches.iter().rposition(|b| !b.reads_by_ref());
+        if batch.is_encoded() && self.branches.iter().any(|b| b.reads_by_ref()) {
+            // Lent to readers: decode once here rather than once per reader.
+            batch.decode();
+        }
         let mut first_error = None;
         for (i, branch) in self.branches.iter().enumerate() {
             let result = if branch.reads_by_ref() {
@@ -187,6 +240,10 @@ impl SwitchConsumer {
 
 #[async_trait]
 impl Consumer for SwitchConsumer {
+    fn capabilities(&self) -> Capabilities {
+        self.target.load().capabilities()
+    }
+
     async fn consume(&self, batch: Batch) -> Result<(), ConsumeError> {
         let target = self.target.load_full();
         target.consume(batch).await

@@ -31,6 +31,7 @@ pub mod signal;
 pub mod telemetry;
 pub mod testing;
 pub mod time;
+pub mod wire;
 
 pub use component::{Component, ComponentError, ComponentId, ComponentKind, Host};
 pub use consumer::{BoxError, Capabilities, ConsumeError, Consumer, Fanout, SwitchConsumer};

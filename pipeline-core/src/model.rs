@@ -46,6 +46,7 @@ use crate::proto::tonic::logs::v1::ResourceLogs;
 use crate::proto::tonic::metrics::v1::{ResourceMetrics, metric::Data};
 use crate::proto::tonic::trace::v1::ResourceSpans;
 use crate::signal::Signal;
+use crate::wire::EncodedPayload;
 
 /// The telemetry of one signal.
 #[derive(Debug, Clone, PartialEq)]
@@ -99,6 +100,42 @@ impl Payload {
         Ok(())
     }
 
+    /// Whether the payload holds no resource group at all.
+    pub fn is_empty(&self) -> bool {
+        match self {
+            Payload::Traces(rs) => rs.is_empty(),
+            Payload::Metrics(rm) => rm.is_empty(),
+            Payload::Logs(rl) => rl.is_empty(),
+        }
+    }
+
+    /// Moves the content of `other` to the end of this payload when the signals match
+    /// (callers have checked), leaving a different signal's `other` out.
+    pub(crate) fn append_same(&mut self, other: Payload) {
+        let _ = self.append(other);
+    }
+
+    /// Bytes of the OTLP export request this payload encodes to.
+    pub fn encoded_len(&self) -> usize {
+        use prost::encoding::message::encoded_len_repeated;
+        match self {
+            Payload::Traces(rs) => encoded_len_repeated(1, rs),
+            Payload::Metrics(rm) => encoded_len_repeated(1, rm),
+            Payload::Logs(rl) => encoded_len_repeated(1, rl),
+        }
+    }
+
+    /// Writes the payload as an OTLP `Export*ServiceRequest` in protobuf: field 1 of every
+    /// request is the repeated resource group, so no request message is built.
+    pub fn write_request(&self, out: &mut impl bytes::BufMut) {
+        use prost::encoding::message::encode_repeated;
+        match self {
+            Payload::Traces(rs) => encode_repeated(1, rs, out),
+            Payload::Metrics(rm) => encode_repeated(1, rm, out),
+            Payload::Logs(rl) => encode_repeated(1, rl, out),
+        }
+    }
+
     /// Splits off the first `max_items` items (whole metrics for the metrics signal, so a
     /// metric with many points may exceed the limit) and returns them; `self` keeps the rest.
     /// Items are counted as [`Payload::item_count`] counts them: a metric without data points
@@ -106,21 +143,23 @@ impl Payload {
     /// `max_items` items whenever `self` had more.
     pub fn split_front(&mut self, max_items: usize) -> Payload {
         match self {
-            Payload::Traces(rs) => Payload::Traces(split_front(rs, max_items)),
-            Payload::Logs(rl) => Payload::Logs(split_front(rl, max_items)),
-            Payload::Metrics(rm) => Payload::Metrics(split_front(rm, max_items)),
+            Payload::Traces(rs) => Payload::Traces(split_groups_front(rs, max_items)),
+            Payload::Logs(rl) => Payload::Logs(split_groups_front(rl, max_items)),
+            Payload::Metrics(rm) => Payload::Metrics(split_groups_front(rm, max_items)),
         }
     }
 }
 
 /// A resource group that can give up its first items, keeping resource and scope.
-trait SplitGroup: Sized {
+pub(crate) trait SplitGroup: Sized {
     /// Moves up to `budget` items into a new group and returns it with its item count.
     fn split(&mut self, budget: usize) -> (Self, usize);
     fn is_empty_group(&self) -> bool;
 }
 
-fn split_front<R: SplitGroup>(groups: &mut Vec<R>, max_items: usize) -> Vec<R> {
+/// Moves the first `max_items` items of `groups` (see [`Payload::split_front`]) into a new
+/// list and returns it.
+pub(crate) fn split_groups_front<R: SplitGroup>(groups: &mut Vec<R>, max_items: usize) -> Vec<R> {
     let mut out = Vec::new();
     let mut budget = max_items;
     let mut first_empty = 0;
@@ -274,35 +313,189 @@ pub fn is_valid_span_id(id: &[u8]) -> bool {
     id.len() == 8 && id.iter().any(|b| *b != 0)
 }
 
-/// A unit of work in the graph: one signal's payload and the context that travels with it.
+/// A unit of work in the graph: one signal's telemetry and the context that travels with it.
+///
+/// The telemetry is either decoded ([`Payload`]) or still the OTLP protobuf bytes it arrived
+/// in ([`EncodedPayload`], see [`crate::wire`]); components reach it only through the methods
+/// here. Those that read or change it call [`Batch::payload`] / [`Batch::payload_mut`], which
+/// decode once on first use and keep the result; those that only move it (batching,
+/// forwarding, OTLP export) use [`Batch::append`], [`Batch::split_front`] and
+/// [`Batch::write_request`], which never decode whole requests.
 ///
 /// Its acknowledgement handles must be resolved: see the [module docs](self) for who calls
 /// [`Batch::delivered`] or [`Batch::dropped`] when.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Batch {
-    /// The telemetry.
-    pub payload: Payload,
+    /// The decoded telemetry; empty while `encoded` holds it.
+    decoded: Payload,
+    /// The telemetry as protobuf bytes, until something decodes it (boxed: a batch moves
+    /// through every edge of the graph, and stays small).
+    encoded: Option<Box<EncodedPayload>>,
     /// Metadata and acknowledgement tokens.
     pub ctx: BatchContext,
 }
 
 impl Batch {
-    /// A batch with an empty context.
+    /// A batch of decoded telemetry with an empty context.
     pub fn new(payload: Payload) -> Batch {
+        Batch::with_context(payload, BatchContext::default())
+    }
+
+    /// A batch of decoded telemetry with `ctx`.
+    pub fn with_context(payload: Payload, ctx: BatchContext) -> Batch {
         Batch {
-            payload,
+            decoded: payload,
+            encoded: None,
+            ctx,
+        }
+    }
+
+    /// A batch of encoded telemetry with an empty context.
+    pub fn encoded(payload: EncodedPayload) -> Batch {
+        Batch {
+            decoded: Payload::empty(payload.signal()),
+            encoded: Some(Box::new(payload)),
             ctx: BatchContext::default(),
         }
     }
 
-    /// Items in the batch.
+    /// An empty batch of `signal`.
+    pub fn empty(signal: Signal) -> Batch {
+        Batch::new(Payload::empty(signal))
+    }
+
+    /// Items in the batch: spans, data points or log records (known without decoding).
     pub fn item_count(&self) -> usize {
-        self.payload.item_count()
+        match &self.encoded {
+            Some(e) => e.item_count(),
+            None => self.decoded.item_count(),
+        }
     }
 
     /// The batch's signal.
     pub fn signal(&self) -> Signal {
-        self.payload.signal()
+        self.decoded.signal()
+    }
+
+    /// Whether the batch still holds protobuf bytes (nothing decoded it yet).
+    pub fn is_encoded(&self) -> bool {
+        self.encoded.is_some()
+    }
+
+    /// The telemetry, decoded on first use (and kept decoded).
+    pub fn payload(&mut self) -> &Payload {
+        self.decode();
+        &self.decoded
+    }
+
+    /// The telemetry to change in place, decoded on first use (and kept decoded).
+    pub fn payload_mut(&mut self) -> &mut Payload {
+        self.decode();
+        &mut self.decoded
+    }
+
+    /// The telemetry for a reader holding the batch by reference: borrowed when the batch is
+    /// decoded, else decoded into a copy that is not kept (prefer [`Batch::payload`], or
+    /// [`Batch::decode`] when taking the batch, where you own it).
+    pub fn payload_view(&self) -> std::borrow::Cow<'_, Payload> {
+        match &self.encoded {
+            Some(e) => std::borrow::Cow::Owned(decode_or_report(e, &self.ctx)),
+            None => std::borrow::Cow::Borrowed(&self.decoded),
+        }
+    }
+
+    /// The encoded telemetry, if the batch is still encoded.
+    pub fn encoded_payload(&self) -> Option<&EncodedPayload> {
+        self.encoded.as_deref()
+    }
+
+    /// Decodes the batch if it is encoded (a component that reads batches later by
+    /// reference, such as an exporter's sender, calls this once when it takes one).
+    pub fn decode(&mut self) {
+        if let Some(e) = self.encoded.take() {
+            self.decoded = decode_or_report(&e, &self.ctx);
+        }
+    }
+
+    /// Takes the decoded telemetry and the context apart.
+    pub fn into_parts(mut self) -> (Payload, BatchContext) {
+        self.decode();
+        (self.decoded, self.ctx)
+    }
+
+    /// Moves `other` (of the same signal) to the end of this batch, handles included.
+    /// Encoded batches merge by concatenation; when one side is decoded and the other not,
+    /// `other` takes this batch's form. Returns `other` back when the signals differ.
+    pub fn append(&mut self, mut other: Batch) -> Result<(), Batch> {
+        if other.signal() != self.signal() {
+            return Err(other);
+        }
+        if self.encoded.is_none() && self.decoded.is_empty() {
+            // Nothing here yet: take `other`'s form, whichever it is.
+            let ctx = std::mem::take(&mut self.ctx);
+            *self = other;
+            self.ctx.merge(ctx);
+            return Ok(());
+        }
+        match (&mut self.encoded, other.encoded.take()) {
+            (Some(a), Some(b)) => a.append_groups(*b),
+            (Some(a), None) => a.append_groups(EncodedPayload::from_payload(&other.decoded)),
+            (None, Some(b)) => {
+                let decoded = decode_or_report(&b, &other.ctx);
+                self.decoded.append_same(decoded);
+            }
+            (None, None) => {
+                let signal = other.signal();
+                let decoded = std::mem::replace(&mut other.decoded, Payload::empty(signal));
+                self.decoded.append_same(decoded);
+            }
+        }
+        self.ctx.merge(other.ctx);
+        Ok(())
+    }
+
+    /// Splits off the first `max_items` items (see [`Payload::split_front`]) and returns them
+    /// as a batch carrying clones of this batch's handles; `self` keeps the rest. An encoded
+    /// batch is cut between resource groups; only a group that must be cut is decoded.
+    pub fn split_front(&mut self, max_items: usize) -> Batch {
+        if let Some(e) = &mut self.encoded {
+            match e.split_front(max_items) {
+                Ok(front) => {
+                    return Batch {
+                        decoded: Payload::empty(front.signal()),
+                        encoded: Some(Box::new(front)),
+                        ctx: self.ctx.clone(),
+                    };
+                }
+                // Not decodable after all: decode what is (reporting the rest), then cut.
+                Err(_) => self.decode(),
+            }
+        }
+        Batch::with_context(self.decoded.split_front(max_items), self.ctx.clone())
+    }
+
+    /// Bytes of the OTLP export request this batch encodes to.
+    pub fn encoded_len(&self) -> usize {
+        match &self.encoded {
+            Some(e) => e.encoded_len(),
+            None => self.decoded.encoded_len(),
+        }
+    }
+
+    /// Writes the batch as an OTLP `Export*ServiceRequest` in protobuf: the bytes as
+    /// received when the batch is encoded, else encoded from the decoded data.
+    pub fn write_request(&self, out: &mut impl bytes::BufMut) {
+        match &self.encoded {
+            Some(e) => e.write_request(out),
+            None => self.decoded.write_request(out),
+        }
+    }
+
+    /// The batch as one OTLP export request in protobuf.
+    pub fn to_request(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.encoded_len());
+        self.write_request(&mut out);
+        out
     }
 
     /// Resolves every acknowledgement handle of the batch as delivered: the component that
@@ -318,6 +511,43 @@ impl Batch {
     /// queue) offer the data again.
     pub fn dropped(self) {
         self.ctx.dropped();
+    }
+}
+
+/// Items left out because encoded telemetry failed to decode, since the process started
+/// (`sightline_payload_decode_failures_total`; a bug if ever non-zero, see
+/// [`Batch::payload`]).
+pub static ITEMS_LOST_TO_DECODING: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(0);
+
+/// Decodes an encoded payload that the receiver's scan accepted. The scan accepts only what
+/// prost decodes, so a failure is a bug; it must still not lose data silently: the groups
+/// that do not decode are left out, logged, counted
+/// (`sightline_payload_decode_failures_total`), and the batch's sources are told it was not
+/// delivered.
+fn decode_or_report(e: &EncodedPayload, ctx: &BatchContext) -> Payload {
+    match e.decode() {
+        Ok(p) => p,
+        Err(error) => {
+            let mut payload = Payload::empty(e.signal());
+            let mut lost = 0usize;
+            for group in e.groups() {
+                match group.decode(e.signal()) {
+                    Ok(p) => payload.append_same(p),
+                    Err(_) => lost += group.items,
+                }
+            }
+            for token in &ctx.acks {
+                token.fail();
+            }
+            ITEMS_LOST_TO_DECODING.fetch_add(lost as u64, Ordering::Relaxed);
+            tracing::error!(
+                items = lost,
+                %error,
+                "encoded telemetry that passed the receiver's check failed to decode; those items are dropped and their sources told so"
+            );
+            payload
+        }
     }
 }
 

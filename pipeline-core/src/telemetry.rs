@@ -51,6 +51,7 @@ pub struct Telemetry {
     send_duration: HistogramVec,
     process_cpu: Gauge,
     process_rss: Gauge,
+    decode_failures: prometheus::IntCounter,
     /// Families components register for themselves, by name (see
     /// [`ComponentTelemetry::counter_family`]).
     own: Arc<Mutex<HashMap<String, OwnFamily>>>,
@@ -119,6 +120,12 @@ impl Telemetry {
         .unwrap_or_else(|e| unreachable_metric("process_resident_memory_bytes", e));
         let _ = registry.register(Box::new(process_cpu.clone()));
         let _ = registry.register(Box::new(process_rss.clone()));
+        let decode_failures = prometheus::IntCounter::new(
+            "sightline_payload_decode_failures_total",
+            "Items dropped because telemetry kept as protobuf bytes failed to decode after the receiver's check passed it (a bug if ever non-zero).",
+        )
+        .unwrap_or_else(|e| unreachable_metric("sightline_payload_decode_failures_total", e));
+        let _ = registry.register(Box::new(decode_failures.clone()));
         Telemetry {
             received: counter(
                 &registry,
@@ -171,6 +178,7 @@ impl Telemetry {
             send_duration,
             process_cpu,
             process_rss,
+            decode_failures,
             own: Arc::default(),
             registry,
         }
@@ -201,6 +209,9 @@ impl Telemetry {
             self.process_cpu.set(usage.cpu_seconds);
             self.process_rss.set(usage.resident_bytes as f64);
         }
+        let lost = crate::model::ITEMS_LOST_TO_DECODING.load(std::sync::atomic::Ordering::Relaxed);
+        self.decode_failures
+            .inc_by(lost.saturating_sub(self.decode_failures.get()));
         let mut out = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         String::from_utf8(out).unwrap_or_default()

@@ -83,7 +83,7 @@ impl CollectingConsumer {
 #[async_trait]
 impl Consumer for CollectingConsumer {
     async fn consume(&self, batch: Batch) -> Result<(), ConsumeError> {
-        let Batch { payload, ctx } = batch;
+        let (payload, ctx) = batch.into_parts();
         ctx.delivered();
         self.batches
             .lock()

@@ -233,7 +233,7 @@ impl Consumer for SliConnector {
                     *n += u64::from(o);
                 }
             };
-            match &batch.payload {
+            match &*batch.payload_view() {
                 Payload::Traces(rs) => {
                     extract::spans(&inner.config, &inner.kinds, rs, &mut invalid, &mut record);
                     0

@@ -226,7 +226,7 @@ fn gauges(rm: &[ResourceMetrics], name: &str) -> BTreeMap<Attrs, f64> {
 fn emitted(out: &CollectingConsumer) -> Vec<ResourceMetrics> {
     out.batches()
         .into_iter()
-        .flat_map(|b| match b.payload {
+        .flat_map(|b| match b.into_parts().0 {
             Payload::Metrics(rm) => rm,
             other => panic!("the connector emitted {}", other.signal()),
         })
@@ -266,7 +266,7 @@ impl Harness {
             .batches()
             .into_iter()
             .skip(before)
-            .flat_map(|b| match b.payload {
+            .flat_map(|b| match b.into_parts().0 {
                 Payload::Metrics(rm) => rm,
                 _ => Vec::new(),
             })
@@ -1039,7 +1039,8 @@ fn requests_of(config: &SliConfig, batch: &Batch) -> Vec<extract::Request<'stati
     let mut out = Vec::new();
     let mut invalid = Invalid::default();
     let kinds: Vec<i32> = config.span_kinds.iter().map(|k| k.proto_value()).collect();
-    match &batch.payload {
+    let payload = batch.payload_view();
+    match &*payload {
         Payload::Traces(rs) => extract::spans(config, &kinds, rs, &mut invalid, |r| out.push(r)),
         Payload::Logs(rl) => extract::logs(config, rl, &mut invalid, |r| out.push(r)),
         _ => unreachable!(),

@@ -88,10 +88,10 @@ impl DebugExporter {
     }
 
     fn render(&self, batch: &Batch) -> Result<Vec<u8>, ConsumeError> {
-        let mut text = summary(&self.id, &batch.payload).into_bytes();
+        let mut text = summary(&self.id, &batch.payload_view()).into_bytes();
         text.push(b'\n');
         if self.verbosity == Verbosity::Detailed {
-            write_json(&batch.payload, &mut text).map_err(ConsumeError::permanent)?;
+            write_json(&batch.payload_view(), &mut text).map_err(ConsumeError::permanent)?;
             text.push(b'\n');
         }
         Ok(text)

@@ -168,7 +168,10 @@ async fn detailed_adds_the_batch_as_otlp_json() {
     assert_eq!(lines.len(), 2, "{out}");
     assert_eq!(lines[0], "debug: traces: 1 resource spans, 2 spans");
     let request: ExportTraceServiceRequest = serde_json::from_str(lines[1]).unwrap();
-    assert_eq!(Payload::Traces(request.resource_spans), batch.payload);
+    assert_eq!(
+        Payload::Traces(request.resource_spans),
+        batch.into_parts().0
+    );
 }
 
 struct Broken;

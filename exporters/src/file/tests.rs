@@ -82,9 +82,9 @@ async fn writes_one_export_request_per_line_and_flushes_at_shutdown() {
     let written = lines(&path);
     assert_eq!(written.len(), 2);
     let traces: ExportTraceServiceRequest = serde_json::from_str(&written[0]).unwrap();
-    assert_eq!(Payload::Traces(traces.resource_spans), spans.payload);
+    assert_eq!(Payload::Traces(traces.resource_spans), spans.into_parts().0);
     let logs_back: ExportLogsServiceRequest = serde_json::from_str(&written[1]).unwrap();
-    assert_eq!(Payload::Logs(logs_back.resource_logs), logs.payload);
+    assert_eq!(Payload::Logs(logs_back.resource_logs), logs.into_parts().0);
     assert!(written[0].starts_with("{\"resourceSpans\":"));
     assert_eq!(t.sent("traces"), 2.0);
     assert_eq!(t.sent("logs"), 3.0);

@@ -265,7 +265,7 @@ impl Consumer for FileExporter {
             return Ok(());
         }
         let mut line = Vec::new();
-        if let Err(e) = write_json(&batch.payload, &mut line) {
+        if let Err(e) = write_json(&batch.payload_view(), &mut line) {
             batch.dropped();
             return Err(ConsumeError::permanent(e));
         }

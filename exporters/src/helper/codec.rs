@@ -1,9 +1,10 @@
 //! OTLP export requests and responses, per signal, in protobuf and OTLP/JSON.
 //!
-//! Encoding works straight from the [`Payload`]'s resource groups: the protobuf bytes and the
-//! JSON are exactly those of `Export{Trace,Metrics,Logs}ServiceRequest { resource_* }`,
-//! without cloning the data into a request message first. Only gRPC, whose client wants an
-//! owned message, builds an [`ExportRequest`].
+//! OTLP/JSON is written straight from the [`Payload`]'s resource groups, exactly as
+//! `Export{Trace,Metrics,Logs}ServiceRequest { resource_* }` would be, without cloning the
+//! data into a request message first. (Protobuf requests come from
+//! [`Batch::write_request`](pipeline_core::Batch::write_request), which sends an encoded
+//! batch's bytes as they arrived.)
 
 use pipeline_core::Signal;
 use pipeline_core::model::Payload;
@@ -66,23 +67,6 @@ impl ExportRequest {
             other => return Err(CodecError::Unsupported(other.signal())),
         })
     }
-}
-
-fn encode_groups<M: Message>(groups: &[M]) -> Vec<u8> {
-    // Field 1 of every Export*ServiceRequest is the repeated resource group.
-    let mut buf = Vec::with_capacity(prost::encoding::message::encoded_len_repeated(1, groups));
-    prost::encoding::message::encode_repeated(1, groups, &mut buf);
-    buf
-}
-
-/// The protobuf encoding of the payload's export request.
-pub fn encode_proto(payload: &Payload) -> Result<Vec<u8>, CodecError> {
-    Ok(match payload {
-        Payload::Traces(rs) => encode_groups(rs),
-        Payload::Metrics(rm) => encode_groups(rm),
-        Payload::Logs(rl) => encode_groups(rl),
-        other => return Err(CodecError::Unsupported(other.signal())),
-    })
 }
 
 // Borrowing twins of the request messages: same field names, same serde shape.
@@ -223,14 +207,14 @@ mod tests {
     #[test]
     fn proto_matches_the_request_message() {
         let batch = span_batch(3);
-        let Payload::Traces(rs) = &batch.payload else {
+        let Payload::Traces(rs) = &*batch.payload_view() else {
             unreachable!()
         };
         let want = ExportTraceServiceRequest {
             resource_spans: rs.clone(),
         }
         .encode_to_vec();
-        assert_eq!(encode_proto(&batch.payload).unwrap(), want);
+        assert_eq!(batch.to_request(), want);
         let decoded = ExportTraceServiceRequest::decode(&want[..]).unwrap();
         assert_eq!(&decoded.resource_spans, rs);
     }
@@ -238,15 +222,15 @@ mod tests {
     #[test]
     fn json_matches_the_request_message() {
         let batch = log_batch(2);
-        let Payload::Logs(rl) = &batch.payload else {
+        let Payload::Logs(rl) = &*batch.payload_view() else {
             unreachable!()
         };
         let want = serde_json::to_vec(&ExportLogsServiceRequest {
             resource_logs: rl.clone(),
         })
         .unwrap();
-        assert_eq!(encode_json(&batch.payload).unwrap(), want);
-        let text = String::from_utf8(encode_json(&span_batch(1).payload).unwrap()).unwrap();
+        assert_eq!(encode_json(&batch.payload_view()).unwrap(), want);
+        let text = String::from_utf8(encode_json(&span_batch(1).payload_view()).unwrap()).unwrap();
         assert!(text.starts_with("{\"resourceSpans\":[{"), "{text}");
         // OTLP/JSON: hex IDs, not base64.
         assert!(
@@ -254,7 +238,10 @@ mod tests {
             "{text}"
         );
         let back: ExportTraceServiceRequest = serde_json::from_str(&text).unwrap();
-        assert_eq!(Payload::Traces(back.resource_spans), span_batch(1).payload);
+        assert_eq!(
+            Payload::Traces(back.resource_spans),
+            span_batch(1).into_parts().0
+        );
     }
 
     #[test]

@@ -10,7 +10,8 @@ use pipeline_core::config::HumanDuration;
 use pipeline_core::queue::{BatchQueue, FullPolicy, MemoryQueue};
 use pipeline_core::telemetry::{ComponentTelemetry, reason};
 use pipeline_core::{
-    Batch, Component, ComponentError, ConsumeError, Consumer, CreateContext, Host, Signal,
+    Batch, Capabilities, Component, ComponentError, ConsumeError, Consumer, CreateContext, Host,
+    Signal,
 };
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
@@ -135,7 +136,14 @@ impl<S: Sender> QueuedExporter<S> {
 
 #[async_trait]
 impl<S: Sender> Consumer for QueuedExporter<S> {
-    async fn consume(&self, batch: Batch) -> Result<(), ConsumeError> {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            mutates_data: false,
+            reads_data: self.inner.sender.reads_data(),
+        }
+    }
+
+    async fn consume(&self, mut batch: Batch) -> Result<(), ConsumeError> {
         let inner = &self.inner;
         // Enter before checking `closing`, so shutdown either sees us or we see it.
         let _guard = inner.in_flight.enter();
@@ -148,6 +156,10 @@ impl<S: Sender> Consumer for QueuedExporter<S> {
             // Nothing to send is delivered.
             batch.delivered();
             return Ok(());
+        }
+        if inner.sender.reads_data() {
+            // Decoded once here, not on every attempt.
+            batch.decode();
         }
         match &inner.queue {
             Some(queue) => queue.push(batch).await,

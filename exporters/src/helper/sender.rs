@@ -192,6 +192,14 @@ pub trait Sender: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Whether the sender looks inside batches (translates them to another format). The
+    /// exporter then decodes each batch once when it takes it, so `send` finds it decoded
+    /// ([`Batch::payload_view`] borrows). Senders of OTLP protobuf say `false` and write the
+    /// batch as it is ([`Batch::write_request`]).
+    fn reads_data(&self) -> bool {
+        true
+    }
+
     /// One attempt to deliver `batch`. The caller applies the timeout and decides about
     /// retries; the future may be dropped at any await point.
     async fn send(&self, batch: &Batch) -> Result<Delivered, SendError>;

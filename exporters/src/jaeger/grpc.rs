@@ -60,7 +60,7 @@ impl Sender for PostSpansSender {
         }
         let path = PathAndQuery::from_static(POST_SPANS_PATH);
         send_in_parts(
-            batches(&batch.payload),
+            batches(&batch.payload_view()),
             |b| b.spans.len(),
             progress,
             |jaeger_batch| {

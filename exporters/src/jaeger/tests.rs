@@ -307,7 +307,7 @@ fn assert_rich_translation(jaeger: &[super::model::Batch]) {
 #[test]
 fn translation_maps_every_field() {
     assert_rich_translation(&batches(&rich_payload()));
-    assert!(batches(&log_batch(2).payload).is_empty());
+    assert!(batches(&log_batch(2).payload_view()).is_empty());
 }
 
 fn grpc_config(collector: &JaegerCollector, protocol: &str) -> Json {
@@ -355,7 +355,7 @@ async fn otlp_protocols_deliver_the_batch_unchanged() {
         assert_eq!(requests.len(), i + 1);
         assert_eq!(
             Payload::Traces(requests[i].resource_spans.clone()),
-            batch.payload
+            batch.into_parts().0
         );
         x.shutdown(in_secs(5.0)).await.unwrap();
     }

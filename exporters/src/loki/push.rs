@@ -61,7 +61,8 @@ impl LokiSender {
     /// The batch as push request bodies (before compression); the same batch and `now`
     /// always give the same parts, so a retry can skip those already answered.
     pub(crate) fn parts(&self, batch: &Batch, now_unix_nanos: u64) -> Result<Vec<Part>, SendError> {
-        let streams = build_streams(&batch.payload, &self.mapping, now_unix_nanos)
+        let payload = batch.payload_view();
+        let streams = build_streams(&payload, &self.mapping, now_unix_nanos)
             .map_err(|e| SendError::permanent(e.to_string()))?;
         Ok(encode_parts(
             &streams,

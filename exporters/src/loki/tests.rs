@@ -122,7 +122,8 @@ fn with(mut config: Value, extra: &Value) -> Value {
 /// The streams of `batch` as the exporter encodes them (protobuf), decoded, per part.
 fn pushed(batch: &Batch, extra: &Value, max_bytes: usize) -> Vec<Vec<StreamAdapter>> {
     let m = mapping(extra);
-    let streams = build_streams(&batch.payload, &m, 0).unwrap();
+    let payload = batch.payload_view();
+    let streams = build_streams(&payload, &m, 0).unwrap();
     encode_parts(&streams, &m, LokiEncoding::Protobuf, max_bytes)
         .iter()
         .map(|p| {
@@ -150,7 +151,8 @@ fn streams_are_grouped_sorted_and_escaped() {
     let batch = request_logs(40, T0);
     let extra = json!({"labels": {"env": "a \"quoted\" \\ value", "team-name": "x"}});
     let m = mapping(&extra);
-    let streams = build_streams(&batch.payload, &m, 0).unwrap();
+    let payload = batch.payload_view();
+    let streams = build_streams(&payload, &m, 0).unwrap();
     // INFO and ERROR records: two streams.
     assert_eq!(streams.len(), 2);
     for s in &streams {
@@ -184,7 +186,7 @@ fn streams_are_grouped_sorted_and_escaped() {
             .collect::<Vec<_>>()
     );
     // Traces are not logs.
-    assert!(build_streams(&span_batch(1).payload, &m, 0).is_err());
+    assert!(build_streams(&span_batch(1).payload_view(), &m, 0).is_err());
 }
 
 #[test]
@@ -210,7 +212,7 @@ fn records_without_label_values_get_the_fallback_stream() {
 #[test]
 fn record_attributes_win_over_resource_attributes_and_ids() {
     let mut batch = request_logs(1, T0);
-    let Payload::Logs(rl) = &mut batch.payload else {
+    let Payload::Logs(rl) = batch.payload_mut() else {
         unreachable!()
     };
     let record = &mut rl[0].scope_logs[0].log_records[0];
@@ -264,7 +266,7 @@ fn entries_of_every_size_encode_exactly() {
     // Under 128 bytes, 128 to 16383, and over: one, two and three length bytes.
     for len in [10, 300, 20_000] {
         let mut batch = request_logs(2, T0);
-        let Payload::Logs(rl) = &mut batch.payload else {
+        let Payload::Logs(rl) = batch.payload_mut() else {
             unreachable!()
         };
         for record in &mut rl[0].scope_logs[0].log_records {
@@ -311,7 +313,8 @@ fn large_batches_split_without_reordering() {
     }
     // The same holds for JSON bodies.
     let m = mapping(&json!({"encoding": "json"}));
-    let streams = build_streams(&batch.payload, &m, 0).unwrap();
+    let payload = batch.payload_view();
+    let streams = build_streams(&payload, &m, 0).unwrap();
     let json_parts = encode_parts(&streams, &m, LokiEncoding::Json, 8 * 1024);
     assert!(json_parts.len() > 3);
     let mut n = 0;

@@ -7,7 +7,7 @@ use http::uri::PathAndQuery;
 use pipeline_core::{Batch, ComponentError, FieldError, Signal};
 
 use super::config::OtlpConfig;
-use crate::helper::codec::{decode_response_proto, encode_proto};
+use crate::helper::codec::decode_response_proto;
 use crate::helper::grpc::GrpcClient;
 use crate::helper::{Delivered, SendError, Sender};
 
@@ -45,13 +45,18 @@ impl Sender for GrpcSender {
         self.client.start().await
     }
 
-    /// Encodes straight from the batch (no copy of the data into a request message) and
-    /// sends the bytes; a retry encodes again instead of keeping a clone around.
+    /// OTLP/gRPC carries the batch's protobuf as it is: an encoded batch's bytes as they
+    /// arrived, a decoded one encoded straight from its groups.
+    fn reads_data(&self) -> bool {
+        false
+    }
+
+    /// Writes the request from the batch (the received bytes, or encoded from decoded data
+    /// without building a request message) and sends it; a retry writes it again instead of
+    /// keeping a copy around.
     async fn send(&self, batch: &Batch) -> Result<Delivered, SendError> {
         let signal = batch.signal();
-        let body = Bytes::from(
-            encode_proto(&batch.payload).map_err(|e| SendError::permanent(e.to_string()))?,
-        );
+        let body = Bytes::from(batch.to_request());
         let response = self.client.unary(export_path(signal), body).await?;
         decode_response_proto(signal, &response).map_err(|e| SendError::permanent(e.to_string()))
     }

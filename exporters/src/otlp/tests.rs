@@ -316,7 +316,7 @@ async fn delivers_field_for_field_with_gzip_and_metadata() {
         let (metadata, request) = &traces[0];
         assert_eq!(
             Payload::Traces(request.resource_spans.clone()),
-            batch.payload
+            batch.into_parts().0
         );
         assert_eq!(metadata.get("x-api-key").unwrap(), "secret");
         assert_eq!(metadata.get("grpc-encoding").unwrap(), "gzip");
@@ -332,7 +332,7 @@ async fn delivers_field_for_field_with_gzip_and_metadata() {
     }
     assert_eq!(
         Payload::Logs(backend.logs.lock().unwrap()[0].resource_logs.clone()),
-        log_batch(2).payload
+        log_batch(2).into_parts().0
     );
     assert_eq!(t.health(), "ok");
     x.shutdown(in_secs(5.0)).await.unwrap();

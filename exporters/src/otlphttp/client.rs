@@ -7,9 +7,7 @@ use http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use pipeline_core::{Batch, ComponentError, FieldError, PerSignal, Signal};
 
 use super::config::{Encoding, OtlpHttpConfig};
-use crate::helper::codec::{
-    decode_response_json, decode_response_proto, encode_json, encode_proto,
-};
+use crate::helper::codec::{decode_response_json, decode_response_proto, encode_json};
 pub(crate) use crate::helper::http::parse_retry_after;
 use crate::helper::http::{HttpPoster, prefix_post, short_detail};
 use crate::helper::{Delivered, SendError, Sender};
@@ -43,10 +41,10 @@ impl HttpSender {
 
     fn encode(&self, batch: &Batch) -> Result<Bytes, SendError> {
         let body = match self.encoding {
-            Encoding::Proto => encode_proto(&batch.payload),
-            Encoding::Json => encode_json(&batch.payload),
-        }
-        .map_err(|e| SendError::permanent(e.to_string()))?;
+            Encoding::Proto => batch.to_request(),
+            Encoding::Json => encode_json(&batch.payload_view())
+                .map_err(|e| SendError::permanent(e.to_string()))?,
+        };
         self.compression.compress_body(body)
     }
 }
@@ -55,6 +53,11 @@ impl HttpSender {
 impl Sender for HttpSender {
     async fn start(&self) -> Result<(), ComponentError> {
         self.poster.start().await
+    }
+
+    /// OTLP/HTTP protobuf carries the batch's bytes as they are; OTLP/JSON needs it decoded.
+    fn reads_data(&self) -> bool {
+        self.encoding == Encoding::Json
     }
 
     async fn send(&self, batch: &Batch) -> Result<Delivered, SendError> {

@@ -363,7 +363,10 @@ async fn posts_gzipped_protobuf_with_headers() {
                 .starts_with("sightline/")
         );
         let request = ExportTraceServiceRequest::decode(&r.body[..]).unwrap();
-        assert_eq!(Payload::Traces(request.resource_spans), batch.payload);
+        assert_eq!(
+            Payload::Traces(request.resource_spans),
+            batch.into_parts().0
+        );
     }
     assert_eq!(t.health(), "ok");
     x.shutdown(in_secs(5.0)).await.unwrap();
@@ -389,7 +392,7 @@ async fn posts_plain_json_to_a_base_path() {
         assert_eq!(r.headers["content-type"], "application/json");
         assert!(r.headers.get("content-encoding").is_none());
         let request: ExportLogsServiceRequest = serde_json::from_slice(&r.body).unwrap();
-        assert_eq!(Payload::Logs(request.resource_logs), batch.payload);
+        assert_eq!(Payload::Logs(request.resource_logs), batch.into_parts().0);
         let text = std::str::from_utf8(&r.body).unwrap();
         assert!(text.starts_with("{\"resourceLogs\":"), "{text}");
     }

@@ -82,7 +82,7 @@ fn lock(store: &Mutex<SeriesStore>) -> std::sync::MutexGuard<'_, SeriesStore> {
 #[async_trait]
 impl Consumer for PrometheusExporter {
     async fn consume(&self, batch: Batch) -> Result<(), ConsumeError> {
-        let Batch { payload, ctx } = batch;
+        let (payload, ctx) = batch.into_parts();
         let mut resource_metrics = match payload {
             Payload::Metrics(rm) => rm,
             other => {

@@ -47,7 +47,7 @@ impl RemoteWriteExporter {
 impl Consumer for RemoteWriteExporter {
     async fn consume(&self, mut batch: Batch) -> Result<(), ConsumeError> {
         let mut deltas = self.deltas.lock().await;
-        if let Payload::Metrics(resource_metrics) = &mut batch.payload {
+        if let Payload::Metrics(resource_metrics) = batch.payload_mut() {
             let over = deltas.convert(resource_metrics);
             self.telemetry.dropped(Signal::Metrics, over, MAX_SERIES);
             if over > 0 && batch.item_count() == 0 {

@@ -67,7 +67,8 @@ impl Sender for RemoteWriteSender {
     }
 
     async fn send(&self, batch: &Batch) -> Result<Delivered, SendError> {
-        let Payload::Metrics(resource_metrics) = &batch.payload else {
+        let payload = batch.payload_view();
+        let Payload::Metrics(resource_metrics) = &*payload else {
             return Err(SendError::permanent(format!(
                 "remote write takes metrics, not {}",
                 batch.signal()

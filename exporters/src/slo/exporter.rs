@@ -599,7 +599,7 @@ impl Consumer for SloExporter {
     async fn consume(&self, batch: Batch) -> Result<(), ConsumeError> {
         let signal = batch.signal();
         let items = batch.item_count();
-        let (dropped, refused) = self.inner.count(&batch.payload);
+        let (dropped, refused) = self.inner.count(&batch.payload_view());
         let mut lost = 0;
         for (why, n) in &dropped {
             self.inner.telemetry.dropped(signal, *n, why);

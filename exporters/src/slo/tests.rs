@@ -1157,7 +1157,7 @@ async fn the_connector_emits_the_endpoint_figures_as_gauges_prometheus_names_ali
         out.batches()
             .into_iter()
             .rev()
-            .find_map(|b| match &b.payload {
+            .find_map(|b| match &*b.payload_view() {
                 Payload::Metrics(rm) => Some(rm.clone()),
                 _ => None,
             })

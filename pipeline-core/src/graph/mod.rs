@@ -16,7 +16,7 @@ use tokio::time::{Duration, Instant};
 
 use crate::component::{Component, ComponentId, ComponentKind, Host};
 use crate::config::{Config, ConfigError, did_you_mean, section_name};
-use crate::consumer::{Fanout, SharedConsumer, SwitchConsumer};
+use crate::consumer::{Capabilities, Consumer, Fanout, SharedConsumer, SwitchConsumer};
 use crate::factory::{CreateContext, FieldError, SharedState, SignalConsumers};
 use crate::health::{ComponentStatus, HealthRegistry, HealthReporter};
 use crate::registry::Registry;
@@ -644,6 +644,32 @@ pub enum GraphError {
     },
 }
 
+/// A pipeline's head, declaring what the pipeline as a whole does with the data (its first
+/// processor alone would only say what it does itself).
+struct Declared {
+    capabilities: Capabilities,
+    inner: SharedConsumer,
+}
+
+#[async_trait::async_trait]
+impl Consumer for Declared {
+    fn capabilities(&self) -> Capabilities {
+        self.capabilities
+    }
+
+    async fn consume(&self, batch: crate::Batch) -> Result<(), crate::ConsumeError> {
+        self.inner.consume(batch).await
+    }
+
+    fn reads_by_ref(&self) -> bool {
+        self.inner.reads_by_ref()
+    }
+
+    async fn consume_ref(&self, batch: &crate::Batch) -> Result<(), crate::ConsumeError> {
+        self.inner.consume_ref(batch).await
+    }
+}
+
 fn join(consumers: Vec<SharedConsumer>) -> SharedConsumer {
     if consumers.len() == 1 {
         consumers
@@ -812,6 +838,9 @@ impl Graph {
                 )) as SharedConsumer);
             }
             let mut next = join(branches);
+            // What the pipeline as a whole declares: it reads if any processor reads or its
+            // exporters do (a fanout reads only if every branch does).
+            let mut pipeline_caps = next.capabilities();
             let mut nodes = Vec::new();
             for pid in p.processors.iter().rev() {
                 let (ctx, health_reporter) = b.ctx(ComponentKind::Processor, pid);
@@ -829,6 +858,7 @@ impl Graph {
                 let instance = f
                     .create(ctx, &raw, p.id.signal, out)
                     .map_err(|e| build_err(ComponentKind::Processor, pid, e))?;
+                pipeline_caps = instance.capabilities().then(pipeline_caps);
                 next = Arc::new(Instrumented::new(
                     None,
                     Some(tel),
@@ -843,8 +873,12 @@ impl Graph {
             nodes.reverse();
             let position = order.iter().position(|&i| i == pi).unwrap_or(0);
             processor_nodes.insert(position, nodes);
+            let head = Arc::new(Declared {
+                capabilities: pipeline_caps,
+                inner: next,
+            });
             b.heads
-                .insert(p.id.id.clone(), Arc::new(SwitchConsumer::new(next)));
+                .insert(p.id.id.clone(), Arc::new(SwitchConsumer::new(head)));
         }
         let mut receiver_nodes = Vec::new();
         for (rid, _) in config.section(ComponentKind::Receiver) {

@@ -20,8 +20,8 @@ use async_trait::async_trait;
 use pipeline_core::consumer::SharedConsumer;
 use pipeline_core::telemetry::{ComponentTelemetry, reason};
 use pipeline_core::{
-    Batch, BatchContext, Component, ComponentError, ConsumeError, Consumer, Host, Payload, Signal,
-    WaitingBatch,
+    Batch, BatchContext, Capabilities, Component, ComponentError, ConsumeError, Consumer, Host,
+    Signal, WaitingBatch,
 };
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -30,8 +30,8 @@ use tokio::time::Instant;
 use super::config::BatchConfig;
 
 struct Pending {
-    payload: Payload,
-    ctx: BatchContext,
+    /// The data waiting, with the handles of every batch merged into it.
+    batch: Batch,
     items: usize,
     oldest: Option<Instant>,
 }
@@ -75,8 +75,7 @@ impl BatchProcessor {
         telemetry: ComponentTelemetry,
     ) -> Self {
         let pending = Pending {
-            payload: Payload::empty(signal),
-            ctx: BatchContext::default(),
+            batch: Batch::empty(signal),
             items: 0,
             oldest: None,
         };
@@ -117,12 +116,9 @@ impl Shared {
         let max = self.config.send_batch_max_size;
         let rest = sending.rest.as_mut()?;
         let part = if max > 0 && rest.item_count() > max {
-            let front = rest.payload.split_front(max);
+            let front = rest.split_front(max);
             // A split always makes progress; an empty front would mean sending the rest whole.
-            (front.item_count() > 0).then(|| Batch {
-                payload: front,
-                ctx: rest.ctx.clone(),
-            })
+            (front.item_count() > 0).then_some(front)
         } else {
             None
         };
@@ -141,8 +137,8 @@ impl Shared {
         let (pending_items, pending_ctx) = {
             let mut p = self.lock();
             p.oldest = None;
-            p.payload = Payload::empty(self.signal);
-            (std::mem::take(&mut p.items), std::mem::take(&mut p.ctx))
+            let batch = std::mem::replace(&mut p.batch, Batch::empty(self.signal));
+            (std::mem::take(&mut p.items), batch)
         };
         pending_ctx.dropped();
         let Sending { rest, in_flight } = std::mem::take(&mut *self.lock_sending());
@@ -177,9 +173,7 @@ impl Shared {
         }
         p.items = 0;
         p.oldest = None;
-        let payload = std::mem::replace(&mut p.payload, Payload::empty(self.signal));
-        let ctx = std::mem::take(&mut p.ctx);
-        Some(Batch { payload, ctx })
+        Some(std::mem::replace(&mut p.batch, Batch::empty(self.signal)))
     }
 
     /// Sends one batch, split to the maximum size; what `next` refuses is counted as dropped
@@ -231,6 +225,11 @@ impl Shared {
 
 #[async_trait]
 impl Consumer for BatchProcessor {
+    /// Merges and splits batches without looking inside: encoded data stays encoded.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::MOVES_DATA
+    }
+
     async fn consume(&self, batch: Batch) -> Result<(), ConsumeError> {
         let s = &self.shared;
         let n = batch.item_count();
@@ -254,19 +253,17 @@ impl Consumer for BatchProcessor {
             {
                 let mut p = s.lock();
                 if p.items == 0 || p.items + n <= limit {
-                    let Some(Batch { payload, ctx }) = batch.take().and_then(WaitingBatch::take)
-                    else {
+                    let Some(taken) = batch.take().and_then(WaitingBatch::take) else {
                         return Ok(());
                     };
-                    if let Err(other) = p.payload.append(payload) {
-                        ctx.dropped();
+                    if let Err(other) = p.batch.append(taken) {
+                        let signal = other.signal();
+                        other.dropped();
                         return Err(ConsumeError::permanent(format!(
-                            "batch processor of the {} pipeline got {} data",
+                            "batch processor of the {} pipeline got {signal} data",
                             s.signal,
-                            other.signal()
                         )));
                     }
-                    p.ctx.merge(ctx);
                     let was_empty = p.items == 0;
                     p.items += n;
                     if was_empty {

@@ -130,7 +130,7 @@ async fn a_front_of_empty_metrics_does_not_lose_the_points_behind_it() {
     let metrics: usize = out
         .batches()
         .iter()
-        .map(|b| match &b.payload {
+        .map(|b| match &*b.payload_view() {
             Payload::Metrics(rm) => rm
                 .iter()
                 .flat_map(|r| &r.scope_metrics)

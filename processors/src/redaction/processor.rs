@@ -158,11 +158,11 @@ fn metrics(pass: &mut Pass<'_>, rm: &mut [ResourceMetrics]) {
 #[async_trait]
 impl Consumer for RedactionProcessor {
     fn capabilities(&self) -> Capabilities {
-        Capabilities { mutates_data: true }
+        Capabilities::MUTATES_DATA
     }
 
     async fn consume(&self, mut batch: Batch) -> Result<(), ConsumeError> {
-        let counts = self.redact(&mut batch.payload);
+        let counts = self.redact(batch.payload_mut());
         for (counter, n) in self.counters.iter().zip(counts) {
             if n > 0 {
                 counter.inc_by(n);

@@ -222,7 +222,10 @@ async fn redacts_and_passes_on() {
         .unwrap();
     assert_eq!(out.wait_for_items(1, Duration::from_secs(5)).await, 1);
     let got = out.batches();
-    assert_eq!(get_str(span_attrs(&got[0].payload), "user"), Some(MASK));
+    assert_eq!(
+        get_str(span_attrs(&got[0].payload_view()), "user"),
+        Some(MASK)
+    );
     p.shutdown(Instant::now() + Duration::from_secs(5))
         .await
         .unwrap();

@@ -224,10 +224,7 @@ impl Shared {
             return;
         }
         let n = released.count;
-        let batch = Batch {
-            payload: Payload::Logs(released.logs),
-            ctx: released.ctx,
-        };
+        let batch = Batch::with_context(Payload::Logs(released.logs), released.ctx);
         let sent = tokio::select! {
             biased;
             r = link.next.consume(batch) => Some(r),
@@ -337,7 +334,7 @@ impl Shared {
 
     /// Learns from and enriches a traces batch.
     fn traces(&self, batch: &mut Batch) {
-        let Payload::Traces(rs) = &mut batch.payload else {
+        let Payload::Traces(rs) = batch.payload_mut() else {
             return;
         };
         let now = Instant::now();
@@ -471,19 +468,13 @@ impl Shared {
         // refuses it.
         let waiting = WaitingBatch::new(batch);
         let lane = Arc::clone(&link.lane).lock_owned().await;
-        let Some(Batch { payload, mut ctx }) = waiting.take() else {
+        let Some((payload, mut ctx)) = waiting.take().map(Batch::into_parts) else {
             return Ok(());
         };
         let rls = match payload {
             Payload::Logs(rls) => rls,
             other => {
-                return link
-                    .next
-                    .consume(Batch {
-                        payload: other,
-                        ctx,
-                    })
-                    .await;
+                return link.next.consume(Batch::with_context(other, ctx)).await;
             }
         };
         let now = Instant::now();
@@ -505,23 +496,17 @@ impl Shared {
             }
             return link
                 .next
-                .consume(Batch {
-                    payload: Payload::Logs(out),
-                    ctx,
-                })
+                .consume(Batch::with_context(Payload::Logs(out), ctx))
                 .await;
         }
         if !out.is_empty() {
             // The held part is not held yet: a caller that gives up during this send refuses
             // the batch (its handles resolve as dropped with the waiting shell).
-            let waiting = WaitingBatch::new(Batch {
-                payload: Payload::empty(Signal::Logs),
-                ctx,
-            });
-            let passing = Batch {
-                payload: Payload::Logs(out),
-                ctx: waiting.get().map(|b| b.ctx.clone()).unwrap_or_default(),
-            };
+            let waiting = WaitingBatch::new(Batch::with_context(Payload::empty(Signal::Logs), ctx));
+            let passing = Batch::with_context(
+                Payload::Logs(out),
+                waiting.get().map(|b| b.ctx.clone()).unwrap_or_default(),
+            );
             let sent = link.next.consume(passing).await;
             let Some(Batch { ctx: taken, .. }) = waiting.take() else {
                 return Ok(());
@@ -693,7 +678,7 @@ impl RequestIdProcessor {
 #[async_trait]
 impl Consumer for RequestIdProcessor {
     fn capabilities(&self) -> Capabilities {
-        Capabilities { mutates_data: true }
+        Capabilities::MUTATES_DATA
     }
 
     async fn consume(&self, mut batch: Batch) -> Result<(), ConsumeError> {

@@ -120,7 +120,7 @@ impl Pair {
         self.logs_out
             .batches()
             .into_iter()
-            .flat_map(|b| match b.payload {
+            .flat_map(|b| match b.into_parts().0 {
                 Payload::Logs(rl) => rl,
                 _ => Vec::new(),
             })
@@ -133,7 +133,7 @@ impl Pair {
         self.traces_out
             .batches()
             .into_iter()
-            .flat_map(|b| match b.payload {
+            .flat_map(|b| match b.into_parts().0 {
                 Payload::Traces(rs) => rs,
                 _ => Vec::new(),
             })

@@ -79,7 +79,7 @@ impl Consumer for Recorder {
             batch.dropped();
             return Err(ConsumeError::Full);
         }
-        let Batch { payload, ctx } = batch;
+        let (payload, ctx) = batch.into_parts();
         if self
             .lose_acks
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))

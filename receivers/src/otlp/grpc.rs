@@ -2,8 +2,9 @@
 //!
 //! Requests arrive through the shared [`pipeline_core::net::HttpServer`]; tonic's
 //! [`Grpc`] handles framing, gzip and the size limit (which it also applies after
-//! decompression); our codec turns a malformed message into `INVALID_ARGUMENT` (tonic's own
-//! codec says `INTERNAL`, which clients would retry). Decoded requests go to [`Ingest`].
+//! decompression); our codec hands over the message bytes without a copy, and [`Ingest`]
+//! checks them (as bytes, or decoded) and turns a malformed message into `INVALID_ARGUMENT`
+//! (tonic's own codec says `INTERNAL`, which clients would retry).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -13,11 +14,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Buf;
+use bytes::{Buf, Bytes};
 use pipeline_core::proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use pipeline_core::proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use pipeline_core::proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use pipeline_core::telemetry::ComponentTelemetry;
 use prost::Message;
 use tonic::codec::{
     Codec, CompressionEncoding, DecodeBuf, Decoder, EnabledCompressionEncodings, EncodeBuf, Encoder,
@@ -55,10 +55,7 @@ impl GrpcService {
     {
         let mut accept = EnabledCompressionEncodings::default();
         accept.enable(CompressionEncoding::Gzip);
-        let codec = OtlpCodec::<R> {
-            telemetry: self.ingest.telemetry.clone(),
-            _types: PhantomData,
-        };
+        let codec = OtlpCodec::<R>(PhantomData);
         let mut grpc = Grpc::new(codec)
             .apply_compression_config(accept, EnabledCompressionEncodings::default())
             .apply_max_message_size_config(Some(self.max_message_size), None);
@@ -106,18 +103,20 @@ struct Export<R> {
     _types: PhantomData<fn() -> R>,
 }
 
-impl<R: OtlpRequest> UnaryService<R> for Export<R> {
+impl<R: OtlpRequest> UnaryService<Bytes> for Export<R> {
     type Response = R::Response;
     type Future =
         Pin<Box<dyn Future<Output = Result<tonic::Response<R::Response>, Status>> + Send>>;
 
-    fn call(&mut self, request: tonic::Request<R>) -> Self::Future {
+    fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
         let ingest = self.ingest.clone();
         Box::pin(async move {
             let budget = client_deadline(request.metadata())
                 .map_or(CONSUME_TIMEOUT, |d| d.min(CONSUME_TIMEOUT));
-            let payload = request.into_inner().into_payload();
-            match ingest.ingest(payload, budget).await {
+            match ingest
+                .ingest_protobuf::<R>(request.into_inner(), budget, "grpc")
+                .await
+            {
                 Ok(accepted) => Ok(tonic::Response::new(R::response(accepted))),
                 Err(e) => Err(status_of(e)),
             }
@@ -161,27 +160,22 @@ fn client_deadline(metadata: &tonic::metadata::MetadataMap) -> Option<Duration> 
     })
 }
 
-/// prost encoding, with decode failures reported as `INVALID_ARGUMENT` and counted.
-struct OtlpCodec<R> {
-    telemetry: ComponentTelemetry,
-    _types: PhantomData<fn() -> R>,
-}
+/// Responses encoded with prost; requests handed over as the message bytes (tonic's buffer,
+/// split off without a copy) for [`Ingest`] to check.
+struct OtlpCodec<R>(PhantomData<fn() -> R>);
 
 impl<R: OtlpRequest> Codec for OtlpCodec<R> {
     type Encode = R::Response;
-    type Decode = R;
+    type Decode = Bytes;
     type Encoder = ProstEncoder<R::Response>;
-    type Decoder = OtlpDecoder<R>;
+    type Decoder = BytesDecoder;
 
     fn encoder(&mut self) -> Self::Encoder {
         ProstEncoder(PhantomData)
     }
 
     fn decoder(&mut self) -> Self::Decoder {
-        OtlpDecoder {
-            telemetry: self.telemetry.clone(),
-            _types: PhantomData,
-        }
+        BytesDecoder
     }
 }
 
@@ -199,25 +193,14 @@ impl<T: Message> Encoder for ProstEncoder<T> {
     }
 }
 
-struct OtlpDecoder<R> {
-    telemetry: ComponentTelemetry,
-    _types: PhantomData<fn() -> R>,
-}
+struct BytesDecoder;
 
-impl<R: OtlpRequest> Decoder for OtlpDecoder<R> {
-    type Item = R;
+impl Decoder for BytesDecoder {
+    type Item = Bytes;
     type Error = Status;
 
-    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<R>, Status> {
-        match R::decode(buf.copy_to_bytes(buf.remaining())) {
-            Ok(msg) => Ok(Some(msg)),
-            Err(e) => {
-                self.telemetry.rejected_request("grpc", "malformed");
-                Err(Status::invalid_argument(format!(
-                    "malformed OTLP protobuf: {e}"
-                )))
-            }
-        }
+    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
+        Ok(Some(buf.copy_to_bytes(buf.remaining())))
     }
 }
 

@@ -21,7 +21,7 @@ use http_body_util::{BodyExt, Limited};
 use pipeline_core::proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use pipeline_core::proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use pipeline_core::proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use prost::Message;
+use prost::Message as _;
 
 use super::ingest::{CONSUME_TIMEOUT, Ingest, IngestError};
 use super::request::OtlpRequest;
@@ -198,17 +198,21 @@ async fn handle<R: OtlpRequest>(
     } else {
         raw
     };
-    let request = match encoding {
-        Encoding::Protobuf => R::decode(data).map_err(|e| format!("malformed OTLP protobuf: {e}")),
+    let outcome = match encoding {
+        Encoding::Protobuf => {
+            ingest
+                .ingest_protobuf::<R>(data, CONSUME_TIMEOUT, "http")
+                .await
+        }
         Encoding::Json => {
-            serde_json::from_slice::<R>(&data).map_err(|e| format!("malformed OTLP/JSON: {e}"))
+            let request = serde_json::from_slice::<R>(&data).map_err(|e| {
+                ingest.rejected_request("http", "malformed");
+                Failure::new(StatusCode::BAD_REQUEST, format!("malformed OTLP/JSON: {e}"))
+            })?;
+            ingest.ingest(request.into_payload(), CONSUME_TIMEOUT).await
         }
     };
-    let request = request.map_err(|m| {
-        ingest.rejected_request("http", "malformed");
-        Failure::new(StatusCode::BAD_REQUEST, m)
-    })?;
-    match ingest.ingest(request.into_payload(), CONSUME_TIMEOUT).await {
+    match outcome {
         Ok(accepted) => Ok(R::response(accepted)),
         Err(IngestError::Unavailable {
             message,

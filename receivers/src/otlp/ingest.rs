@@ -1,16 +1,26 @@
-//! What the gRPC and HTTP front ends share: checking decoded requests, handing them to the
-//! pipeline with a deadline, and turning the outcome into an answer.
+//! What the gRPC and HTTP front ends share: checking requests, handing them to the pipeline
+//! with a deadline, and turning the outcome into an answer.
 //!
-//! Data comes from a decoded OTLP request and goes to the consumer of its signal (the head of
-//! every pipeline that names this receiver). Items with invalid IDs are removed and reported
-//! back as a partial success; they never enter the pipeline.
+//! Data comes from an OTLP request and goes to the consumer of its signal (the head of every
+//! pipeline that names this receiver). A protobuf request goes on as the bytes it arrived in
+//! when some pipeline only moves data (the graph says so through
+//! [`Capabilities::reads_data`](pipeline_core::Capabilities)), after one allocation-free pass
+//! checked it as strictly as decoding would ([`EncodedPayload::from_request`]); otherwise,
+//! or when that pass finds something to refuse or to remove, it is decoded as before. Items
+//! with invalid IDs are removed and reported back as a partial success; they never enter the
+//! pipeline.
 
 use std::time::Duration;
 
+use bytes::Bytes;
+use pipeline_core::model::{is_valid_span_id, is_valid_trace_id};
 use pipeline_core::proto::tonic::logs::v1::ResourceLogs;
 use pipeline_core::proto::tonic::trace::v1::ResourceSpans;
 use pipeline_core::telemetry::ComponentTelemetry;
+use pipeline_core::wire::{EncodedPayload, Scanned};
 use pipeline_core::{Batch, ConsumeError, Payload, SignalConsumers};
+
+use super::request::OtlpRequest;
 
 /// How long a request may wait for room in the pipeline before the client is told to retry.
 pub(crate) const CONSUME_TIMEOUT: Duration = Duration::from_secs(5);
@@ -47,21 +57,67 @@ pub(crate) enum IngestError {
 }
 
 impl Ingest {
+    /// Checks and forwards one protobuf request body: as bytes when some pipeline only moves
+    /// data and the body passes the scan, else decoded. A body that does not decode is
+    /// refused as malformed (counted under `protocol`) with prost's reason.
+    pub(crate) async fn ingest_protobuf<R: OtlpRequest>(
+        &self,
+        body: Bytes,
+        budget: Duration,
+        protocol: &str,
+    ) -> Result<Accepted, IngestError> {
+        let hand_bytes = self
+            .next
+            .get(R::SIGNAL)
+            .as_ref()
+            .is_some_and(|next| !next.capabilities().reads_data);
+        // Invalid IDs to remove, or refused by the scan: decoding gives prost's verdict.
+        if hand_bytes
+            && let Ok(Scanned::Clean(encoded)) = EncodedPayload::from_request(R::SIGNAL, &body)
+        {
+            return self
+                .forward(Batch::encoded(encoded), Accepted::default(), budget)
+                .await;
+        }
+        match R::decode(body) {
+            Ok(request) => self.ingest(request.into_payload(), budget).await,
+            Err(e) => {
+                self.rejected_request(protocol, "malformed");
+                Err(IngestError::Invalid(format!(
+                    "malformed OTLP protobuf: {e}"
+                )))
+            }
+        }
+    }
+
     /// Checks and forwards one decoded request.
     pub(crate) async fn ingest(
         &self,
         mut payload: Payload,
         budget: Duration,
     ) -> Result<Accepted, IngestError> {
-        let signal = payload.signal();
+        if self.next.get(payload.signal()).is_none() {
+            return Err(IngestError::SignalNotEnabled(payload.signal().as_str()));
+        }
+        let accepted = sanitize(&mut payload);
+        self.forward(Batch::new(payload), accepted, budget).await
+    }
+
+    /// Hands a checked batch to the pipelines of its signal within `budget`.
+    async fn forward(
+        &self,
+        batch: Batch,
+        accepted: Accepted,
+        budget: Duration,
+    ) -> Result<Accepted, IngestError> {
+        let signal = batch.signal();
         let Some(next) = self.next.get(signal) else {
             return Err(IngestError::SignalNotEnabled(signal.as_str()));
         };
-        let accepted = sanitize(&mut payload);
-        if payload.item_count() == 0 {
+        if batch.item_count() == 0 {
             return Ok(accepted);
         }
-        match tokio::time::timeout(budget, next.consume(Batch::new(payload))).await {
+        match tokio::time::timeout(budget, next.consume(batch)).await {
             Ok(Ok(())) => Ok(accepted),
             Ok(Err(ConsumeError::Permanent(e))) => Err(IngestError::Invalid(e.to_string())),
             Ok(Err(ConsumeError::Retryable { error, retry_after })) => {
@@ -87,14 +143,6 @@ impl Ingest {
     }
 }
 
-fn valid_trace_id(id: &[u8]) -> bool {
-    id.len() == 16 && id.iter().any(|b| *b != 0)
-}
-
-fn valid_span_id(id: &[u8]) -> bool {
-    id.len() == 8 && id.iter().any(|b| *b != 0)
-}
-
 /// Removes spans without a valid trace and span ID, and log records whose trace context is
 /// malformed (present but of the wrong length).
 fn sanitize(payload: &mut Payload) -> Accepted {
@@ -108,8 +156,8 @@ fn sanitize(payload: &mut Payload) -> Accepted {
             {
                 let before = scope.spans.len();
                 scope.spans.retain(|s| {
-                    valid_trace_id(&s.trace_id)
-                        && valid_span_id(&s.span_id)
+                    is_valid_trace_id(&s.trace_id)
+                        && is_valid_span_id(&s.span_id)
                         && (s.parent_span_id.is_empty() || s.parent_span_id.len() == 8)
                 });
                 rejected += (before - scope.spans.len()) as i64;
@@ -151,7 +199,7 @@ mod tests {
 
     #[test]
     fn invalid_spans_are_rejected() {
-        let mut payload = span_batch(3).payload;
+        let mut payload = span_batch(3).into_parts().0;
         if let Payload::Traces(rs) = &mut payload {
             rs[0].scope_spans[0].spans[1].trace_id = vec![0; 16];
             rs[0].scope_spans[0].spans[2].span_id = vec![1, 2];

@@ -1,7 +1,6 @@
 //! The three OTLP export requests behind one trait, so the gRPC and HTTP front ends handle
 //! every signal with one generic code path.
 
-use pipeline_core::Payload;
 use pipeline_core::proto::tonic::collector::logs::v1::{
     ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
@@ -11,6 +10,7 @@ use pipeline_core::proto::tonic::collector::metrics::v1::{
 use pipeline_core::proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
+use pipeline_core::{Payload, Signal};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -22,6 +22,8 @@ pub(crate) trait OtlpRequest:
 {
     /// The response message.
     type Response: prost::Message + Default + Serialize + Send + 'static;
+    /// The signal it carries.
+    const SIGNAL: Signal;
     /// The request as pipeline data.
     fn into_payload(self) -> Payload;
     /// The response for an accepted request, with partial success when items were rejected.
@@ -30,6 +32,7 @@ pub(crate) trait OtlpRequest:
 
 impl OtlpRequest for ExportTraceServiceRequest {
     type Response = ExportTraceServiceResponse;
+    const SIGNAL: Signal = Signal::Traces;
     fn into_payload(self) -> Payload {
         Payload::Traces(self.resource_spans)
     }
@@ -45,6 +48,7 @@ impl OtlpRequest for ExportTraceServiceRequest {
 
 impl OtlpRequest for ExportMetricsServiceRequest {
     type Response = ExportMetricsServiceResponse;
+    const SIGNAL: Signal = Signal::Metrics;
     fn into_payload(self) -> Payload {
         Payload::Metrics(self.resource_metrics)
     }
@@ -60,6 +64,7 @@ impl OtlpRequest for ExportMetricsServiceRequest {
 
 impl OtlpRequest for ExportLogsServiceRequest {
     type Response = ExportLogsServiceResponse;
+    const SIGNAL: Signal = Signal::Logs;
     fn into_payload(self) -> Payload {
         Payload::Logs(self.resource_logs)
     }

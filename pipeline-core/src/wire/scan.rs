@@ -1,0 +1,514 @@
+//! One allocation-free pass over an OTLP export request in protobuf: it checks everything the
+//! prost decoder checks (wire types of known fields, varints, lengths, UTF-8 in string
+//! fields, the recursion limit), counts the items of every resource group, and checks the
+//! span and log IDs the receiver refuses, without building a single struct.
+//!
+//! The schema below is the OTLP messages of `opentelemetry-proto` (field numbers and types as
+//! the generated code declares them). Anything this pass accepts, prost decodes: the varint
+//! and key reading are prost's own functions, and the rest follows prost's rules field by
+//! field (a property test and a fuzz target hold the two side by side). Where this pass is
+//! stricter than prost, the caller falls back to decoding, so nothing prost accepts is
+//! refused.
+
+use bytes::Buf;
+use prost::encoding::{WireType, decode_key, decode_varint};
+
+use crate::model::{is_valid_span_id, is_valid_trace_id};
+use crate::signal::Signal;
+
+/// Why a request did not pass the scan. The caller decodes it to learn prost's own words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("malformed OTLP protobuf: {0}")]
+pub struct ScanError(pub(crate) &'static str);
+
+impl From<prost::DecodeError> for ScanError {
+    fn from(_: prost::DecodeError) -> ScanError {
+        ScanError("invalid varint or key")
+    }
+}
+
+/// prost's recursion limit: nested messages deeper than this fail to decode.
+const RECURSION_LIMIT: u32 = 100;
+
+/// How a field of a known number must look on the wire.
+#[derive(Clone, Copy)]
+enum Kind {
+    /// A singular varint (ints, bools, enums): wire type varint only.
+    Varint,
+    /// A singular 32-bit fixed field.
+    Fixed32,
+    /// A singular 64-bit fixed field (fixed64, sfixed64, double).
+    Fixed64,
+    /// A repeated varint: packed (length-delimited) or one varint.
+    RepeatedVarint,
+    /// A repeated 64-bit fixed field: packed or one value.
+    RepeatedFixed64,
+    /// A string (singular or repeated): length-delimited, UTF-8.
+    Str,
+    /// Bytes: length-delimited.
+    Bytes,
+    /// A message (singular or repeated).
+    Msg(&'static Schema),
+}
+
+/// What a message adds to the item count of the message holding it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// Nothing; the items of the fields in `counted` are summed.
+    Plain,
+    /// One item (a span or a log record), after its IDs are checked.
+    Span,
+    /// One log record.
+    LogRecord,
+    /// A metric: the points of its `data` oneof, the last variant winning as in prost.
+    Metric,
+    /// A gauge, sum, histogram or summary: one item per occurrence of field 1.
+    Points,
+}
+
+/// A message type: its known fields and its role in counting.
+struct Schema {
+    fields: &'static [(u32, Kind)],
+    role: Role,
+    /// Fields whose sub-messages' item counts add up to this message's.
+    counted: &'static [u32],
+}
+
+impl Schema {
+    fn kind(&self, tag: u32) -> Option<Kind> {
+        self.fields.iter().find(|(t, _)| *t == tag).map(|(_, k)| *k)
+    }
+}
+
+const fn plain(fields: &'static [(u32, Kind)]) -> Schema {
+    Schema {
+        fields,
+        role: Role::Plain,
+        counted: &[],
+    }
+}
+
+use Kind::{Bytes as B, Fixed32 as F32, Fixed64 as F64, Msg, Str as S, Varint as V};
+
+// common.v1
+static ANY_VALUE: Schema = plain(&[
+    (1, S),
+    (2, V),
+    (3, V),
+    (4, F64),
+    (5, Msg(&ARRAY_VALUE)),
+    (6, Msg(&KEY_VALUE_LIST)),
+    (7, B),
+    (8, V),
+]);
+static ARRAY_VALUE: Schema = plain(&[(1, Msg(&ANY_VALUE))]);
+static KEY_VALUE_LIST: Schema = plain(&[(1, Msg(&KEY_VALUE))]);
+static KEY_VALUE: Schema = plain(&[(1, S), (2, Msg(&ANY_VALUE)), (3, V)]);
+static SCOPE: Schema = plain(&[(1, S), (2, S), (3, Msg(&KEY_VALUE)), (4, V)]);
+static ENTITY_REF: Schema = plain(&[(1, S), (2, S), (3, S), (4, S)]);
+// resource.v1
+static RESOURCE: Schema = plain(&[(1, Msg(&KEY_VALUE)), (2, V), (3, Msg(&ENTITY_REF))]);
+
+// trace.v1
+static RESOURCE_SPANS: Schema = Schema {
+    fields: &[(1, Msg(&RESOURCE)), (2, Msg(&SCOPE_SPANS)), (3, S)],
+    role: Role::Plain,
+    counted: &[2],
+};
+static SCOPE_SPANS: Schema = Schema {
+    fields: &[(1, Msg(&SCOPE)), (2, Msg(&SPAN)), (3, S)],
+    role: Role::Plain,
+    counted: &[2],
+};
+static SPAN: Schema = Schema {
+    fields: &[
+        (1, B),
+        (2, B),
+        (3, S),
+        (4, B),
+        (16, F32),
+        (5, S),
+        (6, V),
+        (7, F64),
+        (8, F64),
+        (9, Msg(&KEY_VALUE)),
+        (10, V),
+        (11, Msg(&EVENT)),
+        (12, V),
+        (13, Msg(&LINK)),
+        (14, V),
+        (15, Msg(&STATUS)),
+    ],
+    role: Role::Span,
+    counted: &[],
+};
+static EVENT: Schema = plain(&[(1, F64), (2, S), (3, Msg(&KEY_VALUE)), (4, V)]);
+static LINK: Schema = plain(&[
+    (1, B),
+    (2, B),
+    (3, S),
+    (4, Msg(&KEY_VALUE)),
+    (5, V),
+    (6, F32),
+]);
+static STATUS: Schema = plain(&[(2, S), (3, V)]);
+
+// logs.v1
+static RESOURCE_LOGS: Schema = Schema {
+    fields: &[(1, Msg(&RESOURCE)), (2, Msg(&SCOPE_LOGS)), (3, S)],
+    role: Role::Plain,
+    counted: &[2],
+};
+static SCOPE_LOGS: Schema = Schema {
+    fields: &[(1, Msg(&SCOPE)), (2, Msg(&LOG_RECORD)), (3, S)],
+    role: Role::Plain,
+    counted: &[2],
+};
+static LOG_RECORD: Schema = Schema {
+    fields: &[
+        (1, F64),
+        (11, F64),
+        (2, V),
+        (3, S),
+        (5, Msg(&ANY_VALUE)),
+        (6, Msg(&KEY_VALUE)),
+        (7, V),
+        (8, F32),
+        (9, B),
+        (10, B),
+        (12, S),
+    ],
+    role: Role::LogRecord,
+    counted: &[],
+};
+
+// metrics.v1
+static RESOURCE_METRICS: Schema = Schema {
+    fields: &[(1, Msg(&RESOURCE)), (2, Msg(&SCOPE_METRICS)), (3, S)],
+    role: Role::Plain,
+    counted: &[2],
+};
+static SCOPE_METRICS: Schema = Schema {
+    fields: &[(1, Msg(&SCOPE)), (2, Msg(&METRIC)), (3, S)],
+    role: Role::Plain,
+    counted: &[2],
+};
+static METRIC: Schema = Schema {
+    fields: &[
+        (1, S),
+        (2, S),
+        (3, S),
+        (12, Msg(&KEY_VALUE)),
+        (5, Msg(&GAUGE)),
+        (7, Msg(&SUM)),
+        (9, Msg(&HISTOGRAM)),
+        (10, Msg(&EXP_HISTOGRAM)),
+        (11, Msg(&SUMMARY)),
+    ],
+    role: Role::Metric,
+    counted: &[],
+};
+const fn points(fields: &'static [(u32, Kind)]) -> Schema {
+    Schema {
+        fields,
+        role: Role::Points,
+        counted: &[],
+    }
+}
+static GAUGE: Schema = points(&[(1, Msg(&NUMBER_POINT))]);
+static SUM: Schema = points(&[(1, Msg(&NUMBER_POINT)), (2, V), (3, V)]);
+static HISTOGRAM: Schema = points(&[(1, Msg(&HISTOGRAM_POINT)), (2, V)]);
+static EXP_HISTOGRAM: Schema = points(&[(1, Msg(&EXP_HISTOGRAM_POINT)), (2, V)]);
+static SUMMARY: Schema = points(&[(1, Msg(&SUMMARY_POINT))]);
+static NUMBER_POINT: Schema = plain(&[
+    (7, Msg(&KEY_VALUE)),
+    (2, F64),
+    (3, F64),
+    (4, F64),
+    (6, F64),
+    (5, Msg(&EXEMPLAR)),
+    (8, V),
+]);
+static HISTOGRAM_POINT: Schema = plain(&[
+    (9, Msg(&KEY_VALUE)),
+    (2, F64),
+    (3, F64),
+    (4, F64),
+    (5, F64),
+    (6, Kind::RepeatedFixed64),
+    (7, Kind::RepeatedFixed64),
+    (8, Msg(&EXEMPLAR)),
+    (10, V),
+    (11, F64),
+    (12, F64),
+]);
+static EXP_HISTOGRAM_POINT: Schema = plain(&[
+    (1, Msg(&KEY_VALUE)),
+    (2, F64),
+    (3, F64),
+    (4, F64),
+    (5, F64),
+    (6, V),
+    (7, F64),
+    (8, Msg(&BUCKETS)),
+    (9, Msg(&BUCKETS)),
+    (10, V),
+    (11, Msg(&EXEMPLAR)),
+    (12, F64),
+    (13, F64),
+    (14, F64),
+]);
+static BUCKETS: Schema = plain(&[(1, V), (2, Kind::RepeatedVarint)]);
+static SUMMARY_POINT: Schema = plain(&[
+    (7, Msg(&KEY_VALUE)),
+    (2, F64),
+    (3, F64),
+    (4, F64),
+    (5, F64),
+    (6, Msg(&QUANTILE)),
+    (8, V),
+]);
+static QUANTILE: Schema = plain(&[(1, F64), (2, F64)]);
+static EXEMPLAR: Schema = plain(&[
+    (7, Msg(&KEY_VALUE)),
+    (2, F64),
+    (3, F64),
+    (6, F64),
+    (4, B),
+    (5, B),
+]);
+
+/// The resource-group message of each signal.
+fn group_schema(signal: Signal) -> &'static Schema {
+    match signal {
+        Signal::Traces => &RESOURCE_SPANS,
+        Signal::Metrics => &RESOURCE_METRICS,
+        Signal::Logs => &RESOURCE_LOGS,
+    }
+}
+
+/// One resource group found in a request: where its message bytes are, and its items.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct GroupSpan {
+    /// Byte range of the group's message (after the field key and length).
+    pub(crate) start: usize,
+    pub(crate) end: usize,
+    /// Spans, data points or log records in it.
+    pub(crate) items: usize,
+}
+
+/// What the scan of a whole request found.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct RequestScan {
+    pub(crate) groups: Vec<GroupSpan>,
+    pub(crate) items: usize,
+    /// Some span or log record has IDs the receiver refuses (it must decode to remove them).
+    pub(crate) invalid_ids: bool,
+}
+
+/// Scans an `Export{Trace,Metrics,Logs}ServiceRequest` of `signal`.
+pub(crate) fn scan_request(signal: Signal, body: &[u8]) -> Result<RequestScan, ScanError> {
+    let schema = group_schema(signal);
+    let mut out = RequestScan::default();
+    let mut cur = body;
+    while !cur.is_empty() {
+        let (tag, wire_type) = decode_key(&mut cur)?;
+        if tag != 1 {
+            skip(&mut cur, wire_type, tag, RECURSION_LIMIT)?;
+            continue;
+        }
+        expect(wire_type, WireType::LengthDelimited)?;
+        let value = take_len(&mut cur)?;
+        let start = body.len() - cur.len() - value.len();
+        let items = walk(value, schema, RECURSION_LIMIT - 1, &mut out.invalid_ids)?;
+        out.items += items;
+        out.groups.push(GroupSpan {
+            start,
+            end: start + value.len(),
+            items,
+        });
+    }
+    Ok(out)
+}
+
+fn expect(actual: WireType, wanted: WireType) -> Result<(), ScanError> {
+    if actual == wanted {
+        Ok(())
+    } else {
+        Err(ScanError("a known field has the wrong wire type"))
+    }
+}
+
+/// Reads a length prefix and returns that many bytes, advancing past them.
+fn take_len<'a>(cur: &mut &'a [u8]) -> Result<&'a [u8], ScanError> {
+    let len = decode_varint(cur)?;
+    if len > cur.len() as u64 {
+        return Err(ScanError("a length runs past the end of its message"));
+    }
+    let (value, rest) = cur.split_at(len as usize);
+    *cur = rest;
+    Ok(value)
+}
+
+fn advance(cur: &mut &[u8], n: usize) -> Result<(), ScanError> {
+    if cur.len() < n {
+        return Err(ScanError(
+            "a fixed-width field runs past the end of its message",
+        ));
+    }
+    cur.advance(n);
+    Ok(())
+}
+
+/// Skips an unknown field as prost does (groups included), `depth` being the recursion
+/// budget of the message it is in.
+fn skip(cur: &mut &[u8], wire_type: WireType, tag: u32, depth: u32) -> Result<(), ScanError> {
+    if depth == 0 {
+        return Err(ScanError("nested too deep"));
+    }
+    match wire_type {
+        WireType::Varint => {
+            decode_varint(cur)?;
+        }
+        WireType::ThirtyTwoBit => advance(cur, 4)?,
+        WireType::SixtyFourBit => advance(cur, 8)?,
+        WireType::LengthDelimited => {
+            take_len(cur)?;
+        }
+        WireType::StartGroup => loop {
+            let (inner_tag, inner_type) = decode_key(cur)?;
+            if inner_type == WireType::EndGroup {
+                if inner_tag != tag {
+                    return Err(ScanError("unexpected end group tag"));
+                }
+                break;
+            }
+            skip(cur, inner_type, inner_tag, depth - 1)?;
+        },
+        WireType::EndGroup => return Err(ScanError("unexpected end group tag")),
+    }
+    Ok(())
+}
+
+/// Walks the fields of one message of `schema` (its body, `depth` being prost's recursion
+/// budget for fields inside it) and returns its item count.
+fn walk(
+    body: &[u8],
+    schema: &'static Schema,
+    depth: u32,
+    invalid: &mut bool,
+) -> Result<usize, ScanError> {
+    let mut cur = body;
+    let mut items = 0usize;
+    // Last values of the ID fields (prost keeps the last occurrence).
+    let mut ids: [&[u8]; 3] = [&[], &[], &[]];
+    // The metric `data` oneof: the variant last seen and its points.
+    let mut variant = 0u32;
+    while !cur.is_empty() {
+        let (tag, wire_type) = decode_key(&mut cur)?;
+        let Some(kind) = schema.kind(tag) else {
+            skip(&mut cur, wire_type, tag, depth)?;
+            continue;
+        };
+        match kind {
+            Kind::Varint => {
+                expect(wire_type, WireType::Varint)?;
+                decode_varint(&mut cur)?;
+            }
+            Kind::Fixed32 => {
+                expect(wire_type, WireType::ThirtyTwoBit)?;
+                advance(&mut cur, 4)?;
+            }
+            Kind::Fixed64 => {
+                expect(wire_type, WireType::SixtyFourBit)?;
+                advance(&mut cur, 8)?;
+            }
+            Kind::RepeatedVarint => {
+                if wire_type == WireType::LengthDelimited {
+                    let mut packed = take_len(&mut cur)?;
+                    while !packed.is_empty() {
+                        decode_varint(&mut packed)?;
+                    }
+                } else {
+                    expect(wire_type, WireType::Varint)?;
+                    decode_varint(&mut cur)?;
+                }
+            }
+            Kind::RepeatedFixed64 => {
+                if wire_type == WireType::LengthDelimited {
+                    let packed = take_len(&mut cur)?;
+                    if packed.len() % 8 != 0 {
+                        return Err(ScanError("a packed fixed64 field is cut short"));
+                    }
+                } else {
+                    expect(wire_type, WireType::SixtyFourBit)?;
+                    advance(&mut cur, 8)?;
+                }
+            }
+            Kind::Str => {
+                expect(wire_type, WireType::LengthDelimited)?;
+                let value = take_len(&mut cur)?;
+                if std::str::from_utf8(value).is_err() {
+                    return Err(ScanError("a string field is not valid UTF-8"));
+                }
+            }
+            Kind::Bytes => {
+                expect(wire_type, WireType::LengthDelimited)?;
+                let value = take_len(&mut cur)?;
+                let slot = match (schema.role, tag) {
+                    (Role::Span, 1) | (Role::LogRecord, 9) => Some(0),
+                    (Role::Span, 2) | (Role::LogRecord, 10) => Some(1),
+                    (Role::Span, 4) => Some(2),
+                    _ => None,
+                };
+                if let Some(slot) = slot {
+                    ids[slot] = value;
+                }
+            }
+            Kind::Msg(sub) => {
+                expect(wire_type, WireType::LengthDelimited)?;
+                if depth == 0 {
+                    return Err(ScanError("nested too deep"));
+                }
+                let value = take_len(&mut cur)?;
+                let n = walk(value, sub, depth - 1, invalid)?;
+                match schema.role {
+                    Role::Metric if sub.role == Role::Points => {
+                        // prost merges a repeated variant and replaces a different one.
+                        if variant == tag {
+                            items += n;
+                        } else {
+                            variant = tag;
+                            items = n;
+                        }
+                    }
+                    Role::Points if tag == 1 => items += 1,
+                    _ if schema.counted.contains(&tag) => items += n,
+                    _ => {}
+                }
+            }
+        }
+    }
+    match schema.role {
+        Role::Span => {
+            let [trace_id, span_id, parent] = ids;
+            if !(is_valid_trace_id(trace_id)
+                && is_valid_span_id(span_id)
+                && (parent.is_empty() || parent.len() == 8))
+            {
+                *invalid = true;
+            }
+            Ok(1)
+        }
+        Role::LogRecord => {
+            let [trace_id, span_id, _] = ids;
+            if !((trace_id.is_empty() || trace_id.len() == 16)
+                && (span_id.is_empty() || span_id.len() == 8))
+            {
+                *invalid = true;
+            }
+            Ok(1)
+        }
+        _ => Ok(items),
+    }
+}
