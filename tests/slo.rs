@@ -575,41 +575,10 @@ async fn otlp_to_sli_to_slo_reports_figures_and_a_status_page() {
     screenshot_is_not_blank(&page_url).await;
 }
 
-/// The samples of `name` on a Prometheus text page, as (labels, value).
-fn samples(page: &str, name: &str) -> Vec<(std::collections::BTreeMap<String, String>, f64)> {
-    page.lines()
-        .filter_map(|l| l.strip_prefix(name)?.strip_prefix('{'))
-        .map(|rest| {
-            let (labels, value) = rest.rsplit_once("} ").unwrap();
-            let labels = labels
-                .split(',')
-                .filter(|kv| !kv.is_empty())
-                .map(|kv| {
-                    let (k, v) = kv.split_once('=').unwrap();
-                    (k.to_string(), v.trim_matches('"').to_string())
-                })
-                .collect();
-            (labels, value.trim().parse::<f64>().unwrap())
-        })
-        .collect()
-}
-
 /// Whether a sample's value is `want`, to the last bit or two (serde_json's default float
 /// parsing may be one unit in the last place off).
 fn same(value: Option<f64>, want: f64) -> bool {
     value.is_some_and(|v| (v - want).abs() <= want.abs() * 1e-15)
-}
-
-/// The value of the sample of `name` whose labels are exactly `labels`.
-fn sample(page: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    let want: std::collections::BTreeMap<String, String> = labels
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    samples(page, name)
-        .into_iter()
-        .find(|(l, _)| *l == want)
-        .map(|(_, v)| v)
 }
 
 /// `otlp -> sli -> slo (connector) -> prometheus`: the figures of `GET /slo` appear on the

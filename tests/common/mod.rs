@@ -705,3 +705,34 @@ pub fn logs_request(seed: u64, n: usize) -> ExportLogsServiceRequest {
 pub fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
+
+/// The samples of `name` on a Prometheus text page, as (labels, value).
+pub fn samples(page: &str, name: &str) -> Vec<(std::collections::BTreeMap<String, String>, f64)> {
+    page.lines()
+        .filter_map(|l| l.strip_prefix(name)?.strip_prefix('{'))
+        .map(|rest| {
+            let (labels, value) = rest.rsplit_once("} ").unwrap();
+            let labels = labels
+                .split(',')
+                .filter(|kv| !kv.is_empty())
+                .map(|kv| {
+                    let (k, v) = kv.split_once('=').unwrap();
+                    (k.to_string(), v.trim_matches('"').to_string())
+                })
+                .collect();
+            (labels, value.trim().parse::<f64>().unwrap())
+        })
+        .collect()
+}
+
+/// The value of the sample of `name` whose labels are exactly `labels`.
+pub fn sample(page: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let want: std::collections::BTreeMap<String, String> = labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    samples(page, name)
+        .into_iter()
+        .find(|(l, _)| *l == want)
+        .map(|(_, v)| v)
+}

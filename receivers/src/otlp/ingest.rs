@@ -27,11 +27,17 @@ pub(crate) const CONSUME_TIMEOUT: Duration = Duration::from_secs(5);
 /// What a client is told to wait when the pipeline is full.
 pub(crate) const RETRY_AFTER: Duration = Duration::from_secs(1);
 
-/// Where decoded requests go.
+/// Where requests go.
 pub(crate) struct Ingest {
-    pub(crate) next: SignalConsumers,
-    pub(crate) telemetry: ComponentTelemetry,
+    next: SignalConsumers,
+    telemetry: ComponentTelemetry,
+    /// Requests handed on, by form: `bytes` (as received) or `decoded`
+    /// (`sightline_receiver_requests_forwarded_total{form}`).
+    forwarded: Option<[prometheus::IntCounter; 2]>,
 }
+
+const AS_BYTES: usize = 0;
+const DECODED: usize = 1;
 
 /// A request that was accepted, maybe partly.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -57,6 +63,23 @@ pub(crate) enum IngestError {
 }
 
 impl Ingest {
+    pub(crate) fn new(next: SignalConsumers, telemetry: ComponentTelemetry) -> Ingest {
+        let id = telemetry.id().as_str().to_string();
+        let family = telemetry.counter_family(
+            "sightline_receiver_requests_forwarded_total",
+            "Requests a receiver handed to its pipelines, by form: bytes (the protobuf as received, when some pipeline only moves data) or decoded.",
+            &["form"],
+        );
+        let forwarded = family
+            .ok()
+            .map(|f| ["bytes", "decoded"].map(|form| f.with_label_values(&[id.as_str(), form])));
+        Ingest {
+            next,
+            telemetry,
+            forwarded,
+        }
+    }
+
     /// Checks and forwards one protobuf request body: as bytes when some pipeline only moves
     /// data and the body passes the scan, else decoded. A body that does not decode is
     /// refused as malformed (counted under `protocol`) with prost's reason.
@@ -76,7 +99,12 @@ impl Ingest {
             && let Ok(Scanned::Clean(encoded)) = EncodedPayload::from_request(R::SIGNAL, &body)
         {
             return self
-                .forward(Batch::encoded(encoded), Accepted::default(), budget)
+                .forward(
+                    Batch::encoded(encoded),
+                    Accepted::default(),
+                    budget,
+                    AS_BYTES,
+                )
                 .await;
         }
         match R::decode(body) {
@@ -100,7 +128,8 @@ impl Ingest {
             return Err(IngestError::SignalNotEnabled(payload.signal().as_str()));
         }
         let accepted = sanitize(&mut payload);
-        self.forward(Batch::new(payload), accepted, budget).await
+        self.forward(Batch::new(payload), accepted, budget, DECODED)
+            .await
     }
 
     /// Hands a checked batch to the pipelines of its signal within `budget`.
@@ -109,6 +138,7 @@ impl Ingest {
         batch: Batch,
         accepted: Accepted,
         budget: Duration,
+        form: usize,
     ) -> Result<Accepted, IngestError> {
         let signal = batch.signal();
         let Some(next) = self.next.get(signal) else {
@@ -116,6 +146,9 @@ impl Ingest {
         };
         if batch.item_count() == 0 {
             return Ok(accepted);
+        }
+        if let Some(forwarded) = &self.forwarded {
+            forwarded[form].inc();
         }
         match tokio::time::timeout(budget, next.consume(batch)).await {
             Ok(Ok(())) => Ok(accepted),

@@ -67,10 +67,7 @@ impl ReceiverFactory for Factory {
         next: SignalConsumers,
     ) -> Result<Arc<dyn Component>, BuildError> {
         let config = parse(config)?;
-        let ingest = Arc::new(ingest::Ingest {
-            next,
-            telemetry: ctx.telemetry.clone(),
-        });
+        let ingest = Arc::new(ingest::Ingest::new(next, ctx.telemetry.clone()));
         Ok(Arc::new(OtlpReceiver {
             config,
             ingest,
