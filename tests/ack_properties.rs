@@ -213,6 +213,7 @@ fn exporter(queue: bool, dest: &Arc<Destination>) -> Subject {
             enabled: queue,
             num_consumers: 2,
             queue_size: 8,
+            sizer: Default::default(),
             block_on_overflow: false,
         },
     };

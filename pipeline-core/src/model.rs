@@ -474,6 +474,13 @@ impl Batch {
         Batch::with_context(self.decoded.split_front(max_items), self.ctx.clone())
     }
 
+    /// What the batch weighs in bytes, as a byte-sized queue counts it: the size of its
+    /// OTLP export request in protobuf, as the OpenTelemetry Collector's `bytes` sizer
+    /// counts (for an encoded batch, about the bytes it holds).
+    pub fn size_bytes(&self) -> usize {
+        self.encoded_len()
+    }
+
     /// Bytes of the OTLP export request this batch encodes to.
     pub fn encoded_len(&self) -> usize {
         match &self.encoded {
@@ -488,6 +495,15 @@ impl Batch {
         match &self.encoded {
             Some(e) => e.write_request(out),
             None => self.decoded.write_request(out),
+        }
+    }
+
+    /// The batch as an OTLP export request in protobuf, in pieces to write one after the
+    /// other: an encoded batch's bytes as held (no copy), a decoded one encoded into one piece.
+    pub fn request_chunks(&self) -> Vec<bytes::Bytes> {
+        match &self.encoded {
+            Some(e) => e.request_chunks(),
+            None => vec![bytes::Bytes::from(self.to_request())],
         }
     }
 

@@ -1,19 +1,44 @@
-//! Bounded queues of batches, sized in items.
+//! Bounded queues of batches, sized in items or in bytes ([`Sizer`]).
 //!
 //! [`BatchQueue`] is the interface exporters drain; [`MemoryQueue`] is the in-memory
 //! implementation. A persistent implementation (with acknowledgement) plugs in behind the
 //! same trait. Full means back-pressure: `push` waits for room ([`FullPolicy::Block`]) or
 //! refuses at once with [`ConsumeError::Full`] ([`FullPolicy::Refuse`]); nothing is dropped.
+//!
+//! A batch taken out with `pop` still counts against the capacity until whoever took it
+//! resolves it (delivered or dropped): the bound covers what waits *and* what is being sent,
+//! so `queue_size` is the most telemetry an exporter holds, whatever the number of workers.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use prometheus::IntGauge;
 use tokio::sync::Notify;
 
 use crate::consumer::ConsumeError;
-use crate::model::{Batch, WaitingBatch};
+use crate::model::{AckToken, Batch, WaitingBatch};
+
+/// What a queue's capacity counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Sizer {
+    /// Items: spans, data points, log records.
+    #[default]
+    Items,
+    /// Bytes of the batches' protobuf ([`Batch::size_bytes`]).
+    Bytes,
+}
+
+impl Sizer {
+    /// What `batch` weighs in this unit.
+    pub fn weigh(self, batch: &Batch) -> usize {
+        match self {
+            Sizer::Items => batch.item_count(),
+            Sizer::Bytes => batch.size_bytes(),
+        }
+    }
+}
 
 /// What `push` does when the queue is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,7 +59,7 @@ pub trait BatchQueue: Send + Sync {
     async fn pop(&self) -> Option<Batch>;
     /// Refuses further pushes; pops continue until empty.
     fn close(&self);
-    /// Items queued now.
+    /// What is queued or being sent now, in the queue's unit.
     fn len_items(&self) -> usize;
     /// Removes and returns everything queued (for counting drops at a deadline).
     fn drain_all(&self) -> Vec<Batch>;
@@ -42,42 +67,27 @@ pub trait BatchQueue: Send + Sync {
 
 struct State {
     batches: VecDeque<(Batch, usize)>,
+    /// Weight queued plus weight popped and not yet resolved.
     items: usize,
     closed: bool,
 }
 
 /// An in-memory bounded queue.
 pub struct MemoryQueue {
-    state: Mutex<State>,
+    shared: Arc<Shared>,
     capacity: usize,
     policy: FullPolicy,
+    sizer: Sizer,
+}
+
+struct Shared {
+    state: Mutex<State>,
     not_empty: Notify,
     not_full: Notify,
     size_gauge: Option<IntGauge>,
 }
 
-impl MemoryQueue {
-    /// A queue holding up to `capacity` items. A batch larger than the capacity is accepted
-    /// when the queue is empty, so that no batch can wait forever.
-    pub fn new(capacity: usize, policy: FullPolicy, gauges: Option<(IntGauge, IntGauge)>) -> Self {
-        let size_gauge = gauges.map(|(size, cap)| {
-            cap.set(capacity as i64);
-            size
-        });
-        MemoryQueue {
-            state: Mutex::new(State {
-                batches: VecDeque::new(),
-                items: 0,
-                closed: false,
-            }),
-            capacity,
-            policy,
-            not_empty: Notify::new(),
-            not_full: Notify::new(),
-            size_gauge,
-        }
-    }
-
+impl Shared {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -88,9 +98,64 @@ impl MemoryQueue {
         }
     }
 
+    /// Gives back the room of a popped batch that was resolved.
+    fn release(&self, n: usize) {
+        let mut s = self.lock();
+        s.items = s.items.saturating_sub(n);
+        let items = s.items;
+        drop(s);
+        self.update_gauge(items);
+        self.not_full.notify_waiters();
+    }
+}
+
+impl MemoryQueue {
+    /// A queue holding up to `capacity` items (and what its workers are sending). A batch
+    /// larger than the capacity is accepted when the queue is empty, so that no batch can
+    /// wait forever.
+    pub fn new(capacity: usize, policy: FullPolicy, gauges: Option<(IntGauge, IntGauge)>) -> Self {
+        MemoryQueue::sized(capacity, Sizer::Items, policy, gauges)
+    }
+
+    /// A queue holding up to `capacity` in `sizer`'s unit.
+    pub fn sized(
+        capacity: usize,
+        sizer: Sizer,
+        policy: FullPolicy,
+        gauges: Option<(IntGauge, IntGauge)>,
+    ) -> Self {
+        let size_gauge = gauges.map(|(size, cap)| {
+            cap.set(capacity as i64);
+            size
+        });
+        MemoryQueue {
+            shared: Arc::new(Shared {
+                state: Mutex::new(State {
+                    batches: VecDeque::new(),
+                    items: 0,
+                    closed: false,
+                }),
+                not_empty: Notify::new(),
+                not_full: Notify::new(),
+                size_gauge,
+            }),
+            capacity,
+            policy,
+            sizer,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.shared.lock()
+    }
+
+    fn update_gauge(&self, items: usize) {
+        self.shared.update_gauge(items);
+    }
+
     /// Pushes without waiting: `Err` gives the batch back when there is no room.
     fn try_push(&self, batch: Batch) -> Result<(), (Batch, ConsumeError)> {
-        let n = batch.item_count();
+        let n = self.sizer.weigh(&batch);
         let mut s = self.lock();
         if s.closed {
             return Err((batch, ConsumeError::ShuttingDown));
@@ -103,7 +168,7 @@ impl MemoryQueue {
         let items = s.items;
         drop(s);
         self.update_gauge(items);
-        self.not_empty.notify_one();
+        self.shared.not_empty.notify_one();
         Ok(())
     }
 }
@@ -112,7 +177,7 @@ impl MemoryQueue {
 impl BatchQueue for MemoryQueue {
     async fn push(&self, mut batch: Batch) -> Result<(), ConsumeError> {
         loop {
-            let notified = self.not_full.notified();
+            let notified = self.shared.not_full.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             match self.try_push(batch) {
@@ -137,21 +202,23 @@ impl BatchQueue for MemoryQueue {
 
     async fn pop(&self) -> Option<Batch> {
         loop {
-            let notified = self.not_empty.notified();
+            let notified = self.shared.not_empty.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             {
                 let mut s = self.lock();
-                if let Some((batch, n)) = s.batches.pop_front() {
-                    s.items -= n;
-                    let items = s.items;
+                if let Some((mut batch, n)) = s.batches.pop_front() {
                     let more = !s.batches.is_empty();
                     drop(s);
-                    self.update_gauge(items);
-                    self.not_full.notify_waiters();
                     if more {
-                        self.not_empty.notify_one();
+                        self.shared.not_empty.notify_one();
                     }
+                    // Its room comes back when the taker resolves it, not now.
+                    let shared = Arc::clone(&self.shared);
+                    batch
+                        .ctx
+                        .acks
+                        .push(AckToken::with_outcome(move |_| shared.release(n)));
                     return Some(batch);
                 }
                 if s.closed {
@@ -164,8 +231,8 @@ impl BatchQueue for MemoryQueue {
 
     fn close(&self) {
         self.lock().closed = true;
-        self.not_empty.notify_waiters();
-        self.not_full.notify_waiters();
+        self.shared.not_empty.notify_waiters();
+        self.shared.not_full.notify_waiters();
     }
 
     fn len_items(&self) -> usize {
@@ -174,11 +241,13 @@ impl BatchQueue for MemoryQueue {
 
     fn drain_all(&self) -> Vec<Batch> {
         let mut s = self.lock();
-        s.items = 0;
+        let queued: usize = s.batches.iter().map(|(_, n)| n).sum();
+        s.items -= queued;
+        let items = s.items;
         let out = s.batches.drain(..).map(|(b, _)| b).collect();
         drop(s);
-        self.update_gauge(0);
-        self.not_full.notify_waiters();
+        self.update_gauge(items);
+        self.shared.not_full.notify_waiters();
         out
     }
 }
@@ -187,7 +256,6 @@ impl BatchQueue for MemoryQueue {
 mod tests {
     use super::*;
     use crate::testing::span_batch;
-    use std::sync::Arc;
     use std::time::Duration;
 
     #[tokio::test]
@@ -205,7 +273,28 @@ mod tests {
     async fn oversized_batch_fits_an_empty_queue() {
         let q = MemoryQueue::new(10, FullPolicy::Refuse, None);
         q.push(span_batch(50)).await.unwrap();
-        assert_eq!(q.pop().await.unwrap().item_count(), 50);
+        let popped = q.pop().await.unwrap();
+        assert_eq!(popped.item_count(), 50);
+        assert_eq!(q.len_items(), 50, "in flight until resolved");
+        popped.dropped();
+        assert_eq!(q.len_items(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_byte_sized_queue_weighs_batches_in_bytes() {
+        let batch = span_batch(10);
+        let bytes = batch.size_bytes();
+        assert_eq!(bytes, batch.to_request().len());
+        let q = MemoryQueue::sized(bytes * 2, Sizer::Bytes, FullPolicy::Refuse, None);
+        q.push(span_batch(10)).await.unwrap();
+        q.push(span_batch(10)).await.unwrap();
+        assert_eq!(q.len_items(), bytes * 2);
+        assert!(matches!(
+            q.push(span_batch(1)).await,
+            Err(ConsumeError::Full)
+        ));
+        q.pop().await.unwrap().delivered();
+        q.push(span_batch(1)).await.unwrap();
     }
 
     #[tokio::test]
@@ -239,7 +328,14 @@ mod tests {
         let pusher = tokio::spawn(async move { q2.push(span_batch(5)).await });
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(!pusher.is_finished(), "push must wait while full");
-        assert_eq!(q.pop().await.unwrap().item_count(), 8);
+        let popped = q.pop().await.unwrap();
+        assert_eq!(popped.item_count(), 8);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(
+            !pusher.is_finished(),
+            "a batch being sent still takes its room"
+        );
+        popped.delivered();
         pusher.await.unwrap().unwrap();
         q.close();
         assert_eq!(q.pop().await.unwrap().item_count(), 5);

@@ -9,6 +9,7 @@ use flate2::write::GzEncoder;
 use http::{HeaderMap, HeaderName, HeaderValue, Uri};
 use pipeline_core::FieldError;
 use pipeline_core::config::HumanDuration;
+pub use pipeline_core::queue::Sizer;
 use serde::{Deserialize, Serialize};
 
 /// The default per-attempt `timeout`: 5s.
@@ -102,11 +103,13 @@ impl RetryConfig {
 
 /// `sending_queue`: the bounded queue between `consume` and the workers.
 ///
-/// The size counts items (spans, data points, log records), not requests. The default of
-/// 10 000 holds one full batch of the `batch` processor's default 8192 items plus change,
-/// while `num_consumers` workers hold one more batch each in flight: enough to ride out a
-/// slow backend without holding hundreds of megabytes when it is down. A batch larger than
-/// the whole queue is still accepted when the queue is empty.
+/// `queue_size` counts in the unit `sizer` names: items (spans, data points, log records;
+/// the default) or bytes (of the batches' protobuf). It bounds what waits *and* what the
+/// `num_consumers` workers are sending: a batch keeps its room until the backend answered
+/// for it. The default of 10 000 items holds one full batch of the `batch` processor's
+/// default 8192 items plus change, so an exporter holds at most about one batch whatever its
+/// workers; `sizer: bytes` bounds it in memory terms (with 2 KiB spans, 10 000 items are
+/// 20 MiB). A batch larger than the whole queue is still accepted when the queue is empty.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct QueueConfig {
@@ -115,8 +118,10 @@ pub struct QueueConfig {
     pub enabled: bool,
     /// Workers sending concurrently (default `10`).
     pub num_consumers: usize,
-    /// Capacity in items (default `10000`).
+    /// Capacity in `sizer`'s unit (default `10000`).
     pub queue_size: usize,
+    /// What `queue_size` counts: `items` (default) or `bytes`.
+    pub sizer: Sizer,
     /// When the queue is full: `true` (default) makes `consume` wait for room, `false`
     /// refuses the batch at once (the receiver answers 503 / `UNAVAILABLE`).
     pub block_on_overflow: bool,
@@ -128,6 +133,7 @@ impl Default for QueueConfig {
             enabled: true,
             num_consumers: 10,
             queue_size: 10_000,
+            sizer: Sizer::Items,
             block_on_overflow: true,
         }
     }

@@ -98,8 +98,9 @@ impl<S: Sender> QueuedExporter<S> {
             } else {
                 FullPolicy::Refuse
             };
-            Arc::new(MemoryQueue::new(
+            Arc::new(MemoryQueue::sized(
                 queue_cfg.queue_size,
+                queue_cfg.sizer,
                 policy,
                 Some(ctx.telemetry.queue_gauges()),
             )) as Arc<dyn BatchQueue>

@@ -93,9 +93,15 @@ impl GrpcClient {
             .map_err(ComponentError::Other)
     }
 
-    /// One unary call of `path` with the encoded request `body`; returns the encoded
-    /// response. Failures are classified with [`classify`].
-    pub async fn unary(&self, path: PathAndQuery, body: Bytes) -> Result<Bytes, SendError> {
+    /// One unary call of `path` with the encoded request `body` (one buffer, or pieces
+    /// written one after the other); returns the encoded response. Failures are classified
+    /// with [`classify`].
+    pub async fn unary(
+        &self,
+        path: PathAndQuery,
+        body: impl Into<RequestBody>,
+    ) -> Result<Bytes, SendError> {
+        let body = body.into();
         let channel = self.channel().await.map_err(SendError::permanent_health)?;
         let mut grpc = tonic::client::Grpc::new(channel);
         if self.compression == Compression::Gzip {
@@ -124,12 +130,28 @@ impl GrpcClient {
     }
 }
 
+/// An already-encoded request message, in pieces written one after the other.
+#[derive(Debug, Clone, Default)]
+pub struct RequestBody(pub Vec<Bytes>);
+
+impl From<Bytes> for RequestBody {
+    fn from(b: Bytes) -> RequestBody {
+        RequestBody(vec![b])
+    }
+}
+
+impl From<Vec<Bytes>> for RequestBody {
+    fn from(pieces: Vec<Bytes>) -> RequestBody {
+        RequestBody(pieces)
+    }
+}
+
 /// Passes already-encoded messages through tonic's framing and compression.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RawCodec;
 
 impl Codec for RawCodec {
-    type Encode = Bytes;
+    type Encode = RequestBody;
     type Decode = Bytes;
     type Encoder = RawCodec;
     type Decoder = RawCodec;
@@ -144,11 +166,14 @@ impl Codec for RawCodec {
 }
 
 impl Encoder for RawCodec {
-    type Item = Bytes;
+    type Item = RequestBody;
     type Error = Status;
 
-    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        dst.put(item);
+    fn encode(&mut self, item: RequestBody, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.reserve(item.0.iter().map(Bytes::len).sum());
+        for piece in item.0 {
+            dst.put(piece);
+        }
         Ok(())
     }
 }

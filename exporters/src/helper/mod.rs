@@ -40,7 +40,7 @@ mod tls;
 pub mod values;
 
 pub use config::{
-    Compression, ExporterSettings, Headers, QueueConfig, RetryConfig, default_timeout,
+    Compression, ExporterSettings, Headers, QueueConfig, RetryConfig, Sizer, default_timeout,
     parse_endpoint,
 };
 pub use exporter::QueuedExporter;

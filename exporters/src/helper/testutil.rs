@@ -103,6 +103,7 @@ pub(crate) fn fast_settings() -> ExporterSettings {
             enabled: true,
             num_consumers: 2,
             queue_size: 100,
+            sizer: Default::default(),
             block_on_overflow: true,
         },
     }

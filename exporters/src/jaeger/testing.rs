@@ -30,7 +30,7 @@ use tonic::transport::server::TcpIncoming;
 use tonic::{Code, Status};
 
 use super::model::{Batch, POST_SPANS_PATH, PostSpansRequest, PostSpansResponse};
-use crate::helper::grpc::RawCodec;
+use crate::helper::grpc::{RawCodec, RequestBody};
 use crate::testing::{HttpHandler, serve_http, text_response};
 
 #[derive(Default)]
@@ -232,16 +232,16 @@ impl Service<http::Request<tonic::body::Body>> for PostSpansService {
 struct PostSpansCall(Arc<JaegerCollector>);
 
 impl tonic::server::UnaryService<Bytes> for PostSpansCall {
-    type Response = Bytes;
-    type Future = BoxFuture<tonic::Response<Bytes>, Status>;
+    type Response = RequestBody;
+    type Future = BoxFuture<tonic::Response<RequestBody>, Status>;
 
     fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
         let collector = Arc::clone(&self.0);
         Box::pin(async move {
             collector.post_spans(&request.into_inner())?;
-            Ok(tonic::Response::new(Bytes::from(
+            Ok(tonic::Response::new(RequestBody::from(Bytes::from(
                 PostSpansResponse {}.encode_to_vec(),
-            )))
+            ))))
         })
     }
 }

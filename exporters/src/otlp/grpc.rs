@@ -2,7 +2,6 @@
 //! [`GrpcClient`].
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use http::uri::PathAndQuery;
 use pipeline_core::{Batch, ComponentError, FieldError, Signal};
 
@@ -56,8 +55,10 @@ impl Sender for GrpcSender {
     /// keeping a copy around.
     async fn send(&self, batch: &Batch) -> Result<Delivered, SendError> {
         let signal = batch.signal();
-        let body = Bytes::from(batch.to_request());
-        let response = self.client.unary(export_path(signal), body).await?;
+        let response = self
+            .client
+            .unary(export_path(signal), batch.request_chunks())
+            .await?;
         decode_response_proto(signal, &response).map_err(|e| SendError::permanent(e.to_string()))
     }
 }

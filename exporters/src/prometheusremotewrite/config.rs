@@ -12,7 +12,8 @@ use crate::helper::prometheus::{
     ResourceToTelemetry, TranslationConfig, config_labels, validate_config_labels,
 };
 use crate::helper::{
-    ExporterSettings, Headers, QueueConfig, RetryConfig, TlsConfig, default_timeout, parse_endpoint,
+    ExporterSettings, Headers, QueueConfig, RetryConfig, Sizer, TlsConfig, default_timeout,
+    parse_endpoint,
 };
 
 /// `sending_queue` of this exporter: like the other exporters' but without `num_consumers`,
@@ -23,8 +24,10 @@ use crate::helper::{
 pub struct RemoteWriteQueueConfig {
     /// Whether to queue at all (default `true`).
     pub enabled: bool,
-    /// Capacity in data points (default `10000`).
+    /// Capacity in `sizer`'s unit (default `10000`).
     pub queue_size: usize,
+    /// What `queue_size` counts: `items` (data points, the default) or `bytes`.
+    pub sizer: Sizer,
     /// When full: wait (default `true`) or refuse at once.
     pub block_on_overflow: bool,
 }
@@ -35,6 +38,7 @@ impl Default for RemoteWriteQueueConfig {
         RemoteWriteQueueConfig {
             enabled: q.enabled,
             queue_size: q.queue_size,
+            sizer: q.sizer,
             block_on_overflow: q.block_on_overflow,
         }
     }
@@ -164,6 +168,7 @@ impl RemoteWriteConfig {
                 enabled: self.sending_queue.enabled,
                 num_consumers: 1,
                 queue_size: self.sending_queue.queue_size,
+                sizer: self.sending_queue.sizer,
                 block_on_overflow: self.sending_queue.block_on_overflow,
             },
         }

@@ -167,6 +167,27 @@ impl EncodedPayload {
         }
     }
 
+    /// The export request as pieces to write one after the other: each group's key and
+    /// length (cut from one small buffer), then the group's bytes as held (no copy).
+    pub fn request_chunks(&self) -> Vec<Bytes> {
+        let mut headers = bytes::BytesMut::with_capacity(self.groups.len() * 6);
+        let mut ends = Vec::with_capacity(self.groups.len());
+        for g in &self.groups {
+            headers.put_u8(0x0a);
+            prost::encoding::encode_varint(g.message.len() as u64, &mut headers);
+            ends.push(headers.len());
+        }
+        let headers = headers.freeze();
+        let mut out = Vec::with_capacity(self.groups.len() * 2);
+        let mut start = 0;
+        for (g, end) in self.groups.iter().zip(ends) {
+            out.push(headers.slice(start..end));
+            out.push(g.message.clone());
+            start = end;
+        }
+        out
+    }
+
     /// The export request as one buffer.
     pub fn to_request(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.encoded_len());

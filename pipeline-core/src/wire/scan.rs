@@ -66,26 +66,39 @@ enum Role {
     Points,
 }
 
-/// A message type: its known fields and its role in counting.
+/// The highest field number in the OTLP messages scanned.
+const MAX_TAG: usize = 16;
+
+/// A message type: its known fields (indexed by field number) and its role in counting.
 struct Schema {
-    fields: &'static [(u32, Kind)],
+    fields: [Option<Kind>; MAX_TAG + 1],
     role: Role,
     /// Fields whose sub-messages' item counts add up to this message's.
     counted: &'static [u32],
 }
 
 impl Schema {
+    const fn new(list: &[(u32, Kind)], role: Role, counted: &'static [u32]) -> Schema {
+        let mut fields = [None; MAX_TAG + 1];
+        let mut i = 0;
+        while i < list.len() {
+            fields[list[i].0 as usize] = Some(list[i].1);
+            i += 1;
+        }
+        Schema {
+            fields,
+            role,
+            counted,
+        }
+    }
+
     fn kind(&self, tag: u32) -> Option<Kind> {
-        self.fields.iter().find(|(t, _)| *t == tag).map(|(_, k)| *k)
+        self.fields.get(tag as usize).copied().flatten()
     }
 }
 
-const fn plain(fields: &'static [(u32, Kind)]) -> Schema {
-    Schema {
-        fields,
-        role: Role::Plain,
-        counted: &[],
-    }
+const fn plain(fields: &[(u32, Kind)]) -> Schema {
+    Schema::new(fields, Role::Plain, &[])
 }
 
 use Kind::{Bytes as B, Fixed32 as F32, Fixed64 as F64, Msg, Str as S, Varint as V};
@@ -110,18 +123,18 @@ static ENTITY_REF: Schema = plain(&[(1, S), (2, S), (3, S), (4, S)]);
 static RESOURCE: Schema = plain(&[(1, Msg(&KEY_VALUE)), (2, V), (3, Msg(&ENTITY_REF))]);
 
 // trace.v1
-static RESOURCE_SPANS: Schema = Schema {
-    fields: &[(1, Msg(&RESOURCE)), (2, Msg(&SCOPE_SPANS)), (3, S)],
-    role: Role::Plain,
-    counted: &[2],
-};
-static SCOPE_SPANS: Schema = Schema {
-    fields: &[(1, Msg(&SCOPE)), (2, Msg(&SPAN)), (3, S)],
-    role: Role::Plain,
-    counted: &[2],
-};
-static SPAN: Schema = Schema {
-    fields: &[
+static RESOURCE_SPANS: Schema = Schema::new(
+    &[(1, Msg(&RESOURCE)), (2, Msg(&SCOPE_SPANS)), (3, S)],
+    Role::Plain,
+    &[2],
+);
+static SCOPE_SPANS: Schema = Schema::new(
+    &[(1, Msg(&SCOPE)), (2, Msg(&SPAN)), (3, S)],
+    Role::Plain,
+    &[2],
+);
+static SPAN: Schema = Schema::new(
+    &[
         (1, B),
         (2, B),
         (3, S),
@@ -139,9 +152,9 @@ static SPAN: Schema = Schema {
         (14, V),
         (15, Msg(&STATUS)),
     ],
-    role: Role::Span,
-    counted: &[],
-};
+    Role::Span,
+    &[],
+);
 static EVENT: Schema = plain(&[(1, F64), (2, S), (3, Msg(&KEY_VALUE)), (4, V)]);
 static LINK: Schema = plain(&[
     (1, B),
@@ -154,18 +167,18 @@ static LINK: Schema = plain(&[
 static STATUS: Schema = plain(&[(2, S), (3, V)]);
 
 // logs.v1
-static RESOURCE_LOGS: Schema = Schema {
-    fields: &[(1, Msg(&RESOURCE)), (2, Msg(&SCOPE_LOGS)), (3, S)],
-    role: Role::Plain,
-    counted: &[2],
-};
-static SCOPE_LOGS: Schema = Schema {
-    fields: &[(1, Msg(&SCOPE)), (2, Msg(&LOG_RECORD)), (3, S)],
-    role: Role::Plain,
-    counted: &[2],
-};
-static LOG_RECORD: Schema = Schema {
-    fields: &[
+static RESOURCE_LOGS: Schema = Schema::new(
+    &[(1, Msg(&RESOURCE)), (2, Msg(&SCOPE_LOGS)), (3, S)],
+    Role::Plain,
+    &[2],
+);
+static SCOPE_LOGS: Schema = Schema::new(
+    &[(1, Msg(&SCOPE)), (2, Msg(&LOG_RECORD)), (3, S)],
+    Role::Plain,
+    &[2],
+);
+static LOG_RECORD: Schema = Schema::new(
+    &[
         (1, F64),
         (11, F64),
         (2, V),
@@ -178,23 +191,23 @@ static LOG_RECORD: Schema = Schema {
         (10, B),
         (12, S),
     ],
-    role: Role::LogRecord,
-    counted: &[],
-};
+    Role::LogRecord,
+    &[],
+);
 
 // metrics.v1
-static RESOURCE_METRICS: Schema = Schema {
-    fields: &[(1, Msg(&RESOURCE)), (2, Msg(&SCOPE_METRICS)), (3, S)],
-    role: Role::Plain,
-    counted: &[2],
-};
-static SCOPE_METRICS: Schema = Schema {
-    fields: &[(1, Msg(&SCOPE)), (2, Msg(&METRIC)), (3, S)],
-    role: Role::Plain,
-    counted: &[2],
-};
-static METRIC: Schema = Schema {
-    fields: &[
+static RESOURCE_METRICS: Schema = Schema::new(
+    &[(1, Msg(&RESOURCE)), (2, Msg(&SCOPE_METRICS)), (3, S)],
+    Role::Plain,
+    &[2],
+);
+static SCOPE_METRICS: Schema = Schema::new(
+    &[(1, Msg(&SCOPE)), (2, Msg(&METRIC)), (3, S)],
+    Role::Plain,
+    &[2],
+);
+static METRIC: Schema = Schema::new(
+    &[
         (1, S),
         (2, S),
         (3, S),
@@ -205,15 +218,11 @@ static METRIC: Schema = Schema {
         (10, Msg(&EXP_HISTOGRAM)),
         (11, Msg(&SUMMARY)),
     ],
-    role: Role::Metric,
-    counted: &[],
-};
-const fn points(fields: &'static [(u32, Kind)]) -> Schema {
-    Schema {
-        fields,
-        role: Role::Points,
-        counted: &[],
-    }
+    Role::Metric,
+    &[],
+);
+const fn points(fields: &[(u32, Kind)]) -> Schema {
+    Schema::new(fields, Role::Points, &[])
 }
 static GAUGE: Schema = points(&[(1, Msg(&NUMBER_POINT))]);
 static SUM: Schema = points(&[(1, Msg(&NUMBER_POINT)), (2, V), (3, V)]);

@@ -14,6 +14,10 @@ pub struct BatchConfig {
     pub send_batch_max_size: usize,
     /// Longest an item waits for its batch to fill.
     pub timeout: HumanDuration,
+    /// Most data held pending, in MiB of protobuf, before callers wait (default `16`): with
+    /// large items (64 KiB log bodies, 2 KiB PII-heavy spans) this, not the item count, is
+    /// what bounds the processor's memory. `0` means no byte bound.
+    pub pending_limit_mib: usize,
 }
 
 impl Default for BatchConfig {
@@ -22,6 +26,7 @@ impl Default for BatchConfig {
             send_batch_size: 8192,
             send_batch_max_size: 0,
             timeout: HumanDuration::from_millis(200),
+            pending_limit_mib: 16,
         }
     }
 }
@@ -45,6 +50,14 @@ impl BatchConfig {
             return Err(FieldError::new("timeout", "must be greater than 0"));
         }
         Ok(())
+    }
+
+    /// Most bytes held pending before callers wait (`usize::MAX` without a byte bound).
+    pub fn pending_limit_bytes(&self) -> usize {
+        match self.pending_limit_mib {
+            0 => usize::MAX,
+            mib => mib.saturating_mul(1 << 20),
+        }
     }
 
     /// Most items held pending before callers wait: room for two full batches, so one can

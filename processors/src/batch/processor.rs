@@ -33,6 +33,8 @@ struct Pending {
     /// The data waiting, with the handles of every batch merged into it.
     batch: Batch,
     items: usize,
+    /// Protobuf bytes pending (only counted with a byte bound).
+    bytes: usize,
     oldest: Option<Instant>,
 }
 
@@ -77,6 +79,7 @@ impl BatchProcessor {
         let pending = Pending {
             batch: Batch::empty(signal),
             items: 0,
+            bytes: 0,
             oldest: None,
         };
         BatchProcessor {
@@ -137,6 +140,7 @@ impl Shared {
         let (pending_items, pending_ctx) = {
             let mut p = self.lock();
             p.oldest = None;
+            p.bytes = 0;
             let batch = std::mem::replace(&mut p.batch, Batch::empty(self.signal));
             (std::mem::take(&mut p.items), batch)
         };
@@ -165,6 +169,7 @@ impl Shared {
     fn take_due(&self, all: bool) -> Option<Batch> {
         let mut p = self.lock();
         let due = p.items >= self.config.send_batch_size
+            || p.bytes >= self.config.pending_limit_bytes() / 2
             || p.oldest
                 .is_some_and(|t| t.elapsed() >= self.config.timeout.get())
             || all;
@@ -172,6 +177,7 @@ impl Shared {
             return None;
         }
         p.items = 0;
+        p.bytes = 0;
         p.oldest = None;
         Some(std::mem::replace(&mut p.batch, Batch::empty(self.signal)))
     }
@@ -239,6 +245,12 @@ impl Consumer for BatchProcessor {
             return Ok(());
         }
         let limit = s.config.pending_limit();
+        let byte_limit = s.config.pending_limit_bytes();
+        let size = if byte_limit == usize::MAX {
+            0
+        } else {
+            batch.size_bytes()
+        };
         // Waiting for room, the batch is not ours yet: a caller that gives up refuses it.
         let mut batch = Some(WaitingBatch::new(batch));
         loop {
@@ -252,7 +264,7 @@ impl Consumer for BatchProcessor {
             }
             {
                 let mut p = s.lock();
-                if p.items == 0 || p.items + n <= limit {
+                if p.items == 0 || (p.items + n <= limit && p.bytes + size <= byte_limit) {
                     let Some(taken) = batch.take().and_then(WaitingBatch::take) else {
                         return Ok(());
                     };
@@ -266,10 +278,13 @@ impl Consumer for BatchProcessor {
                     }
                     let was_empty = p.items == 0;
                     p.items += n;
+                    p.bytes += size;
                     if was_empty {
                         p.oldest = Some(Instant::now());
                     }
-                    if was_empty || p.items >= s.config.send_batch_size {
+                    // Half the byte bound is a full batch too: the other half fills meanwhile.
+                    if was_empty || p.items >= s.config.send_batch_size || p.bytes >= byte_limit / 2
+                    {
                         s.wake.notify_one();
                     }
                     return Ok(());

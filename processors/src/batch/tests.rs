@@ -399,3 +399,51 @@ fn invalid_configs() {
         "timeout"
     );
 }
+
+/// Large items: the byte bound, not the item count, holds callers back, and half of it is a
+/// full batch (sent at once, not after the timeout).
+#[tokio::test]
+async fn pending_data_is_bounded_in_bytes() {
+    let stuck = Arc::new(Stuck::default());
+    let p = build_with(
+        serde_json::json!({"send_batch_size": 100000, "timeout": "1h", "pending_limit_mib": 1}),
+        stuck.clone(),
+    );
+    p.start(&Host::new(std::env::temp_dir())).await.unwrap();
+    let probe = AckProbe::new();
+    let big = |n| {
+        let mut b = span_batch(n);
+        if let Payload::Traces(rs) = b.payload_mut() {
+            for s in rs
+                .iter_mut()
+                .flat_map(|r| &mut r.scope_spans)
+                .flat_map(|s| &mut s.spans)
+            {
+                s.name = "x".repeat(64 * 1024);
+            }
+        }
+        b
+    };
+    // 9 spans of 64 KiB: over half of 1 MiB, so the flusher takes them at once (stuck).
+    p.consume(probe.track(big(9))).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !stuck.entered.load(std::sync::atomic::Ordering::Acquire) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert!(
+        stuck.entered.load(std::sync::atomic::Ordering::Acquire),
+        "half the byte bound sends without waiting for the timeout"
+    );
+    // Then 15 more (~960 KiB) fit under 1 MiB; the next caller waits for room.
+    p.consume(probe.track(big(15))).await.unwrap();
+    let waited =
+        tokio::time::timeout(Duration::from_millis(50), p.consume(probe.track(big(2)))).await;
+    assert!(
+        waited.is_err(),
+        "the caller waited: pending is at the byte bound"
+    );
+    assert_eq!(probe.outcome(2), Some(AckOutcome::Dropped));
+    p.shutdown(Instant::now() + Duration::from_millis(50))
+        .await
+        .unwrap();
+}
