@@ -26,7 +26,11 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check configs and print every error (file, component, field path); exit 1 if any.
-    Validate,
+    Validate {
+        /// Also report each persistent sending queue's depth and integrity (read-only).
+        #[arg(long)]
+        check_storage: bool,
+    },
     /// List every registered receiver, processor, connector and exporter with its signals.
     Components,
 }
@@ -45,7 +49,9 @@ pub(crate) fn run(registry: Registry) -> ExitCode {
     };
     match cli.command {
         Some(Command::Components) => components(&registry),
-        Some(Command::Validate) => validate(&registry, &cli.config),
+        Some(Command::Validate { check_storage }) => {
+            validate(&registry, &cli.config, check_storage)
+        }
         None => crate::service::run(registry, &cli.config),
     }
 }
@@ -99,10 +105,13 @@ pub(crate) fn load(
     }
 }
 
-fn validate(registry: &Registry, files: &[String]) -> ExitCode {
+fn validate(registry: &Registry, files: &[String], check_storage: bool) -> ExitCode {
     match load(registry, files) {
-        Ok(_) => {
+        Ok(config) => {
             println!("configuration is valid");
+            if check_storage {
+                report_storage(&config);
+            }
             ExitCode::SUCCESS
         }
         Err(errors) => {
@@ -112,6 +121,54 @@ fn validate(registry: &Registry, files: &[String]) -> ExitCode {
             eprintln!("{} error(s) found", errors.0.len());
             ExitCode::from(1)
         }
+    }
+}
+
+/// Prints the depth and integrity of every exporter's persistent queue, changing nothing.
+fn report_storage(config: &pipeline_core::config::Config) {
+    let exporters = config
+        .components
+        .get(&pipeline_core::ComponentKind::Exporter);
+    let mut found = false;
+    for (id, raw) in exporters.into_iter().flatten() {
+        let Some(storage) = raw
+            .pointer("/sending_queue/storage")
+            .and_then(|v| v.as_str())
+        else {
+            continue;
+        };
+        found = true;
+        let base = std::path::Path::new(storage);
+        let base = if base.is_absolute() {
+            base.to_path_buf()
+        } else {
+            config.service.data_dir.0.join(base)
+        };
+        let dir = base.join(id.as_str().replace('/', "-"));
+        match pipeline_core::queue::inspect(&dir) {
+            Ok(r) => {
+                let integrity = if r.corrupt_records == 0 {
+                    "integrity ok".to_string()
+                } else {
+                    format!(
+                        "DAMAGED: {} torn or corrupt record(s), {} bytes lost (cut and counted at the next start)",
+                        r.corrupt_records, r.corrupt_bytes
+                    )
+                };
+                println!(
+                    "exporter {id}: queue {}: {} segment(s), {} bytes on disk, {} record(s) waiting ({} items); {integrity}",
+                    dir.display(),
+                    r.segments,
+                    r.bytes,
+                    r.records,
+                    r.items
+                );
+            }
+            Err(e) => println!("exporter {id}: queue {}: cannot read: {e}", dir.display()),
+        }
+    }
+    if !found {
+        println!("no exporter has a persistent sending queue (sending_queue.storage)");
     }
 }
 

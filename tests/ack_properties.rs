@@ -215,6 +215,7 @@ fn exporter(queue: bool, dest: &Arc<Destination>) -> Subject {
             queue_size: 8,
             sizer: Default::default(),
             block_on_overflow: false,
+            ..QueueConfig::default()
         },
     };
     let x = QueuedExporter::new(&ctx, settings, DestinationSender(dest.clone()));

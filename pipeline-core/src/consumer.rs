@@ -123,6 +123,14 @@ pub trait Consumer: Send + Sync {
     /// batch as dropped and the caller answers its sender (a retryable error: try again).
     async fn consume(&self, batch: Batch) -> Result<(), ConsumeError>;
 
+    /// Whether the batches this consumer accepts end up only where they survive a restart
+    /// (every exporter downstream has a persistent queue), their acknowledgement handles
+    /// being resolved once they are written there. A receiver then answers its client only
+    /// after that, not when `consume` returns (end-to-end acknowledgement).
+    fn acks_durably(&self) -> bool {
+        false
+    }
+
     /// Whether this consumer only reads batches and takes them by reference through
     /// [`Consumer::consume_ref`] (a connector that derives metrics from spans). A [`Fanout`]
     /// then lends it the batch instead of cloning it.
@@ -168,6 +176,10 @@ impl Consumer for Fanout {
             mutates_data: self.branches.iter().any(|b| b.capabilities().mutates_data),
             reads_data: self.branches.iter().all(|b| b.capabilities().reads_data),
         }
+    }
+
+    fn acks_durably(&self) -> bool {
+        self.branches.iter().all(|b| b.acks_durably())
     }
 
     async fn consume(&self, mut batch: Batch) -> Result<(), ConsumeError> {
@@ -242,6 +254,10 @@ impl SwitchConsumer {
 impl Consumer for SwitchConsumer {
     fn capabilities(&self) -> Capabilities {
         self.target.load().capabilities()
+    }
+
+    fn acks_durably(&self) -> bool {
+        self.target.load().acks_durably()
     }
 
     async fn consume(&self, batch: Batch) -> Result<(), ConsumeError> {

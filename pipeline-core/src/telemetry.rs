@@ -462,6 +462,10 @@ impl Consumer for Instrumented {
         self.inner.capabilities()
     }
 
+    fn acks_durably(&self) -> bool {
+        self.inner.acks_durably()
+    }
+
     async fn consume(&self, mut batch: Batch) -> Result<(), ConsumeError> {
         let (signal, items) = self.before(&batch);
         if let Some(d) = &self.downstream {

@@ -272,6 +272,22 @@ impl Sightline {
         }
     }
 
+    /// The process's peak resident memory (`VmHWM`) in bytes.
+    pub fn peak_rss(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map_or(0, |kb| kb * 1024)
+    }
+
+    /// kill -9: no shutdown, no flush.
+    pub fn kill_9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
@@ -441,7 +457,12 @@ pub struct Downstream {
 
 impl Downstream {
     pub async fn start() -> Downstream {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        Downstream::start_on(0).await
+    }
+
+    /// A downstream on a given port (to bring a "down" backend up where Sightline sends).
+    pub async fn start_on(port: u16) -> Downstream {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
             .await
             .expect("bind downstream");
         let addr = listener.local_addr().expect("addr");

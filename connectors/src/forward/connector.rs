@@ -27,6 +27,13 @@ impl Consumer for ForwardConnector {
         }
     }
 
+    /// Durable when every pipeline it feeds is.
+    fn acks_durably(&self) -> bool {
+        self.next
+            .iter()
+            .all(|(_, next)| next.as_ref().is_none_or(|n| n.acks_durably()))
+    }
+
     async fn consume(&self, batch: Batch) -> Result<(), ConsumeError> {
         match self.next.get(batch.signal()) {
             Some(next) => next.consume(batch).await,

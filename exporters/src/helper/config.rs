@@ -8,8 +8,8 @@ use flate2::Compression as GzLevel;
 use flate2::write::GzEncoder;
 use http::{HeaderMap, HeaderName, HeaderValue, Uri};
 use pipeline_core::FieldError;
-use pipeline_core::config::HumanDuration;
-pub use pipeline_core::queue::Sizer;
+use pipeline_core::config::{ByteSize, HumanDuration};
+pub use pipeline_core::queue::{FsyncPolicy, Sizer};
 use serde::{Deserialize, Serialize};
 
 /// The default per-attempt `timeout`: 5s.
@@ -125,6 +125,17 @@ pub struct QueueConfig {
     /// When the queue is full: `true` (default) makes `consume` wait for room, `false`
     /// refuses the batch at once (the receiver answers 503 / `UNAVAILABLE`).
     pub block_on_overflow: bool,
+    /// A directory for a persistent queue (relative paths under `service.data_dir`): batches
+    /// are written to segment files there and survive restarts and kill -9. Without it the
+    /// queue is in memory.
+    pub storage: Option<std::path::PathBuf>,
+    /// With `storage`: the most disk the queue uses (default `1GiB`); full means the same
+    /// back-pressure as a full memory queue.
+    pub max_size: ByteSize,
+    /// With `storage`: when records are synced: `always`, `interval` (default) or `never`.
+    pub fsync: FsyncPolicy,
+    /// With `fsync: interval`: how often (default `1s`).
+    pub fsync_interval: HumanDuration,
 }
 
 impl Default for QueueConfig {
@@ -135,6 +146,10 @@ impl Default for QueueConfig {
             queue_size: 10_000,
             sizer: Sizer::Items,
             block_on_overflow: true,
+            storage: None,
+            max_size: ByteSize(1 << 30),
+            fsync: FsyncPolicy::Interval,
+            fsync_interval: HumanDuration::from_secs(1),
         }
     }
 }
@@ -155,6 +170,18 @@ impl QueueConfig {
             return Err(FieldError::new(
                 join(path, "queue_size"),
                 "must be at least 1",
+            ));
+        }
+        if self.storage.is_some() && self.max_size.get() == 0 {
+            return Err(FieldError::new(
+                join(path, "max_size"),
+                "must be more than 0",
+            ));
+        }
+        if self.fsync == FsyncPolicy::Interval && self.fsync_interval.get().is_zero() {
+            return Err(FieldError::new(
+                join(path, "fsync_interval"),
+                "must be more than 0",
             ));
         }
         Ok(())

@@ -2,12 +2,14 @@
 //! [`Sender`].
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use pipeline_core::config::HumanDuration;
-use pipeline_core::queue::{BatchQueue, FullPolicy, MemoryQueue};
+use pipeline_core::queue::{
+    BatchQueue, FullPolicy, MemoryQueue, PersistentConfig, PersistentQueue, QueueCounters, Ticket,
+};
 use pipeline_core::telemetry::{ComponentTelemetry, reason};
 use pipeline_core::{
     Batch, Capabilities, Component, ComponentError, ConsumeError, Consumer, CreateContext, Host,
@@ -65,13 +67,21 @@ struct Inner<S> {
     num_consumers: usize,
     telemetry: ComponentTelemetry,
     health: HealthTracker,
-    queue: Option<Arc<dyn BatchQueue>>,
+    /// The sending queue: a memory queue from the start, a persistent one once `start`
+    /// opened it; unset without a queue.
+    queue: OnceLock<Arc<dyn BatchQueue>>,
+    queue_enabled: bool,
+    /// A persistent queue to open at `start`.
+    persistent: Option<(PersistentConfig, FullPolicy)>,
     lifecycle: Mutex<Lifecycle>,
     workers: Mutex<JoinSet<()>>,
     closing: AtomicBool,
     abort: CancellationToken,
     in_flight: InFlight,
 }
+
+/// Segment files of a persistent queue roll over at this size.
+const SEGMENT_BYTES: u64 = 16 << 20;
 
 /// What became of one batch.
 enum Outcome {
@@ -92,19 +102,42 @@ impl<S: Sender> QueuedExporter<S> {
     /// through `ctx`. Nothing runs until `start`.
     pub fn new(ctx: &CreateContext, settings: ExporterSettings, sender: S) -> QueuedExporter<S> {
         let queue_cfg = &settings.sending_queue;
-        let queue = queue_cfg.enabled.then(|| {
-            let policy = if queue_cfg.block_on_overflow {
-                FullPolicy::Block
-            } else {
-                FullPolicy::Refuse
-            };
-            Arc::new(MemoryQueue::sized(
-                queue_cfg.queue_size,
-                queue_cfg.sizer,
-                policy,
-                Some(ctx.telemetry.queue_gauges()),
-            )) as Arc<dyn BatchQueue>
-        });
+        let policy = if queue_cfg.block_on_overflow {
+            FullPolicy::Block
+        } else {
+            FullPolicy::Refuse
+        };
+        let queue = OnceLock::new();
+        let mut persistent = None;
+        if queue_cfg.enabled {
+            match &queue_cfg.storage {
+                Some(storage) => {
+                    let base = if storage.is_absolute() {
+                        storage.clone()
+                    } else {
+                        ctx.data_dir.join(storage)
+                    };
+                    persistent = Some((
+                        PersistentConfig {
+                            dir: base.join(ctx.id.as_str().replace('/', "-")),
+                            max_size_bytes: queue_cfg.max_size.get(),
+                            segment_bytes: SEGMENT_BYTES,
+                            fsync: queue_cfg.fsync,
+                            fsync_interval: queue_cfg.fsync_interval.get(),
+                        },
+                        policy,
+                    ));
+                }
+                None => {
+                    let _ = queue.set(Arc::new(MemoryQueue::sized(
+                        queue_cfg.queue_size,
+                        queue_cfg.sizer,
+                        policy,
+                        Some(ctx.telemetry.queue_gauges()),
+                    )) as Arc<dyn BatchQueue>);
+                }
+            }
+        }
         QueuedExporter {
             inner: Arc::new(Inner {
                 sender,
@@ -115,6 +148,8 @@ impl<S: Sender> QueuedExporter<S> {
                 telemetry: ctx.telemetry.clone(),
                 health: HealthTracker::new(ctx.health.clone()),
                 queue,
+                queue_enabled: queue_cfg.enabled,
+                persistent,
                 lifecycle: Mutex::new(Lifecycle::Created),
                 workers: Mutex::new(JoinSet::new()),
                 closing: AtomicBool::new(false),
@@ -131,7 +166,7 @@ impl<S: Sender> QueuedExporter<S> {
 
     /// Items waiting in the queue now (0 without a queue).
     pub fn queued_items(&self) -> usize {
-        self.inner.queue.as_ref().map_or(0, |q| q.len_items())
+        self.inner.queue.get().map_or(0, |q| q.len_items())
     }
 }
 
@@ -142,6 +177,11 @@ impl<S: Sender> Consumer for QueuedExporter<S> {
             mutates_data: false,
             reads_data: self.inner.sender.reads_data(),
         }
+    }
+
+    /// With a persistent queue, a batch's handles are resolved once it is written to disk.
+    fn acks_durably(&self) -> bool {
+        self.inner.persistent.is_some()
     }
 
     async fn consume(&self, mut batch: Batch) -> Result<(), ConsumeError> {
@@ -162,9 +202,16 @@ impl<S: Sender> Consumer for QueuedExporter<S> {
             // Decoded once here, not on every attempt.
             batch.decode();
         }
-        match &inner.queue {
+        if !inner.queue_enabled {
+            return inner.export_now(batch).await;
+        }
+        match inner.queue.get() {
             Some(queue) => queue.push(batch).await,
-            None => inner.export_now(batch).await,
+            None => {
+                // A persistent queue not opened yet: the exporter has not started.
+                batch.dropped();
+                Err(ConsumeError::retryable("the exporter has not started yet"))
+            }
         }
     }
 }
@@ -192,7 +239,40 @@ impl<S: Sender> Component for QueuedExporter<S> {
             // Shut down while the sender was starting.
             return Ok(());
         }
-        if let Some(queue) = &inner.queue {
+        if let Some((config, policy)) = &inner.persistent
+            && inner.queue.get().is_none()
+        {
+            let (size, capacity) = inner.telemetry.queue_gauges();
+            let counter = |name: &str, help: &str| {
+                inner
+                    .telemetry
+                    .counter_family(name, help, &[])
+                    .ok()
+                    .map(|f| f.with_label_values(&[inner.id.as_str()]))
+            };
+            let counters = QueueCounters {
+                corrupt_records: counter(
+                    "sightline_queue_corrupt_records_total",
+                    "Persistent queue records found torn or corrupt and skipped (counted at start-up and when read).",
+                ),
+                corrupt_bytes: counter(
+                    "sightline_queue_corrupt_bytes_total",
+                    "Bytes of persistent queue segments lost to damage.",
+                ),
+                size: Some(size),
+                capacity: Some(capacity),
+            };
+            match PersistentQueue::open(config.clone(), *policy, counters) {
+                Ok(q) => {
+                    let _ = inner.queue.set(Arc::new(q) as Arc<dyn BatchQueue>);
+                }
+                Err(e) => {
+                    *state = Lifecycle::Created;
+                    return Err(ComponentError::Other(e.to_string()));
+                }
+            }
+        }
+        if let Some(queue) = inner.queue.get() {
             let mut workers = inner.workers.lock().unwrap_or_else(|p| p.into_inner());
             for _ in 0..inner.num_consumers {
                 workers.spawn(run_worker(Arc::clone(inner), Arc::clone(queue)));
@@ -207,7 +287,7 @@ impl<S: Sender> Component for QueuedExporter<S> {
         let inner = &self.inner;
         inner.closing.store(true, Ordering::SeqCst);
         *inner.lock_lifecycle() = Lifecycle::Stopped;
-        if let Some(queue) = &inner.queue {
+        if let Some(queue) = inner.queue.get() {
             queue.close();
         }
         let mut workers =
@@ -224,7 +304,7 @@ impl<S: Sender> Component for QueuedExporter<S> {
         if !drained {
             while workers.join_next().await.is_some() {}
         }
-        if let Some(queue) = &inner.queue {
+        if let Some(queue) = inner.queue.get() {
             let left = queue.drain_all();
             let items: usize = left.iter().map(Batch::item_count).sum();
             if items > 0 {
@@ -251,7 +331,7 @@ impl<S: Sender> Drop for QueuedExporter<S> {
         let inner = &self.inner;
         inner.closing.store(true, Ordering::SeqCst);
         inner.abort.cancel();
-        if let Some(queue) = &inner.queue {
+        if let Some(queue) = inner.queue.get() {
             queue.close();
             for batch in queue.drain_all() {
                 inner.drop_batch(batch, reason::SHUTDOWN_TIMEOUT);
@@ -267,8 +347,8 @@ async fn run_worker<S: Sender>(inner: Arc<Inner<S>>, queue: Arc<dyn BatchQueue>)
             () = inner.abort.cancelled() => None,
             batch = queue.pop() => batch,
         };
-        let Some(batch) = next else { return };
-        inner.export_queued(batch).await;
+        let Some((batch, ticket)) = next else { return };
+        inner.export_queued(batch, ticket, queue.keeps_data()).await;
     }
 }
 
@@ -278,8 +358,9 @@ impl<S: Sender> Inner<S> {
     }
 
     /// Sends a batch taken from the queue; whatever is not delivered is counted here, and
-    /// the batch's tokens are resolved.
-    async fn export_queued(&self, batch: Batch) {
+    /// the batch's tokens are resolved. The queue's `ticket` is finished with, except for a
+    /// send cut off at shutdown from a queue that `keeps` data (on disk, for the next start).
+    async fn export_queued(&self, batch: Batch, ticket: Ticket, keeps: bool) {
         let signal = batch.signal();
         let items = batch.item_count();
         let mut progress = SendProgress::starting_now();
@@ -302,6 +383,17 @@ impl<S: Sender> Inner<S> {
                 );
                 self.drop_rest(batch, &progress, reason::RETRIES_EXHAUSTED);
             }
+            Outcome::Aborted if keeps => {
+                tracing::info!(
+                    exporter = %self.id, %signal, items,
+                    "shutdown deadline passed while sending; the data stays in the persistent queue for the next start"
+                );
+                // Parts already delivered are counted; the record is sent whole next time.
+                self.count_parts_done(signal, &progress);
+                ticket.keep();
+                batch.dropped();
+                return;
+            }
             Outcome::Aborted => {
                 tracing::warn!(
                     exporter = %self.id, %signal, items,
@@ -310,6 +402,7 @@ impl<S: Sender> Inner<S> {
                 self.drop_rest(batch, &progress, reason::SHUTDOWN_TIMEOUT);
             }
         }
+        ticket.done();
     }
 
     /// Sends in the caller's task (no queue); the caller keeps responsibility on error

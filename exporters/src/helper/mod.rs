@@ -40,8 +40,8 @@ mod tls;
 pub mod values;
 
 pub use config::{
-    Compression, ExporterSettings, Headers, QueueConfig, RetryConfig, Sizer, default_timeout,
-    parse_endpoint,
+    Compression, ExporterSettings, FsyncPolicy, Headers, QueueConfig, RetryConfig, Sizer,
+    default_timeout, parse_endpoint,
 };
 pub use exporter::QueuedExporter;
 pub use redact::redact_url;

@@ -105,6 +105,7 @@ pub(crate) fn fast_settings() -> ExporterSettings {
             queue_size: 100,
             sizer: Default::default(),
             block_on_overflow: true,
+            ..QueueConfig::default()
         },
     }
 }

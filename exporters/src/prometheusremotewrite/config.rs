@@ -170,6 +170,7 @@ impl RemoteWriteConfig {
                 queue_size: self.sending_queue.queue_size,
                 sizer: self.sending_queue.sizer,
                 block_on_overflow: self.sending_queue.block_on_overflow,
+                ..QueueConfig::default()
             },
         }
     }

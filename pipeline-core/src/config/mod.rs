@@ -7,6 +7,7 @@
 //! with [`crate::factory::parse_config`]. Every error names the file, the component ID and
 //! the field path.
 
+mod bytesize;
 mod duration;
 mod scalars;
 mod suggest;
@@ -18,6 +19,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+pub use bytesize::{ByteSize, parse_byte_size};
 pub use duration::{HumanDuration, parse_duration};
 pub use scalars::ConfigValue;
 pub use suggest::{closest, did_you_mean};

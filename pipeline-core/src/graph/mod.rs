@@ -648,6 +648,8 @@ pub enum GraphError {
 /// processor alone would only say what it does itself).
 struct Declared {
     capabilities: Capabilities,
+    /// Every exporter of the pipeline acknowledges once the data is durable.
+    durable: bool,
     inner: SharedConsumer,
 }
 
@@ -655,6 +657,10 @@ struct Declared {
 impl Consumer for Declared {
     fn capabilities(&self) -> Capabilities {
         self.capabilities
+    }
+
+    fn acks_durably(&self) -> bool {
+        self.durable
     }
 
     async fn consume(&self, batch: crate::Batch) -> Result<(), crate::ConsumeError> {
@@ -838,6 +844,9 @@ impl Graph {
                 )) as SharedConsumer);
             }
             let mut next = join(branches);
+            // Processors pass acknowledgement handles on with the data (the contract), so
+            // the pipeline is durable when its exporters are.
+            let durable = next.acks_durably();
             // What the pipeline as a whole declares: it reads if any processor reads or its
             // exporters do (a fanout reads only if every branch does).
             let mut pipeline_caps = next.capabilities();
@@ -875,6 +884,7 @@ impl Graph {
             processor_nodes.insert(position, nodes);
             let head = Arc::new(Declared {
                 capabilities: pipeline_caps,
+                durable,
                 inner: next,
             });
             b.heads

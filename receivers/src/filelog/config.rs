@@ -4,7 +4,8 @@ use std::path::PathBuf;
 
 use pipeline_core::FieldError;
 use pipeline_core::config::HumanDuration;
-use serde::{Deserialize, Deserializer};
+pub use pipeline_core::config::{ByteSize, parse_byte_size};
+use serde::Deserialize;
 
 use super::glob::Glob;
 use super::timestamp::Layout;
@@ -144,73 +145,6 @@ impl Default for ParserConfig {
             message_field: "message".into(),
             service_field: "service".into(),
         }
-    }
-}
-
-/// A size in bytes, written as a number or with a unit: `1024`, `1KiB`, `1MiB`, `16kb`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct ByteSize(pub u64);
-
-impl ByteSize {
-    /// The size as usize (saturating).
-    pub fn get(self) -> usize {
-        usize::try_from(self.0).unwrap_or(usize::MAX)
-    }
-}
-
-/// Parses `1024`, `1KiB`, `1 MiB`, `16kb` (kb, mb, gb: powers of 1000; KiB, MiB, GiB and
-/// k, m, g: powers of 1024).
-pub fn parse_byte_size(text: &str) -> Result<u64, String> {
-    let s = text.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (number, unit) = s.split_at(split);
-    let number: f64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a size: write e.g. 1024, 16KiB or 1MiB"))?;
-    let factor: f64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1.0,
-        "kib" | "k" => 1024.0,
-        "mib" | "m" => 1024.0 * 1024.0,
-        "gib" | "g" => 1024.0 * 1024.0 * 1024.0,
-        "kb" => 1e3,
-        "mb" => 1e6,
-        "gb" => 1e9,
-        other => {
-            return Err(format!(
-                "{text:?} has an unknown unit {other:?}: use B, KiB, MiB, GiB, kB, MB or GB"
-            ));
-        }
-    };
-    let bytes = number * factor;
-    if !bytes.is_finite() || bytes > 1e15 {
-        return Err(format!("{text:?} is too large"));
-    }
-    Ok(bytes as u64)
-}
-
-impl<'de> Deserialize<'de> for ByteSize {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl serde::de::Visitor<'_> for Visitor {
-            type Value = ByteSize;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a size such as 1024, 16KiB or 1MiB")
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ByteSize, E> {
-                parse_byte_size(v).map(ByteSize).map_err(E::custom)
-            }
-            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<ByteSize, E> {
-                Ok(ByteSize(v))
-            }
-            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<ByteSize, E> {
-                u64::try_from(v)
-                    .map(ByteSize)
-                    .map_err(|_| E::custom("a size cannot be negative"))
-            }
-        }
-        d.deserialize_any(Visitor)
     }
 }
 

@@ -18,7 +18,7 @@ use pipeline_core::proto::tonic::logs::v1::ResourceLogs;
 use pipeline_core::proto::tonic::trace::v1::ResourceSpans;
 use pipeline_core::telemetry::ComponentTelemetry;
 use pipeline_core::wire::{EncodedPayload, Scanned};
-use pipeline_core::{Batch, ConsumeError, Payload, SignalConsumers};
+use pipeline_core::{AckOutcome, AckToken, Batch, ConsumeError, Payload, SignalConsumers};
 
 use super::request::OtlpRequest;
 
@@ -133,9 +133,13 @@ impl Ingest {
     }
 
     /// Hands a checked batch to the pipelines of its signal within `budget`.
+    ///
+    /// When every pipeline of the signal ends in persistent queues, success is answered only
+    /// once the data is written to all of them (the batch's acknowledgement handle resolves),
+    /// within the same budget.
     async fn forward(
         &self,
-        batch: Batch,
+        mut batch: Batch,
         accepted: Accepted,
         budget: Duration,
         form: usize,
@@ -150,8 +154,34 @@ impl Ingest {
         if let Some(forwarded) = &self.forwarded {
             forwarded[form].inc();
         }
+        let started = tokio::time::Instant::now();
+        let durable = next.acks_durably().then(|| {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let tx = std::sync::Mutex::new(Some(tx));
+            batch.ctx.acks.push(AckToken::with_outcome(move |outcome| {
+                if let Some(tx) = tx.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                    let _ = tx.send(outcome);
+                }
+            }));
+            rx
+        });
         match tokio::time::timeout(budget, next.consume(batch)).await {
-            Ok(Ok(())) => Ok(accepted),
+            Ok(Ok(())) => match durable {
+                None => Ok(accepted),
+                Some(written) => match tokio::time::timeout_at(started + budget, written).await {
+                    Ok(Ok(AckOutcome::Delivered)) => Ok(accepted),
+                    Ok(_) => Err(IngestError::Unavailable {
+                        message: "the data could not be written to every persistent queue".into(),
+                        retry_after: RETRY_AFTER,
+                    }),
+                    Err(_) => Err(IngestError::Unavailable {
+                        message: format!(
+                            "the data was not written to the persistent queues within {budget:?}"
+                        ),
+                        retry_after: RETRY_AFTER,
+                    }),
+                },
+            },
             Ok(Err(ConsumeError::Permanent(e))) => Err(IngestError::Invalid(e.to_string())),
             Ok(Err(ConsumeError::Retryable { error, retry_after })) => {
                 Err(IngestError::Unavailable {

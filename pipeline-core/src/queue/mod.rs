@@ -5,9 +5,18 @@
 //! same trait. Full means back-pressure: `push` waits for room ([`FullPolicy::Block`]) or
 //! refuses at once with [`ConsumeError::Full`] ([`FullPolicy::Refuse`]); nothing is dropped.
 //!
-//! A batch taken out with `pop` still counts against the capacity until whoever took it
-//! resolves it (delivered or dropped): the bound covers what waits *and* what is being sent,
-//! so `queue_size` is the most telemetry an exporter holds, whatever the number of workers.
+//! A batch taken out with `pop` comes with a [`Ticket`] and still counts against the capacity
+//! until the ticket is dropped (the sender is done with it): the bound covers what waits *and*
+//! what is being sent, so `queue_size` is the most telemetry an exporter holds, whatever the
+//! number of workers. [`PersistentQueue`] keeps batches in segment files on disk (see its
+//! module), so what it accepted survives a restart or a kill -9.
+
+mod persistent;
+
+pub use persistent::{
+    FsyncPolicy, OpenError, PersistentConfig, PersistentQueue, QueueCounters, StorageReport,
+    inspect,
+};
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -17,7 +26,7 @@ use prometheus::IntGauge;
 use tokio::sync::Notify;
 
 use crate::consumer::ConsumeError;
-use crate::model::{AckToken, Batch, WaitingBatch};
+use crate::model::{Batch, WaitingBatch};
 
 /// What a queue's capacity counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
@@ -49,14 +58,62 @@ pub enum FullPolicy {
     Refuse,
 }
 
+/// How the taker of a batch ended with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TicketEnd {
+    /// Finished: delivered, or dropped and counted. The queue forgets it.
+    Done,
+    /// Not finished (a shutdown cut the send off): a persistent queue keeps it for the next
+    /// start; a memory queue cannot, and the taker counts it as dropped.
+    Keep,
+}
+
+/// The receipt for a batch taken from a queue; dropping it means [`TicketEnd::Done`].
+pub struct Ticket(Option<Box<dyn FnOnce(TicketEnd) + Send + Sync>>);
+
+impl Ticket {
+    /// A ticket that runs `end` when the taker is finished with the batch.
+    pub fn new(end: impl FnOnce(TicketEnd) + Send + Sync + 'static) -> Ticket {
+        Ticket(Some(Box::new(end)))
+    }
+
+    /// The batch is finished with (delivered, or dropped and counted).
+    pub fn done(self) {}
+
+    /// The batch was not finished with; a persistent queue keeps it.
+    pub fn keep(mut self) {
+        if let Some(end) = self.0.take() {
+            end(TicketEnd::Keep);
+        }
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if let Some(end) = self.0.take() {
+            end(TicketEnd::Done);
+        }
+    }
+}
+
+impl std::fmt::Debug for Ticket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Ticket")
+    }
+}
+
 /// A queue of batches that exporter workers drain.
 #[async_trait]
 pub trait BatchQueue: Send + Sync {
     /// Adds a batch, subject to the queue's [`FullPolicy`]. A refused batch is resolved as
     /// dropped (its sender is told by the error).
     async fn push(&self, batch: Batch) -> Result<(), ConsumeError>;
-    /// The next batch; `None` once the queue is closed and empty.
-    async fn pop(&self) -> Option<Batch>;
+    /// The next batch and its ticket; `None` once the queue is closed and empty.
+    async fn pop(&self) -> Option<(Batch, Ticket)>;
+    /// Whether batches not finished with stay in the queue across restarts (on disk).
+    fn keeps_data(&self) -> bool {
+        false
+    }
     /// Refuses further pushes; pops continue until empty.
     fn close(&self);
     /// What is queued or being sent now, in the queue's unit.
@@ -200,26 +257,22 @@ impl BatchQueue for MemoryQueue {
         }
     }
 
-    async fn pop(&self) -> Option<Batch> {
+    async fn pop(&self) -> Option<(Batch, Ticket)> {
         loop {
             let notified = self.shared.not_empty.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             {
                 let mut s = self.lock();
-                if let Some((mut batch, n)) = s.batches.pop_front() {
+                if let Some((batch, n)) = s.batches.pop_front() {
                     let more = !s.batches.is_empty();
                     drop(s);
                     if more {
                         self.shared.not_empty.notify_one();
                     }
-                    // Its room comes back when the taker resolves it, not now.
+                    // Its room comes back when the taker is done with it, not now.
                     let shared = Arc::clone(&self.shared);
-                    batch
-                        .ctx
-                        .acks
-                        .push(AckToken::with_outcome(move |_| shared.release(n)));
-                    return Some(batch);
+                    return Some((batch, Ticket::new(move |_| shared.release(n))));
                 }
                 if s.closed {
                     return None;
@@ -273,10 +326,11 @@ mod tests {
     async fn oversized_batch_fits_an_empty_queue() {
         let q = MemoryQueue::new(10, FullPolicy::Refuse, None);
         q.push(span_batch(50)).await.unwrap();
-        let popped = q.pop().await.unwrap();
+        let (popped, ticket) = q.pop().await.unwrap();
         assert_eq!(popped.item_count(), 50);
-        assert_eq!(q.len_items(), 50, "in flight until resolved");
+        assert_eq!(q.len_items(), 50, "in flight until the taker is done");
         popped.dropped();
+        ticket.done();
         assert_eq!(q.len_items(), 0);
     }
 
@@ -293,7 +347,9 @@ mod tests {
             q.push(span_batch(1)).await,
             Err(ConsumeError::Full)
         ));
-        q.pop().await.unwrap().delivered();
+        let (popped, ticket) = q.pop().await.unwrap();
+        popped.delivered();
+        drop(ticket);
         q.push(span_batch(1)).await.unwrap();
     }
 
@@ -315,7 +371,7 @@ mod tests {
         q.close();
         assert!(q.push(probe.track(span_batch(1))).await.is_err());
         assert_eq!(probe.outcome(2), Some(AckOutcome::Dropped));
-        q.pop().await.unwrap().delivered();
+        q.pop().await.unwrap().0.delivered();
         assert_eq!(probe.outcome(0), Some(AckOutcome::Delivered));
         probe.assert_resolved();
     }
@@ -328,7 +384,7 @@ mod tests {
         let pusher = tokio::spawn(async move { q2.push(span_batch(5)).await });
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(!pusher.is_finished(), "push must wait while full");
-        let popped = q.pop().await.unwrap();
+        let (popped, ticket) = q.pop().await.unwrap();
         assert_eq!(popped.item_count(), 8);
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(
@@ -336,9 +392,10 @@ mod tests {
             "a batch being sent still takes its room"
         );
         popped.delivered();
+        ticket.done();
         pusher.await.unwrap().unwrap();
         q.close();
-        assert_eq!(q.pop().await.unwrap().item_count(), 5);
+        assert_eq!(q.pop().await.unwrap().0.item_count(), 5);
         assert!(q.pop().await.is_none());
         assert!(matches!(
             q.push(span_batch(1)).await,
