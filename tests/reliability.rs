@@ -92,6 +92,15 @@ async fn send_spans(sl: &Sightline, first_seed: u64, requests: u64) -> (HashSet<
     (accepted, refused)
 }
 
+/// One row of the README's fault table, printed for `cargo test --test reliability --
+/// --nocapture`.
+fn report(fault: &str, sent: usize, accepted: usize, delivered: usize, duplicates: usize, peak: u64) {
+    println!(
+        "| {fault} | {sent} | {accepted} | {delivered} | {duplicates} | {:.1} |",
+        peak as f64 / (1 << 20) as f64
+    );
+}
+
 /// Waits (up to `limit`) until every accepted span is at `down`; then checks none arrived
 /// twice.
 async fn all_arrive(down: &Downstream, accepted: &HashSet<Vec<u8>>, limit: Duration, sl: &str) {
@@ -128,6 +137,14 @@ async fn a_backend_down_for_30_seconds_loses_nothing_it_accepted() {
     tokio::time::sleep(left).await;
     let down = Downstream::start_on(backend).await;
     all_arrive(&down, &accepted, Duration::from_secs(30), &sl.logs()).await;
+    report(
+        "backend down 30 s, then back (memory queue)",
+        2000,
+        accepted.len(),
+        down.received.span_count(),
+        0,
+        sl.peak_rss(),
+    );
     let page = sl.metrics().await;
     assert_eq!(
         sample(
@@ -163,10 +180,19 @@ async fn kill_9_with_a_persistent_queue_then_restart_delivers_everything_accepte
     let mut sl = Sightline::start(&cfg, ports).await;
     let (accepted, _) = send_spans(&sl, 1, 30).await;
     assert_eq!(accepted.len(), 3000);
+    let peak = sl.peak_rss();
     sl.kill_9();
     let down = Downstream::start_on(backend).await;
     let sl = Sightline::start(&cfg, ports).await;
     all_arrive(&down, &accepted, Duration::from_secs(20), &sl.logs()).await;
+    report(
+        "kill -9 with 3,000 spans queued (persistent queue, fsync interval), restart",
+        3000,
+        accepted.len(),
+        down.received.span_count(),
+        0,
+        peak.max(sl.peak_rss()),
+    );
 }
 
 /// A queue segment with bytes flipped and another cut mid-record: `validate
@@ -221,6 +247,14 @@ async fn damaged_queue_segments_are_reported_and_start_up_goes_on() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    report(
+        "last queue record torn (100 bytes cut), restart",
+        1000,
+        accepted.len(),
+        down.received.span_count(),
+        0,
+        sl.peak_rss(),
+    );
     let page = sl.metrics().await;
     assert_eq!(
         sample(
@@ -266,6 +300,7 @@ async fn a_flood_of_large_logs_against_the_memory_limiter() {
                 .unwrap()
                 .max_encoding_message_size(16 << 20);
             let (mut accepted, mut refused) = (Vec::new(), 0usize);
+            let mut sent = 0usize;
             let mut n = 0u64;
             while Instant::now() < stop {
                 let mut request = logs_request(c * 1_000_000 + n, 8);
@@ -280,6 +315,7 @@ async fn a_flood_of_large_logs_against_the_memory_limiter() {
                     });
                 }
                 n += 1;
+                sent += 8;
                 match client.export(request.clone()).await {
                     Ok(_) => accepted.push(request),
                     Err(s) => {
@@ -289,15 +325,17 @@ async fn a_flood_of_large_logs_against_the_memory_limiter() {
                     }
                 }
             }
-            (accepted, refused)
+            (accepted, refused, sent)
         }));
     }
     let mut accepted: Vec<ExportLogsServiceRequest> = Vec::new();
     let mut refused = 0;
+    let mut sent_records = 0;
     for c in clients {
-        let (a, r) = c.await.unwrap();
+        let (a, r, s) = c.await.unwrap();
         accepted.extend(a);
         refused += r;
+        sent_records += s;
     }
     let peak = sl.peak_rss();
     assert!(refused > 0, "the flood was never refused");
@@ -318,6 +356,14 @@ async fn a_flood_of_large_logs_against_the_memory_limiter() {
         let got = pipeline_core::model::log_record_count(&down.received.resource_logs());
         if got >= want {
             assert_eq!(got, want, "delivered twice");
+            report(
+                "40 clients flooding 64 KiB logs, backend down, memory_limiter 100 MiB",
+                sent_records,
+                want,
+                got,
+                0,
+                peak,
+            );
             break;
         }
         assert!(

@@ -46,6 +46,8 @@ pub(crate) struct Options {
     pub(crate) rounds: Option<usize>,
     /// Which loads to run (`--load max|rate|both`, default both).
     pub(crate) loads: Vec<u64>,
+    /// `traces`: send the PII-heavy spans of the `redaction` scenario (`--pii`).
+    pub(crate) pii: bool,
 }
 
 fn main() -> Result<()> {
@@ -68,6 +70,7 @@ fn main() -> Result<()> {
     let mut concurrency = 4usize;
     let mut rounds = None;
     let mut load = "both".to_string();
+    let mut pii = false;
     let mut it = args.iter().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -77,6 +80,7 @@ fn main() -> Result<()> {
             "--concurrency" => concurrency = it.next().context("--concurrency N")?.parse()?,
             "--rounds" => rounds = Some(it.next().context("--rounds N")?.parse()?),
             "--load" => load = it.next().context("--load max|rate|both")?.clone(),
+            "--pii" => pii = true,
             other if !other.starts_with('-') => scenario = other.to_string(),
             other => bail!("unknown argument {other}"),
         }
@@ -93,10 +97,11 @@ fn main() -> Result<()> {
             "rate" => vec![rate],
             other => bail!("--load {other}: expected max, rate or both"),
         },
+        pii,
     };
     rt.block_on(async {
         match scenario.as_str() {
-            "traces" => traces::run(&o.sightline, o.duration, o.rate, o.concurrency).await,
+            "traces" => traces::run(&o).await,
             "hostmetrics" => hostmetrics::run().await,
             "filelog" => filelog::run(&o.sightline).await,
             "redaction" => redaction::run(&o).await,

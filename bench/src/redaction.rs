@@ -17,6 +17,11 @@ use crate::harness::{
     Sink, config, interleaved_runs, load_label, print_header, print_rounds, serve_sink,
 };
 
+/// Sixteen distinct pre-built requests of PII-heavy spans.
+pub(crate) fn requests() -> Arc<Vec<ExportTraceServiceRequest>> {
+    Arc::new((0..16).map(request).collect())
+}
+
 /// A request of 100 spans, ten attributes each, three of them sensitive.
 fn request(seed: u64) -> ExportTraceServiceRequest {
     ExportTraceServiceRequest {
@@ -41,7 +46,7 @@ pub(crate) async fn run(o: &Options) -> Result<()> {
     let rounds = o.rounds.unwrap_or(ROUNDS);
     let sink = Sink::default();
     let sink_addr = serve_sink(sink.clone()).await?;
-    let requests = Arc::new((0..16).map(request).collect::<Vec<_>>());
+    let requests = requests();
     let exporter = "exporters: { otlp: { endpoint: 'http://{SINK}', compression: none } }";
     let without = config(
         &format!("processors: {{ batch: {{}} }}\n{exporter}"),

@@ -2,7 +2,6 @@
 //! baseline forwarder, at full load and at a fixed rate.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Result;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -95,16 +94,29 @@ pub(crate) fn requests() -> Arc<Vec<ExportTraceServiceRequest>> {
     Arc::new((0..16).map(request).collect())
 }
 
-/// Runs the scenario and prints its table.
-pub(crate) async fn run(
-    sightline: &str,
-    duration: Duration,
-    rate: u64,
-    concurrency: usize,
-) -> Result<()> {
+/// Runs the scenario and prints its table (with `--pii`, on the PII-heavy spans of the
+/// `redaction` scenario).
+pub(crate) async fn run(o: &crate::Options) -> Result<()> {
+    let (sightline, duration, concurrency) = (o.sightline.as_str(), o.duration, o.concurrency);
     let sink = Sink::default();
     let sink_addr = serve_sink(sink.clone()).await?;
-    let requests = requests();
+    let requests = if o.pii {
+        crate::redaction::requests()
+    } else {
+        requests()
+    };
+    let bytes: usize = requests.iter().map(prost::Message::encoded_len).sum();
+    let spans: usize = requests
+        .iter()
+        .flat_map(|r| &r.resource_spans)
+        .flat_map(|r| &r.scope_spans)
+        .map(|s| s.spans.len())
+        .sum();
+    println!(
+        "spans: {} ({} bytes each on average, as OTLP protobuf)\n",
+        if o.pii { "PII-heavy" } else { "plain" },
+        bytes / spans.max(1)
+    );
     let pipeline = |compression: &str| {
         config(
             &format!(
@@ -114,7 +126,7 @@ pub(crate) async fn run(
         )
     };
     print_header();
-    for r in [0u64, rate] {
+    for &r in &o.loads {
         let targets = [
             start_baseline(sink_addr).await?,
             start_sightline(
