@@ -45,6 +45,10 @@ use super::sender::{Delivered, SendError, SendProgress, Sender};
 /// * `shutdown(deadline)` refuses new data, lets the workers drain the queue until the
 ///   deadline, then aborts what is in flight (sends and backoff sleeps) and counts every item
 ///   still held as dropped with reason `shutdown_timeout`.
+/// * A member of a group ([`QueuedExporter::member`], one backend of the `loadbalancing`
+///   exporter) hands the batches it could not deliver (retries exhausted, or still held at
+///   shutdown) to its [`Fallback`] instead of dropping them, and gives up its queue on
+///   demand ([`QueuedExporter::take_queued`]).
 pub struct QueuedExporter<S: Sender> {
     inner: Arc<Inner<S>>,
 }
@@ -71,6 +75,17 @@ struct Inner<S> {
     closing: AtomicBool,
     abort: CancellationToken,
     in_flight: InFlight,
+    fallback: Option<Arc<dyn Fallback>>,
+}
+
+/// Takes the batches a member [`QueuedExporter`] could not deliver, instead of the exporter
+/// counting them as dropped: the `loadbalancing` exporter sends them to the backend that
+/// owns their keys now. The batch comes with its acknowledgement handles unresolved; the
+/// fallback owns them from then on.
+pub trait Fallback: Send + Sync + 'static {
+    /// `batch` will not reach this member's backend; `why` is the drop reason it would have
+    /// been counted under (`retries_exhausted`, `shutdown_timeout`).
+    fn take_back(&self, batch: Batch, why: &'static str);
 }
 
 /// What became of one batch.
@@ -91,6 +106,34 @@ impl<S: Sender> QueuedExporter<S> {
     /// Wraps `sender` with the behaviour `settings` asks for, counting and reporting
     /// through `ctx`. Nothing runs until `start`.
     pub fn new(ctx: &CreateContext, settings: ExporterSettings, sender: S) -> QueuedExporter<S> {
+        let gauges = ctx.telemetry.queue_gauges();
+        QueuedExporter::build(ctx, ctx.id.to_string(), gauges, settings, sender, None)
+    }
+
+    /// One member of a group of exporters behind one component (a backend of the
+    /// `loadbalancing` exporter): logs as `<id>/<name>`, reports its queue as
+    /// `component_id="<id>/<name>"`, counts under the component, and hands what it cannot
+    /// deliver to `fallback` instead of dropping it.
+    pub fn member(
+        ctx: &CreateContext,
+        name: &str,
+        settings: ExporterSettings,
+        sender: S,
+        fallback: Arc<dyn Fallback>,
+    ) -> QueuedExporter<S> {
+        let gauges = ctx.telemetry.queue_gauges_named(name);
+        let id = format!("{}/{name}", ctx.id);
+        QueuedExporter::build(ctx, id, gauges, settings, sender, Some(fallback))
+    }
+
+    fn build(
+        ctx: &CreateContext,
+        id: String,
+        gauges: (::prometheus::IntGauge, ::prometheus::IntGauge),
+        settings: ExporterSettings,
+        sender: S,
+        fallback: Option<Arc<dyn Fallback>>,
+    ) -> QueuedExporter<S> {
         let queue_cfg = &settings.sending_queue;
         let queue = queue_cfg.enabled.then(|| {
             let policy = if queue_cfg.block_on_overflow {
@@ -98,16 +141,13 @@ impl<S: Sender> QueuedExporter<S> {
             } else {
                 FullPolicy::Refuse
             };
-            Arc::new(MemoryQueue::new(
-                queue_cfg.queue_size,
-                policy,
-                Some(ctx.telemetry.queue_gauges()),
-            )) as Arc<dyn BatchQueue>
+            Arc::new(MemoryQueue::new(queue_cfg.queue_size, policy, Some(gauges)))
+                as Arc<dyn BatchQueue>
         });
         QueuedExporter {
             inner: Arc::new(Inner {
                 sender,
-                id: ctx.id.to_string(),
+                id,
                 timeout: settings.timeout.get(),
                 retry: settings.retry_on_failure,
                 num_consumers: queue_cfg.num_consumers.max(1),
@@ -119,6 +159,7 @@ impl<S: Sender> QueuedExporter<S> {
                 closing: AtomicBool::new(false),
                 abort: CancellationToken::new(),
                 in_flight: InFlight::default(),
+                fallback,
             }),
         }
     }
@@ -131,6 +172,16 @@ impl<S: Sender> QueuedExporter<S> {
     /// Items waiting in the queue now (0 without a queue).
     pub fn queued_items(&self) -> usize {
         self.inner.queue.as_ref().map_or(0, |q| q.len_items())
+    }
+
+    /// Takes every batch waiting in the queue out of it, handles unresolved (for sending
+    /// them elsewhere); the batches in flight stay with the workers.
+    pub fn take_queued(&self) -> Vec<Batch> {
+        self.inner
+            .queue
+            .as_ref()
+            .map(|q| q.drain_all())
+            .unwrap_or_default()
     }
 }
 
@@ -234,7 +285,7 @@ impl<S: Sender> Component for QueuedExporter<S> {
                 );
             }
             for batch in left {
-                inner.drop_batch(batch, reason::SHUTDOWN_TIMEOUT);
+                inner.give_up(batch, reason::SHUTDOWN_TIMEOUT);
             }
         }
         inner.sender.shutdown().await;
@@ -253,7 +304,7 @@ impl<S: Sender> Drop for QueuedExporter<S> {
         if let Some(queue) = &inner.queue {
             queue.close();
             for batch in queue.drain_all() {
-                inner.drop_batch(batch, reason::SHUTDOWN_TIMEOUT);
+                inner.give_up(batch, reason::SHUTDOWN_TIMEOUT);
             }
         }
     }
@@ -299,14 +350,14 @@ impl<S: Sender> Inner<S> {
                     exporter = %self.id, %signal, items, reason = %why,
                     "no more retries; dropping the data"
                 );
-                self.drop_rest(batch, &progress, reason::RETRIES_EXHAUSTED);
+                self.give_up_rest(batch, &progress, reason::RETRIES_EXHAUSTED);
             }
             Outcome::Aborted => {
                 tracing::warn!(
                     exporter = %self.id, %signal, items,
                     "shutdown deadline passed while sending; dropping the data"
                 );
-                self.drop_rest(batch, &progress, reason::SHUTDOWN_TIMEOUT);
+                self.give_up_rest(batch, &progress, reason::SHUTDOWN_TIMEOUT);
             }
         }
     }
@@ -353,11 +404,28 @@ impl<S: Sender> Inner<S> {
         batch.dropped();
     }
 
-    /// Counts a whole batch as dropped with `why` and fails its tokens.
-    fn drop_batch(&self, batch: Batch, why: &str) {
-        self.telemetry
-            .dropped(batch.signal(), batch.item_count(), why);
-        batch.dropped();
+    /// A batch this exporter will not deliver: to the fallback when it has one and no part
+    /// of the batch was delivered yet, else counted as dropped with `why` (the parts already
+    /// answered as sent).
+    fn give_up_rest(&self, batch: Batch, progress: &SendProgress, why: &'static str) {
+        if progress.items_done == 0 {
+            self.give_up(batch, why);
+        } else {
+            self.drop_rest(batch, progress, why);
+        }
+    }
+
+    /// A whole batch this exporter will not deliver: to the fallback, or counted as dropped
+    /// with `why` and its tokens failed.
+    fn give_up(&self, batch: Batch, why: &'static str) {
+        match &self.fallback {
+            Some(fallback) => fallback.take_back(batch, why),
+            None => {
+                self.telemetry
+                    .dropped(batch.signal(), batch.item_count(), why);
+                batch.dropped();
+            }
+        }
     }
 
     /// Counts what the finished parts of a batch that failed later came to.
