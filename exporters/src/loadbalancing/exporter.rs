@@ -161,6 +161,15 @@ impl LoadBalancer {
     }
 }
 
+impl Drop for LoadBalancer {
+    /// Dropped without `shutdown` (tests, tools): the resolver loop, which holds the shared
+    /// state, stops; what the backends hold is counted by their own exporters' drop.
+    fn drop(&mut self) {
+        self.shared.closing.store(true, Ordering::SeqCst);
+        self.shared.stop.cancel();
+    }
+}
+
 #[async_trait]
 impl Consumer for LoadBalancer {
     fn capabilities(&self) -> Capabilities {
