@@ -17,10 +17,7 @@ use std::process::{Child, Command, Stdio};
 use anyhow::Result;
 
 use crate::Options;
-use crate::harness::{
-    Sink, config, free_port, interleaved_runs, load_label, print_header, print_rounds, serve_sink,
-    wait_for_port,
-};
+use crate::harness::{Sink, config, free_port, print_header, run_loads, serve_sink, wait_for_port};
 use crate::traces::requests;
 
 /// Interleaved rounds per load; rows report the median.
@@ -108,21 +105,7 @@ pub(crate) async fn run(o: &Options) -> Result<()> {
         ),
     ];
     print_header();
-    for &r in &o.loads {
-        let runs = interleaved_runs(
-            &o.sightline,
-            &targets,
-            &sink,
-            sink_addr,
-            requests(),
-            o.duration,
-            r,
-            o.concurrency,
-            rounds,
-        )
-        .await?;
-        print_rounds(&targets, &runs, &load_label(r, o.concurrency, "spans"));
-    }
+    run_loads(o, &targets, &sink, sink_addr, requests(), rounds, "spans").await?;
     drop(redis);
     Ok(())
 }
