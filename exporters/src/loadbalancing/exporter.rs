@@ -105,6 +105,19 @@ impl Fallback for TakeBack {
     }
 }
 
+/// The routed parts, each held so that dropping the list refuses the parts not taken yet.
+fn waiting(parts: Vec<(Arc<Backend>, Batch)>) -> Vec<(Arc<Backend>, WaitingBatch)> {
+    parts
+        .into_iter()
+        .map(|(backend, part)| (backend, WaitingBatch::new(part)))
+        .collect()
+}
+
+/// `batches` held so that dropping the list refuses those not taken yet.
+fn held(batches: Vec<Batch>) -> Vec<WaitingBatch> {
+    batches.into_iter().map(WaitingBatch::new).collect()
+}
+
 /// Counts `batch` as dropped with `why` and fails its handles.
 fn drop_counted(telemetry: &ComponentTelemetry, batch: Batch, why: &str) {
     telemetry.dropped(batch.signal(), batch.item_count(), why);
@@ -199,12 +212,8 @@ impl Consumer for LoadBalancer {
         // Parts not handed on yet are refused (resolved as dropped) if this future is
         // dropped; a part a backend refuses makes the whole call refused, so the caller
         // sends it again (at least once, never lost).
-        let waiting: Vec<(Arc<Backend>, WaitingBatch)> = parts
-            .into_iter()
-            .map(|(backend, part)| (backend, WaitingBatch::new(part)))
-            .collect();
         let mut refused = None;
-        for (backend, part) in waiting {
+        for (backend, part) in waiting(parts) {
             let Some(part) = part.take() else { continue };
             if let Err(e) = backend.exporter.consume(part).await {
                 refused.get_or_insert(e);
@@ -372,7 +381,10 @@ impl Shared {
             }
         };
         tracing::info!(exporter = %self.id, %signal, items, "re-routing data another backend gave up");
-        for (backend, part) in parts {
+        // Held as waiting: a part not handed on when this task is cut off is refused
+        // (resolved as dropped), never dropped unresolved.
+        for (backend, part) in waiting(parts) {
+            let Some(part) = part.take() else { continue };
             let items = part.item_count();
             // A refusal has resolved the part's handles; what remains is to count it.
             if let Err(e) = backend.exporter.consume(part).await {
@@ -415,7 +427,8 @@ impl Shared {
             return;
         };
         self.tasks.spawn(async move {
-            for batch in backend.exporter.take_queued() {
+            for batch in held(backend.exporter.take_queued()) {
+                let Some(batch) = batch.take() else { continue };
                 this.reroute(batch, Targets::HealthyOnly, reason::RETRIES_EXHAUSTED)
                     .await;
             }
@@ -531,7 +544,8 @@ impl Shared {
     /// A backend left the list: its queue goes to the new owners at once; what it has in
     /// flight gets one timeout to finish, then comes back through [`TakeBack`] too.
     async fn retire(&self, backend: Arc<Backend>) {
-        for batch in backend.exporter.take_queued() {
+        for batch in held(backend.exporter.take_queued()) {
+            let Some(batch) = batch.take() else { continue };
             self.reroute(batch, Targets::Any, reason::SHUTDOWN_TIMEOUT)
                 .await;
         }

@@ -721,3 +721,43 @@ async fn logs_by_request_id_stay_together() {
     assert!(bs.iter().all(|b| b.log_records() > 0));
     lb.shutdown(in_secs(5.0)).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_consume_cut_off_while_waiting_for_room_refuses_its_parts() {
+    // One backend, down, with a queue of one batch and long retries: the second batch
+    // waits for room, and the caller gives up on it.
+    let (bs, addrs) = backends(1).await;
+    bs[0].down.store(true, Ordering::SeqCst);
+    let t = TestCtx::new("loadbalancing");
+    let mut otlp = fast_otlp("60s");
+    otlp["sending_queue"] = json!({ "num_consumers": 1, "queue_size": 1 });
+    let lb = started(
+        &t,
+        json!({ "resolver": static_list(&[&addrs[0].to_string()]), "protocol": { "otlp": otlp } }),
+        Arc::new(TableLookup::default()),
+    )
+    .await;
+    let probe = AckProbe::new();
+    // In flight (retrying), then queued, then waiting for room.
+    for first in [1u8, 2] {
+        lb.consume(probe.track(traces_batch(first, 1)))
+            .await
+            .unwrap();
+    }
+    let waiting = tokio::time::timeout(
+        Duration::from_millis(200),
+        lb.consume(probe.track(traces_batch(3, 1))),
+    )
+    .await;
+    assert!(waiting.is_err(), "the queue had room");
+    assert_eq!(
+        probe.outcome(2),
+        Some(AckOutcome::Dropped),
+        "refused, not unresolved"
+    );
+    lb.shutdown(in_secs(0.5)).await.unwrap();
+    assert!(probe.wait_settled(Duration::from_secs(5)).await);
+    probe.assert_resolved();
+    assert_eq!(probe.count(AckOutcome::Dropped), 3);
+    assert_eq!(t.dropped("traces", reason::SHUTDOWN_TIMEOUT), 8.0);
+}
