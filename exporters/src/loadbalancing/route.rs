@@ -120,16 +120,18 @@ impl KeyReader {
             let mut parts: Vec<(usize, G)> = Vec::new();
             for scope in scopes {
                 let (scope_shell, items) = scope.into_shell();
-                let mut scope_parts: Vec<(usize, Vec<<G::Scope as Scope>::Item>)> = Vec::new();
-                for item in items {
-                    let o = owner(self.item_hash(
-                        key,
-                        item.trace_id(),
-                        item.attributes(),
-                        shell.resource(),
-                    ));
-                    entry(&mut scope_parts, o, Vec::new).push(item);
-                }
+                let owners: Vec<usize> = items
+                    .iter()
+                    .map(|item| {
+                        owner(self.item_hash(
+                            key,
+                            item.trace_id(),
+                            item.attributes(),
+                            shell.resource(),
+                        ))
+                    })
+                    .collect();
+                let scope_parts = partition(items, &owners);
                 for (o, items) in scope_parts {
                     entry(&mut parts, o, || shell.with_scopes(Vec::new()))
                         .scopes_mut()
@@ -142,6 +144,30 @@ impl KeyReader {
         }
         out
     }
+}
+
+/// `items` per owner (`owners[i]` is the owner of `items[i]`), in order. All of one owner
+/// (the common case for small scopes) keeps the vector as it is; otherwise each part is
+/// allocated at its final size, so every item moves once.
+fn partition<T>(items: Vec<T>, owners: &[usize]) -> Vec<(usize, Vec<T>)> {
+    let Some(&first) = owners.first() else {
+        return Vec::new();
+    };
+    if owners.iter().all(|&o| o == first) {
+        return vec![(first, items)];
+    }
+    let mut counts: Vec<(usize, usize)> = Vec::new();
+    for &o in owners {
+        *entry(&mut counts, o, || 0) += 1;
+    }
+    let mut parts: Vec<(usize, Vec<T>)> = counts
+        .into_iter()
+        .map(|(o, n)| (o, Vec::with_capacity(n)))
+        .collect();
+    for (item, &o) in items.into_iter().zip(owners) {
+        entry(&mut parts, o, Vec::new).push(item);
+    }
+    parts
 }
 
 /// Whole groups per owner of their resource.
