@@ -147,7 +147,7 @@ fn kubernetes_manifests_agree_with_the_configs() {
         assert_eq!(
             cm["data"]["config.yaml"].as_str().unwrap(),
             read(file),
-            "ConfigMap {name} differs from {file}"
+            "ConfigMap {name} differs from {file}: run deploy/kubernetes/sync-configmaps.sh"
         );
     }
 
