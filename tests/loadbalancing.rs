@@ -4,6 +4,7 @@
 //! acknowledged is lost; DNS names resolve through a hosts file that changes under the
 //! running agent; and three gateways behind an agent, sharing SLO state in a real
 //! `redis-server`, report the figures of one gateway fed everything.
+
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
