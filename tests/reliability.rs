@@ -94,7 +94,14 @@ async fn send_spans(sl: &Sightline, first_seed: u64, requests: u64) -> (HashSet<
 
 /// One row of the README's fault table, printed for `cargo test --test reliability --
 /// --nocapture`.
-fn report(fault: &str, sent: usize, accepted: usize, delivered: usize, duplicates: usize, peak: u64) {
+fn report(
+    fault: &str,
+    sent: usize,
+    accepted: usize,
+    delivered: usize,
+    duplicates: usize,
+    peak: u64,
+) {
     println!(
         "| {fault} | {sent} | {accepted} | {delivered} | {duplicates} | {:.1} |",
         peak as f64 / (1 << 20) as f64
@@ -135,7 +142,7 @@ async fn a_backend_down_for_30_seconds_loses_nothing_it_accepted() {
     assert!(!accepted.is_empty());
     let left = Duration::from_secs(30).saturating_sub(down_since.elapsed());
     tokio::time::sleep(left).await;
-    let down = Downstream::start_on(backend).await;
+    let down = Downstream::start_on(&format!("127.0.0.1:{backend}")).await;
     all_arrive(&down, &accepted, Duration::from_secs(30), &sl.logs()).await;
     report(
         "backend down 30 s, then back (memory queue)",
@@ -182,7 +189,7 @@ async fn kill_9_with_a_persistent_queue_then_restart_delivers_everything_accepte
     assert_eq!(accepted.len(), 3000);
     let peak = sl.peak_rss();
     sl.kill_9();
-    let down = Downstream::start_on(backend).await;
+    let down = Downstream::start_on(&format!("127.0.0.1:{backend}")).await;
     let sl = Sightline::start(&cfg, ports).await;
     all_arrive(&down, &accepted, Duration::from_secs(20), &sl.logs()).await;
     report(
@@ -236,7 +243,7 @@ async fn damaged_queue_segments_are_reported_and_start_up_goes_on() {
         "{text}"
     );
 
-    let down = Downstream::start_on(backend).await;
+    let down = Downstream::start_on(&format!("127.0.0.1:{backend}")).await;
     let sl = Sightline::start(&cfg, ports).await;
     let deadline = Instant::now() + Duration::from_secs(20);
     while down.received.span_count() == 0 {
@@ -350,7 +357,7 @@ async fn a_flood_of_large_logs_against_the_memory_limiter() {
         .map(|r| pipeline_core::model::log_record_count(&r.resource_logs))
         .sum();
     assert!(want > 0);
-    let down = Downstream::start_on(backend).await;
+    let down = Downstream::start_on(&format!("127.0.0.1:{backend}")).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let got = pipeline_core::model::log_record_count(&down.received.resource_logs());

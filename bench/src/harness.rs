@@ -523,6 +523,36 @@ pub(crate) async fn interleaved_runs<R: Load>(
     Ok(runs)
 }
 
+/// Runs `targets` in `rounds` interleaved rounds at each of `o.loads` and prints each
+/// load's median rows; `unit` names the items (`spans`, `log records`).
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn run_loads<R: Load>(
+    o: &crate::Options,
+    targets: &[(String, String)],
+    sink: &Sink,
+    sink_addr: SocketAddr,
+    requests: Arc<Vec<R>>,
+    rounds: usize,
+    unit: &str,
+) -> Result<()> {
+    for &r in &o.loads {
+        let runs = interleaved_runs(
+            &o.sightline,
+            targets,
+            sink,
+            sink_addr,
+            requests.clone(),
+            o.duration,
+            r,
+            o.concurrency,
+            rounds,
+        )
+        .await?;
+        print_rounds(targets, &runs, &load_label(r, o.concurrency, unit));
+    }
+    Ok(())
+}
+
 /// The load's label in a table row: `max (N clients)` for `rate` 0, else `N <unit>/s`.
 pub(crate) fn load_label(rate: u64, concurrency: usize, unit: &str) -> String {
     if rate == 0 {

@@ -22,9 +22,7 @@ use pipeline_core::Payload;
 use prost::Message;
 
 use crate::Options;
-use crate::harness::{
-    Sink, config, interleaved_runs, load_label, print_header_for, print_rounds, serve_sink,
-};
+use crate::harness::{Sink, config, print_header_for, run_loads, serve_sink};
 
 /// Interleaved rounds per load; rows report the median.
 const ROUNDS: usize = 3;
@@ -92,25 +90,16 @@ pub(crate) async fn run(o: &Options) -> Result<()> {
         ),
     ];
     print_header_for("log records");
-    for &r in &o.loads {
-        let runs = interleaved_runs(
-            &o.sightline,
-            &targets,
-            &sink,
-            sink_addr,
-            requests.clone(),
-            o.duration,
-            r,
-            o.concurrency,
-            rounds,
-        )
-        .await?;
-        print_rounds(
-            &targets,
-            &runs,
-            &load_label(r, o.concurrency, "log records"),
-        );
-    }
+    run_loads(
+        o,
+        &targets,
+        &sink,
+        sink_addr,
+        requests.clone(),
+        rounds,
+        "log records",
+    )
+    .await?;
     drop(loki);
     Ok(())
 }

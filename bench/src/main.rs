@@ -19,7 +19,10 @@
 //! `prometheus` crate's text encoder, and remote-write samples per CPU-second against the
 //! same points forwarded as OTLP and against the raw encoding of the same requests.
 //! `loki`: seed-style request logs through `otlp -> batch -> loki` against
-//! `otlp -> batch -> otlp` (gzip), with a Loki push sink that decodes every request. `sightline-bench baseline LISTEN FORWARD` is that forwarder.
+//! `otlp -> batch -> otlp` (gzip), with a Loki push sink that decodes every request.
+//! `scaleout`: the agent tier (`otlp -> batch -> loadbalancing` over three backends) and the
+//! gateway tier (`redaction`, `request_id`, `jaeger`, `sli`, `prometheus`, `slo` on Redis)
+//! against `otlp -> batch -> otlp`. `sightline-bench baseline LISTEN FORWARD` is that forwarder.
 
 mod filelog;
 mod harness;
@@ -28,6 +31,7 @@ mod loki;
 mod prometheus;
 mod redaction;
 mod request_id;
+mod scaleout;
 mod sli;
 mod traces;
 
@@ -109,6 +113,7 @@ fn main() -> Result<()> {
             "sli" => sli::run(&o.sightline, o.duration, o.rate, o.concurrency).await,
             "prometheus" => prometheus::run(&o.sightline).await,
             "loki" => loki::run(&o).await,
+            "scaleout" => scaleout::run(&o).await,
             other => bail!("unknown scenario {other}"),
         }
     })

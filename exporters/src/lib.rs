@@ -15,6 +15,7 @@
 //! | `slo`      | SLO figures, alerts to webhooks, a status page (also a connector emitting the figures as metrics) | [`slo`] |
 //! | `jaeger`   | Jaeger: OTLP/gRPC, OTLP/HTTP or its api_v2 gRPC      | [`jaeger`]         |
 //! | `loki`     | Loki's push API (protobuf + snappy, or JSON)         | [`loki`]           |
+//! | `loadbalancing` | several OTLP backends, each key (trace, request, service) on one | [`loadbalancing`] |
 //!
 //! The network exporters share [`helper`]: the `timeout`, `retry_on_failure` and
 //! `sending_queue` settings of the OpenTelemetry Collector's exporter helper, the queue
@@ -32,6 +33,7 @@ pub mod debug;
 pub mod file;
 pub mod helper;
 pub mod jaeger;
+pub mod loadbalancing;
 pub mod loki;
 pub mod otlp;
 pub mod otlphttp;
@@ -43,7 +45,8 @@ pub mod testing;
 use pipeline_core::{Registry, RegistryError};
 
 /// Registers every built-in exporter: `otlp`, `otlphttp`, `debug`, `file`, `prometheus`,
-/// `prometheusremotewrite`, `slo`, `jaeger` and `loki`; and the `slo` connector.
+/// `prometheusremotewrite`, `slo`, `jaeger`, `loki` and `loadbalancing`; and the `slo`
+/// connector.
 pub fn register(reg: &mut Registry) -> Result<(), RegistryError> {
     reg.add_exporter(otlp::Factory)?;
     reg.add_exporter(otlphttp::Factory)?;
@@ -54,6 +57,7 @@ pub fn register(reg: &mut Registry) -> Result<(), RegistryError> {
     reg.add_exporter(slo::Factory)?;
     reg.add_exporter(jaeger::Factory)?;
     reg.add_exporter(loki::Factory)?;
+    reg.add_exporter(loadbalancing::Factory)?;
     // The SLO evaluator as a connector lives with the exporter it shares its runtime with
     // (the connectors crate cannot depend on this one).
     reg.add_connector(slo::ConnectorFactory)?;
@@ -79,6 +83,7 @@ mod tests {
             "slo",
             "jaeger",
             "loki",
+            "loadbalancing",
         ] {
             assert!(reg.exporter(name).is_some(), "{name} missing");
         }

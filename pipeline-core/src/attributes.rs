@@ -5,6 +5,15 @@ use std::borrow::Cow;
 
 use crate::proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
 
+/// The attributes holding a request ID by default, in order: the seed guide's
+/// structured-log field, the semantic conventions' captured `X-Request-ID` header, and a
+/// common alternative (read by the `request_id` processor and the `loadbalancing` exporter).
+pub const DEFAULT_REQUEST_ID_ATTRIBUTES: [&str; 3] = [
+    "request_id",
+    "http.request.header.x-request-id",
+    "http.request_id",
+];
+
 /// The value of `key` in `attributes` (the first one, if the key repeats).
 pub fn find<'a>(attributes: &'a [KeyValue], key: &str) -> Option<&'a Value> {
     attributes

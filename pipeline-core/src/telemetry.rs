@@ -410,7 +410,17 @@ impl ComponentTelemetry {
 
     /// Gauges for a queue owned by this component: (size, capacity).
     pub fn queue_gauges(&self) -> (prometheus::IntGauge, prometheus::IntGauge) {
-        let id = [self.inner.id.as_str()];
+        self.gauges_labelled(self.inner.id.as_str())
+    }
+
+    /// Gauges for one of several queues owned by this component (the `loadbalancing`
+    /// exporter's queue per backend), labelled `component_id="<id>/<queue>"`.
+    pub fn queue_gauges_named(&self, queue: &str) -> (prometheus::IntGauge, prometheus::IntGauge) {
+        self.gauges_labelled(&format!("{}/{queue}", self.inner.id.as_str()))
+    }
+
+    fn gauges_labelled(&self, label: &str) -> (prometheus::IntGauge, prometheus::IntGauge) {
+        let id = [label];
         (
             self.inner.telemetry.queue_size.with_label_values(&id),
             self.inner.telemetry.queue_capacity.with_label_values(&id),

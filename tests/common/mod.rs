@@ -42,6 +42,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span};
 
 pub mod prometheus;
+pub mod redis;
 
 pub const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -457,12 +458,13 @@ pub struct Downstream {
 
 impl Downstream {
     pub async fn start() -> Downstream {
-        Downstream::start_on(0).await
+        Downstream::start_on("127.0.0.1:0").await
     }
 
-    /// A downstream on a given port (to bring a "down" backend up where Sightline sends).
-    pub async fn start_on(port: u16) -> Downstream {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+    /// A downstream listening on `addr` (another loopback address, a fixed port: a "down"
+    /// backend brought up where Sightline sends).
+    pub async fn start_on(addr: &str) -> Downstream {
+        let listener = tokio::net::TcpListener::bind(addr)
             .await
             .expect("bind downstream");
         let addr = listener.local_addr().expect("addr");

@@ -47,6 +47,10 @@ use super::sender::{Delivered, SendError, SendProgress, Sender};
 /// * `shutdown(deadline)` refuses new data, lets the workers drain the queue until the
 ///   deadline, then aborts what is in flight (sends and backoff sleeps) and counts every item
 ///   still held as dropped with reason `shutdown_timeout`.
+/// * A member of a group ([`QueuedExporter::member`], one backend of the `loadbalancing`
+///   exporter) hands the batches it could not deliver (retries exhausted, or still held at
+///   shutdown) to its [`Fallback`] instead of dropping them, and gives up its queue on
+///   demand ([`QueuedExporter::take_queued`]).
 pub struct QueuedExporter<S: Sender> {
     inner: Arc<Inner<S>>,
 }
@@ -72,12 +76,30 @@ struct Inner<S> {
     queue: OnceLock<Arc<dyn BatchQueue>>,
     queue_enabled: bool,
     /// A persistent queue to open at `start`.
-    persistent: Option<(PersistentConfig, FullPolicy)>,
+    persistent: Option<Persistent>,
     lifecycle: Mutex<Lifecycle>,
     workers: Mutex<JoinSet<()>>,
     closing: AtomicBool,
     abort: CancellationToken,
     in_flight: InFlight,
+    fallback: Option<Arc<dyn Fallback>>,
+}
+
+/// Takes the batches a member [`QueuedExporter`] could not deliver, instead of the exporter
+/// counting them as dropped: the `loadbalancing` exporter sends them to the backend that
+/// owns their keys now. The batch comes with its acknowledgement handles unresolved; the
+/// fallback owns them from then on.
+pub trait Fallback: Send + Sync + 'static {
+    /// `batch` will not reach this member's backend; `why` is the drop reason it would have
+    /// been counted under (`retries_exhausted`, `shutdown_timeout`).
+    fn take_back(&self, batch: Batch, why: &'static str);
+}
+
+/// A persistent sending queue, opened at `start`.
+struct Persistent {
+    config: PersistentConfig,
+    policy: FullPolicy,
+    gauges: (prometheus::IntGauge, prometheus::IntGauge),
 }
 
 /// Segment files of a persistent queue roll over at this size.
@@ -101,6 +123,34 @@ impl<S: Sender> QueuedExporter<S> {
     /// Wraps `sender` with the behaviour `settings` asks for, counting and reporting
     /// through `ctx`. Nothing runs until `start`.
     pub fn new(ctx: &CreateContext, settings: ExporterSettings, sender: S) -> QueuedExporter<S> {
+        let gauges = ctx.telemetry.queue_gauges();
+        QueuedExporter::build(ctx, ctx.id.to_string(), gauges, settings, sender, None)
+    }
+
+    /// One member of a group of exporters behind one component (a backend of the
+    /// `loadbalancing` exporter): logs as `<id>/<name>`, reports its queue as
+    /// `component_id="<id>/<name>"`, counts under the component, and hands what it cannot
+    /// deliver to `fallback` instead of dropping it.
+    pub fn member(
+        ctx: &CreateContext,
+        name: &str,
+        settings: ExporterSettings,
+        sender: S,
+        fallback: Arc<dyn Fallback>,
+    ) -> QueuedExporter<S> {
+        let gauges = ctx.telemetry.queue_gauges_named(name);
+        let id = format!("{}/{name}", ctx.id);
+        QueuedExporter::build(ctx, id, gauges, settings, sender, Some(fallback))
+    }
+
+    fn build(
+        ctx: &CreateContext,
+        id: String,
+        gauges: (::prometheus::IntGauge, ::prometheus::IntGauge),
+        settings: ExporterSettings,
+        sender: S,
+        fallback: Option<Arc<dyn Fallback>>,
+    ) -> QueuedExporter<S> {
         let queue_cfg = &settings.sending_queue;
         let policy = if queue_cfg.block_on_overflow {
             FullPolicy::Block
@@ -117,23 +167,24 @@ impl<S: Sender> QueuedExporter<S> {
                     } else {
                         ctx.data_dir.join(storage)
                     };
-                    persistent = Some((
-                        PersistentConfig {
-                            dir: base.join(ctx.id.as_str().replace('/', "-")),
+                    persistent = Some(Persistent {
+                        config: PersistentConfig {
+                            dir: base.join(id.replace('/', "-")),
                             max_size_bytes: queue_cfg.max_size.get(),
                             segment_bytes: SEGMENT_BYTES,
                             fsync: queue_cfg.fsync,
                             fsync_interval: queue_cfg.fsync_interval.get(),
                         },
                         policy,
-                    ));
+                        gauges,
+                    });
                 }
                 None => {
                     let _ = queue.set(Arc::new(MemoryQueue::sized(
                         queue_cfg.queue_size,
                         queue_cfg.sizer,
                         policy,
-                        Some(ctx.telemetry.queue_gauges()),
+                        Some(gauges),
                     )) as Arc<dyn BatchQueue>);
                 }
             }
@@ -141,7 +192,7 @@ impl<S: Sender> QueuedExporter<S> {
         QueuedExporter {
             inner: Arc::new(Inner {
                 sender,
-                id: ctx.id.to_string(),
+                id,
                 timeout: settings.timeout.get(),
                 retry: settings.retry_on_failure,
                 num_consumers: queue_cfg.num_consumers.max(1),
@@ -155,6 +206,7 @@ impl<S: Sender> QueuedExporter<S> {
                 closing: AtomicBool::new(false),
                 abort: CancellationToken::new(),
                 in_flight: InFlight::default(),
+                fallback,
             }),
         }
     }
@@ -167,6 +219,16 @@ impl<S: Sender> QueuedExporter<S> {
     /// Items waiting in the queue now (0 without a queue).
     pub fn queued_items(&self) -> usize {
         self.inner.queue.get().map_or(0, |q| q.len_items())
+    }
+
+    /// Takes every batch waiting in the queue out of it, handles unresolved (for sending
+    /// them elsewhere); the batches in flight stay with the workers.
+    pub fn take_queued(&self) -> Vec<Batch> {
+        self.inner
+            .queue
+            .get()
+            .map(|q| q.drain_all())
+            .unwrap_or_default()
     }
 }
 
@@ -239,10 +301,13 @@ impl<S: Sender> Component for QueuedExporter<S> {
             // Shut down while the sender was starting.
             return Ok(());
         }
-        if let Some((config, policy)) = &inner.persistent
+        if let Some(Persistent {
+            config,
+            policy,
+            gauges: (size, capacity),
+        }) = &inner.persistent
             && inner.queue.get().is_none()
         {
-            let (size, capacity) = inner.telemetry.queue_gauges();
             let counter = |name: &str, help: &str| {
                 inner
                     .telemetry
@@ -259,8 +324,8 @@ impl<S: Sender> Component for QueuedExporter<S> {
                     "sightline_queue_corrupt_bytes_total",
                     "Bytes of persistent queue segments lost to damage.",
                 ),
-                size: Some(size),
-                capacity: Some(capacity),
+                size: Some(size.clone()),
+                capacity: Some(capacity.clone()),
             };
             match PersistentQueue::open(config.clone(), *policy, counters) {
                 Ok(q) => {
@@ -315,7 +380,7 @@ impl<S: Sender> Component for QueuedExporter<S> {
                 );
             }
             for batch in left {
-                inner.drop_batch(batch, reason::SHUTDOWN_TIMEOUT);
+                inner.give_up(batch, reason::SHUTDOWN_TIMEOUT);
             }
         }
         inner.sender.shutdown().await;
@@ -334,7 +399,7 @@ impl<S: Sender> Drop for QueuedExporter<S> {
         if let Some(queue) = inner.queue.get() {
             queue.close();
             for batch in queue.drain_all() {
-                inner.drop_batch(batch, reason::SHUTDOWN_TIMEOUT);
+                inner.give_up(batch, reason::SHUTDOWN_TIMEOUT);
             }
         }
     }
@@ -381,7 +446,7 @@ impl<S: Sender> Inner<S> {
                     exporter = %self.id, %signal, items, reason = %why,
                     "no more retries; dropping the data"
                 );
-                self.drop_rest(batch, &progress, reason::RETRIES_EXHAUSTED);
+                self.give_up_rest(batch, &progress, reason::RETRIES_EXHAUSTED);
             }
             Outcome::Aborted if keeps => {
                 tracing::info!(
@@ -399,7 +464,7 @@ impl<S: Sender> Inner<S> {
                     exporter = %self.id, %signal, items,
                     "shutdown deadline passed while sending; dropping the data"
                 );
-                self.drop_rest(batch, &progress, reason::SHUTDOWN_TIMEOUT);
+                self.give_up_rest(batch, &progress, reason::SHUTDOWN_TIMEOUT);
             }
         }
         ticket.done();
@@ -447,11 +512,28 @@ impl<S: Sender> Inner<S> {
         batch.dropped();
     }
 
-    /// Counts a whole batch as dropped with `why` and fails its tokens.
-    fn drop_batch(&self, batch: Batch, why: &str) {
-        self.telemetry
-            .dropped(batch.signal(), batch.item_count(), why);
-        batch.dropped();
+    /// A batch this exporter will not deliver: to the fallback when it has one and no part
+    /// of the batch was delivered yet, else counted as dropped with `why` (the parts already
+    /// answered as sent).
+    fn give_up_rest(&self, batch: Batch, progress: &SendProgress, why: &'static str) {
+        if progress.items_done == 0 {
+            self.give_up(batch, why);
+        } else {
+            self.drop_rest(batch, progress, why);
+        }
+    }
+
+    /// A whole batch this exporter will not deliver: to the fallback, or counted as dropped
+    /// with `why` and its tokens failed.
+    fn give_up(&self, batch: Batch, why: &'static str) {
+        match &self.fallback {
+            Some(fallback) => fallback.take_back(batch, why),
+            None => {
+                self.telemetry
+                    .dropped(batch.signal(), batch.item_count(), why);
+                batch.dropped();
+            }
+        }
     }
 
     /// Counts what the finished parts of a batch that failed later came to.

@@ -43,7 +43,7 @@ pub use config::{
     Compression, ExporterSettings, FsyncPolicy, Headers, QueueConfig, RetryConfig, Sizer,
     default_timeout, parse_endpoint,
 };
-pub use exporter::QueuedExporter;
+pub use exporter::{Fallback, QueuedExporter};
 pub use redact::redact_url;
 pub use retry::{Backoff, RETRY_AFTER_CAP};
 pub use sender::{

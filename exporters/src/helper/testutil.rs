@@ -370,3 +370,136 @@ pub(crate) mod metrics {
         )
     }
 }
+
+// ---- an in-process OTLP/gRPC backend (traces and logs) -----------------------------------
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use pipeline_core::model::Payload;
+use pipeline_core::proto::tonic::collector::logs::v1::logs_service_server::{
+    LogsService, LogsServiceServer,
+};
+use pipeline_core::proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use pipeline_core::proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use pipeline_core::proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use tonic::codec::CompressionEncoding;
+use tonic::metadata::MetadataMap;
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+use tonic::{Request, Response, Status};
+
+/// What an in-process OTLP backend received, and how it answers.
+#[derive(Default)]
+pub(crate) struct OtlpBackend {
+    pub(crate) traces: Mutex<Vec<(MetadataMap, ExportTraceServiceRequest)>>,
+    pub(crate) logs: Mutex<Vec<ExportLogsServiceRequest>>,
+    replies: Mutex<VecDeque<Result<ExportTraceServiceResponse, Status>>>,
+    calls: AtomicUsize,
+    /// While set, every call is answered `UNAVAILABLE` (a backend that is down).
+    pub(crate) down: AtomicBool,
+}
+
+impl OtlpBackend {
+    /// Queues the answer to the next traces call.
+    pub(crate) fn reply(&self, r: Result<ExportTraceServiceResponse, Status>) {
+        self.replies.lock().unwrap().push_back(r);
+    }
+
+    pub(crate) fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn spans(&self) -> usize {
+        self.traces
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, r)| Payload::Traces(r.resource_spans.clone()).item_count())
+            .sum()
+    }
+
+    pub(crate) fn log_records(&self) -> usize {
+        self.logs
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|r| Payload::Logs(r.resource_logs.clone()).item_count())
+            .sum()
+    }
+
+    fn check_up(&self) -> Result<(), Status> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if self.down.load(Ordering::SeqCst) {
+            return Err(Status::unavailable("backend down"));
+        }
+        Ok(())
+    }
+}
+
+/// The OTLP services answering for an [`OtlpBackend`].
+#[derive(Clone)]
+pub(crate) struct OtlpSvc(pub(crate) Arc<OtlpBackend>);
+
+#[async_trait::async_trait]
+impl TraceService for OtlpSvc {
+    async fn export(
+        &self,
+        request: Request<ExportTraceServiceRequest>,
+    ) -> Result<Response<ExportTraceServiceResponse>, Status> {
+        self.0.check_up()?;
+        let reply = self
+            .0
+            .replies
+            .lock()
+            .unwrap()
+            .pop_front()
+            .unwrap_or(Ok(ExportTraceServiceResponse::default()));
+        if reply.is_ok() {
+            let metadata = request.metadata().clone();
+            self.0
+                .traces
+                .lock()
+                .unwrap()
+                .push((metadata, request.into_inner()));
+        }
+        reply.map(Response::new)
+    }
+}
+
+#[async_trait::async_trait]
+impl LogsService for OtlpSvc {
+    async fn export(
+        &self,
+        request: Request<ExportLogsServiceRequest>,
+    ) -> Result<Response<ExportLogsServiceResponse>, Status> {
+        self.0.check_up()?;
+        self.0.logs.lock().unwrap().push(request.into_inner());
+        Ok(Response::new(ExportLogsServiceResponse::default()))
+    }
+}
+
+/// Serves `backend` on 127.0.0.1:0; the listener is bound before this returns, so
+/// connections queue until the server task runs.
+pub(crate) async fn serve_otlp(backend: &Arc<OtlpBackend>) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let svc = OtlpSvc(Arc::clone(backend));
+    tokio::spawn(
+        Server::builder()
+            .add_service(
+                TraceServiceServer::new(svc.clone()).accept_compressed(CompressionEncoding::Gzip),
+            )
+            .add_service(LogsServiceServer::new(svc).accept_compressed(CompressionEncoding::Gzip))
+            .serve_with_incoming(TcpIncoming::from(listener)),
+    );
+    addr
+}

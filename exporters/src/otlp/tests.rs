@@ -2,26 +2,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::VecDeque;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use pipeline_core::factory::ConsumerComponent;
 use pipeline_core::model::Payload;
-use pipeline_core::proto::tonic::collector::logs::v1::logs_service_server::{
-    LogsService, LogsServiceServer,
-};
-use pipeline_core::proto::tonic::collector::logs::v1::{
-    ExportLogsServiceRequest, ExportLogsServiceResponse,
-};
-use pipeline_core::proto::tonic::collector::trace::v1::trace_service_server::{
-    TraceService, TraceServiceServer,
-};
+use pipeline_core::proto::tonic::collector::trace::v1::trace_service_server::TraceServiceServer;
 use pipeline_core::proto::tonic::collector::trace::v1::{
-    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+    ExportTracePartialSuccess, ExportTraceServiceResponse,
 };
 use pipeline_core::telemetry::reason;
 use pipeline_core::testing::{check_exporter, log_batch, span_batch};
@@ -30,17 +18,16 @@ use prost::Message;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::time::Instant;
-use tonic::codec::CompressionEncoding;
-use tonic::metadata::MetadataMap;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, ServerTlsConfig};
-use tonic::{Code, Request, Response, Status};
+use tonic::{Code, Status};
 
 use super::{Factory, OtlpConfig};
 use crate::helper::grpc::classify;
 use crate::helper::testutil::{
-    TestCert, TestCtx, eventually, fast_retries as fast, in_secs, start_exporter,
+    OtlpBackend as Backend, OtlpSvc as Svc, TestCert, TestCtx, eventually, fast_retries as fast,
+    in_secs, serve_otlp as serve, start_exporter,
 };
 use crate::helper::{Compression, SendError};
 use pipeline_core::rpc::{ProtoAny, RETRY_INFO_TYPE_URL, RetryInfo, RpcStatus};
@@ -199,92 +186,6 @@ fn status_codes_map_like_the_collector() {
         }
         other => panic!("{other:?}"),
     }
-}
-
-// ---- an in-process backend ----------------------------------------------------------------
-
-#[derive(Default)]
-struct Backend {
-    traces: Mutex<Vec<(MetadataMap, ExportTraceServiceRequest)>>,
-    logs: Mutex<Vec<ExportLogsServiceRequest>>,
-    replies: Mutex<VecDeque<Result<ExportTraceServiceResponse, Status>>>,
-    calls: AtomicUsize,
-}
-
-impl Backend {
-    fn reply(&self, r: Result<ExportTraceServiceResponse, Status>) {
-        self.replies.lock().unwrap().push_back(r);
-    }
-
-    fn calls(&self) -> usize {
-        self.calls.load(Ordering::SeqCst)
-    }
-
-    fn spans(&self) -> usize {
-        self.traces
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(_, r)| Payload::Traces(r.resource_spans.clone()).item_count())
-            .sum()
-    }
-}
-
-#[derive(Clone)]
-struct Svc(Arc<Backend>);
-
-#[async_trait]
-impl TraceService for Svc {
-    async fn export(
-        &self,
-        request: Request<ExportTraceServiceRequest>,
-    ) -> Result<Response<ExportTraceServiceResponse>, Status> {
-        self.0.calls.fetch_add(1, Ordering::SeqCst);
-        let reply = self
-            .0
-            .replies
-            .lock()
-            .unwrap()
-            .pop_front()
-            .unwrap_or(Ok(ExportTraceServiceResponse::default()));
-        if reply.is_ok() {
-            let metadata = request.metadata().clone();
-            self.0
-                .traces
-                .lock()
-                .unwrap()
-                .push((metadata, request.into_inner()));
-        }
-        reply.map(Response::new)
-    }
-}
-
-#[async_trait]
-impl LogsService for Svc {
-    async fn export(
-        &self,
-        request: Request<ExportLogsServiceRequest>,
-    ) -> Result<Response<ExportLogsServiceResponse>, Status> {
-        self.0.logs.lock().unwrap().push(request.into_inner());
-        Ok(Response::new(ExportLogsServiceResponse::default()))
-    }
-}
-
-/// Serves the backend on 127.0.0.1:0; the listener is bound before this returns, so
-/// connections queue until the server task runs.
-async fn serve(backend: &Arc<Backend>) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let svc = Svc(Arc::clone(backend));
-    tokio::spawn(
-        Server::builder()
-            .add_service(
-                TraceServiceServer::new(svc.clone()).accept_compressed(CompressionEncoding::Gzip),
-            )
-            .add_service(LogsServiceServer::new(svc).accept_compressed(CompressionEncoding::Gzip))
-            .serve_with_incoming(TcpIncoming::from(listener)),
-    );
-    addr
 }
 
 async fn started(t: &TestCtx, config: Value) -> Arc<dyn ConsumerComponent> {

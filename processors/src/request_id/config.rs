@@ -6,13 +6,7 @@ use pipeline_core::FieldError;
 use pipeline_core::config::HumanDuration;
 use serde::Deserialize;
 
-/// The attributes read by default, in order: the seed guide's structured-log field, the
-/// semantic conventions' captured `X-Request-ID` header, and a common alternative.
-pub const DEFAULT_REQUEST_ID_ATTRIBUTES: [&str; 3] = [
-    "request_id",
-    "http.request.header.x-request-id",
-    "http.request_id",
-];
+pub use pipeline_core::attributes::DEFAULT_REQUEST_ID_ATTRIBUTES;
 
 /// `processors.request_id`.
 ///
