@@ -2,9 +2,9 @@
 //!
 //! Requests arrive through the shared [`pipeline_core::net::HttpServer`]; tonic's
 //! [`Grpc`] handles framing, gzip and the size limit (which it also applies after
-//! decompression); our codec hands over the message bytes without a copy, and [`Ingest`]
-//! checks them (as bytes, or decoded) and turns a malformed message into `INVALID_ARGUMENT`
-//! (tonic's own codec says `INTERNAL`, which clients would retry).
+//! decompression); our codec hands over the message bytes (in an allocation of their own),
+//! and [`Ingest`] checks them (as bytes, or decoded) and turns a malformed message into
+//! `INVALID_ARGUMENT` (tonic's own codec says `INTERNAL`, which clients would retry).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -199,8 +199,18 @@ impl Decoder for BytesDecoder {
     type Item = Bytes;
     type Error = Status;
 
+    /// Copies the message into an allocation of its own size: the bytes may stay in the
+    /// pipeline for a while (batched, queued), and a slice of tonic's read buffer would keep
+    /// the whole buffer (up to twice the message) alive with it.
     fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
-        Ok(Some(buf.copy_to_bytes(buf.remaining())))
+        let mut message = Vec::with_capacity(buf.remaining());
+        while buf.has_remaining() {
+            let chunk = buf.chunk();
+            message.extend_from_slice(chunk);
+            let n = chunk.len();
+            buf.advance(n);
+        }
+        Ok(Some(Bytes::from(message)))
     }
 }
 
