@@ -3,6 +3,13 @@
 //!
 //! Receivers (OTLP gRPC and HTTP), scrape endpoints and the service's probes all serve
 //! through [`HttpServer`], so TLS and shutdown behave the same everywhere.
+//!
+//! [`ServerOptions`] bound what clients can hold: connections at once (one more is closed
+//! at once), the time to finish a TLS handshake and to send the first request's headers or
+//! the HTTP/2 preface (a slowloris client is cut off), and HTTP/2 streams per connection.
+//! Every refused connection is reported to the owner ([`Refusal`]) for its self-metrics.
+//! TLS is rustls with certificates reloaded per handshake and optional client
+//! certificates ([`crate::tls`]).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -30,6 +30,8 @@
 
 mod checkpoint;
 mod config;
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) mod fuzzing;
 mod glob;
 mod json;
 mod parser;

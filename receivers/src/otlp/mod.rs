@@ -17,6 +17,8 @@
 
 mod auth;
 mod config;
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) mod fuzzing;
 mod grpc;
 mod http;
 mod ingest;
