@@ -408,3 +408,79 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Watched<IO> {
         self.inner.is_write_vectored()
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+
+    /// A client on one HTTP/2 connection opening more calls than `max_concurrent_streams`
+    /// has the extra ones held back: the handler never sees more at once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn http2_streams_per_connection_are_limited() {
+        let inside = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let release = Arc::new(tokio::sync::Notify::new());
+        let (i, m, r) = (inside.clone(), most.clone(), release.clone());
+        let router = axum::Router::new().fallback(move || {
+            let (i, m, r) = (i.clone(), m.clone(), r.clone());
+            async move {
+                let now = i.fetch_add(1, Ordering::SeqCst) + 1;
+                m.fetch_max(now, Ordering::SeqCst);
+                r.notified().await;
+                i.fetch_sub(1, Ordering::SeqCst);
+                "done"
+            }
+        });
+        let options = ServerOptions {
+            max_concurrent_streams: Some(3),
+            ..ServerOptions::default()
+        };
+        let server = HttpServer::start_with("127.0.0.1:0", None, router, options)
+            .await
+            .unwrap();
+        let tcp = tokio::net::TcpStream::connect(server.local_addr())
+            .await
+            .unwrap();
+        let (sender, conn) = hyper::client::conn::http2::handshake::<_, _, String>(
+            TokioExecutor::new(),
+            TokioIo::new(tcp),
+        )
+        .await
+        .unwrap();
+        tokio::spawn(conn);
+        let calls: Vec<_> = (0..8)
+            .map(|_| {
+                let mut sender = sender.clone();
+                tokio::spawn(async move {
+                    let request = hyper::Request::post("http://x/")
+                        .body(String::new())
+                        .unwrap();
+                    sender.send_request(request).await.map(|r| r.status())
+                })
+            })
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while inside.load(Ordering::SeqCst) < 3 {
+            assert!(Instant::now() < deadline, "the first calls never arrived");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // Give the held-back calls every chance to get in, then let them all finish.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(inside.load(Ordering::SeqCst), 3);
+        let releaser = tokio::spawn(async move {
+            loop {
+                release.notify_waiters();
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        });
+        for call in calls {
+            assert_eq!(call.await.unwrap().unwrap(), 200);
+        }
+        releaser.abort();
+        assert_eq!(most.load(Ordering::SeqCst), 3);
+        server.shutdown(Instant::now()).await;
+    }
+}
