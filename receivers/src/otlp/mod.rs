@@ -18,6 +18,8 @@
 mod auth;
 mod config;
 #[cfg(any(test, feature = "fuzzing"))]
+// A failed check must panic: that is what a fuzzer and the seed tests look for.
+#[allow(clippy::expect_used, clippy::unwrap_used)]
 pub(crate) mod fuzzing;
 mod grpc;
 mod http;
