@@ -1,5 +1,6 @@
 //! Bad input keeps the process up and gets the right status: random bytes, truncated
-//! protobuf, invalid JSON, wrong content type and method, a body over the limit, a gzip bomb.
+//! protobuf, invalid JSON, wrong content type and method, a body over the limit, a gzip bomb
+//! (over HTTP and gRPC), each counted by reason.
 
 mod common;
 
@@ -160,6 +161,8 @@ async fn grpc_bad_messages_get_invalid_argument() {
         metrics.contains(r#"protocol="grpc",reason="malformed""#),
         "{metrics}"
     );
+    // The oversized message and the gzip bomb, both refused by the framing, are counted too.
+    assert_eq!(rejected(&sl, "grpc", "too_large").await, 2.0, "{metrics}");
 }
 
 fn sightline_status(body: &[u8]) -> Status {

@@ -31,6 +31,7 @@ pub mod signal;
 pub mod telemetry;
 pub mod testing;
 pub mod time;
+pub mod tls;
 pub mod wire;
 
 pub use component::{Component, ComponentError, ComponentId, ComponentKind, Host};

@@ -10,6 +10,14 @@ pub mod filelog;
 pub mod hostmetrics;
 pub mod otlp;
 
+/// Entry points for the fuzz targets in `fuzz/` (and the seed-corpus tests).
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::filelog::fuzzing::filelog_json_line;
+    pub use crate::otlp::fuzzing::{HarnessAnswer, OtlpHttpHarness};
+}
+
 use pipeline_core::{Registry, RegistryError};
 
 /// Registers every receiver of this crate.

@@ -41,6 +41,7 @@ use opentelemetry_proto::tonic::metrics::v1::{
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span};
 
+pub mod pki;
 pub mod prometheus;
 pub mod redis;
 
@@ -190,6 +191,81 @@ service:
         metrics = ports.metrics,
         health = ports.health,
     )
+}
+
+/// A config: the `otlp` receiver on `ports` with extra keys per protocol (`grpc_extra`,
+/// `http_extra`, written inside the protocol's flow map, e.g. `tls: {...}`) and for the
+/// receiver (`receiver_extra`, a YAML line at the receiver's indentation), traces to an
+/// OTLP/gRPC `downstream`; debug logs.
+pub fn receiver_config(
+    ports: Ports,
+    downstream: &str,
+    grpc_extra: &str,
+    http_extra: &str,
+    receiver_extra: &str,
+) -> String {
+    let sep = |extra: &str| {
+        if extra.is_empty() {
+            String::new()
+        } else {
+            format!(", {extra}")
+        }
+    };
+    format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      grpc: {{ endpoint: "127.0.0.1:{grpc}"{grpc_extra} }}
+      http: {{ endpoint: "127.0.0.1:{http}"{http_extra} }}
+    {receiver_extra}
+exporters:
+  otlp:
+    endpoint: "{downstream}"
+    retry_on_failure: {{ initial_interval: 100ms, max_interval: 1s }}
+service:
+  telemetry:
+    logs: {{ level: debug }}
+    metrics: {{ endpoint: "127.0.0.1:{metrics}" }}
+  health: {{ endpoint: "127.0.0.1:{health}" }}
+  pipelines:
+    traces: {{ receivers: [otlp], exporters: [otlp] }}
+"#,
+        grpc = ports.grpc,
+        http = ports.http,
+        metrics = ports.metrics,
+        health = ports.health,
+        grpc_extra = sep(grpc_extra),
+        http_extra = sep(http_extra),
+    )
+}
+
+/// The value of `sightline_receiver_requests_rejected_total` for `protocol` and `reason`
+/// (0 when absent).
+pub async fn rejected(sl: &Sightline, protocol: &str, reason: &str) -> f64 {
+    let page = sl.metrics().await;
+    sample(
+        &page,
+        "sightline_receiver_requests_rejected_total",
+        &[
+            ("component_id", "otlp"),
+            ("protocol", protocol),
+            ("reason", reason),
+        ],
+    )
+    .unwrap_or(0.0)
+}
+
+/// Polls `rejected` until it reaches `at_least`; false at the deadline.
+pub async fn wait_rejected(sl: &Sightline, protocol: &str, reason: &str, at_least: f64) -> bool {
+    let deadline = Instant::now() + DEADLINE;
+    while Instant::now() < deadline {
+        if rejected(sl, protocol, reason).await >= at_least {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
 }
 
 /// A running `sightline` process; killed on drop.

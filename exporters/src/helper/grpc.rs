@@ -9,10 +9,12 @@ use bytes::{Buf, BufMut, Bytes};
 use http::Uri;
 use http::uri::PathAndQuery;
 use pipeline_core::{ComponentError, FieldError};
+use std::sync::Arc;
 use tokio::sync::OnceCell;
 use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::metadata::MetadataMap;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+
+use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
 use super::sender::push_causes;
@@ -67,22 +69,55 @@ impl GrpcClient {
     }
 
     fn build_channel(&self) -> Result<Channel, String> {
-        let mut endpoint = Endpoint::from(self.uri.clone())
+        if self.uri.scheme_str() == Some("https") {
+            return self.tls_channel();
+        }
+        Ok(self.endpoint(self.uri.clone())?.connect_lazy())
+    }
+
+    /// An endpoint for `uri` with the user agent and connect timeout.
+    fn endpoint(&self, uri: Uri) -> Result<Endpoint, String> {
+        let endpoint = Endpoint::from(uri)
             .user_agent(USER_AGENT)
             .map_err(|e| describe_error(&e))?;
-        if !self.timeout.is_zero() {
-            endpoint = endpoint.connect_timeout(self.timeout);
-        }
-        if self.uri.scheme_str() == Some("https") {
-            let tls = match self.tls.read_ca().map_err(|e| e.to_string())? {
-                Some(ca) => ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca.pem)),
-                None => ClientTlsConfig::new().with_webpki_roots(),
-            };
-            endpoint = endpoint
-                .tls_config(tls)
-                .map_err(|e| format!("TLS setup for {}: {}", self.shown, describe_error(&e)))?;
-        }
-        Ok(endpoint.connect_lazy())
+        Ok(if self.timeout.is_zero() {
+            endpoint
+        } else {
+            endpoint.connect_timeout(self.timeout)
+        })
+    }
+
+    /// A channel over rustls with the exporter's [`TlsConfig`] (CA, client certificate,
+    /// `min_version`). tonic's own TLS knows neither a minimum version nor reloading, so the
+    /// endpoint is given as `http://` to tonic, the connector does the TLS, and requests keep
+    /// the `https` origin.
+    fn tls_channel(&self) -> Result<Channel, String> {
+        let mut config = self.tls.rustls_client_config().map_err(|e| e.to_string())?;
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        let host = self.uri.host().unwrap_or_default();
+        let server_name = rustls_pki_types::ServerName::try_from(
+            host.trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string(),
+        )
+        .map_err(|e| format!("TLS setup for {}: {e}", self.shown))?;
+        let address = format!("{host}:{}", self.uri.port_u16().unwrap_or(443));
+        let plain: Uri = format!("http://{address}")
+            .parse()
+            .map_err(|e| format!("{}: {e}", self.shown))?;
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let connect = tower::service_fn(move |_: Uri| {
+            let (connector, server_name, address) =
+                (connector.clone(), server_name.clone(), address.clone());
+            async move {
+                let tcp = tokio::net::TcpStream::connect(&address).await?;
+                let _ = tcp.set_nodelay(true);
+                let tls = connector.connect(server_name, tcp).await?;
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tls))
+            }
+        });
+        let endpoint = self.endpoint(plain)?.origin(self.uri.clone());
+        Ok(endpoint.connect_with_connector_lazy(connect))
     }
 
     /// Builds the channel (reads `tls.ca_file`); fails the exporter's start when it cannot.

@@ -1,10 +1,12 @@
-//! `tls`: which certificate authorities an exporter trusts for `https://` endpoints.
+//! `tls`: which certificate authorities an exporter trusts for `https://` endpoints, the
+//! client certificate it shows (mutual TLS) and the oldest TLS version it speaks.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use hyper_rustls::ConfigBuilderExt;
 use pipeline_core::FieldError;
+use pipeline_core::tls::{CertReloader, TlsVersion};
 use rustls::{ClientConfig, RootCertStore};
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
@@ -13,12 +15,20 @@ use serde::{Deserialize, Serialize};
 /// `tls`: trust settings for `https://` endpoints (ignored for `http://`).
 ///
 /// Without `ca_file` the Mozilla root set (webpki-roots) is trusted; with it, only the
-/// authorities in that file, as the OpenTelemetry Collector does.
+/// authorities in that file, as the OpenTelemetry Collector does. With `cert_file` and
+/// `key_file` the exporter presents that client certificate to servers that ask for one;
+/// both files are read again for new connections when they change.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TlsConfig {
     /// A PEM file of CA certificates to trust instead of the public roots.
     pub ca_file: Option<PathBuf>,
+    /// A PEM client certificate chain (mutual TLS); needs `key_file`.
+    pub cert_file: Option<PathBuf>,
+    /// The PEM private key of `cert_file`.
+    pub key_file: Option<PathBuf>,
+    /// The oldest TLS version spoken: `"1.2"` (default) or `"1.3"`.
+    pub min_version: TlsVersion,
 }
 
 /// The contents of a `ca_file`.
@@ -53,6 +63,9 @@ pub enum TlsError {
     /// rustls refused the configuration.
     #[error("TLS setup: {0}")]
     Rustls(#[from] rustls::Error),
+    /// The client certificate or key could not be used.
+    #[error("tls: {0}")]
+    ClientCertificate(#[from] pipeline_core::tls::TlsFileError),
 }
 
 impl TlsConfig {
@@ -68,7 +81,17 @@ impl TlsConfig {
                 "must not be empty; leave it out to trust the public roots",
             ));
         }
-        Ok(())
+        match (&self.cert_file, &self.key_file) {
+            (Some(_), None) => Err(FieldError::new(
+                format!("{path}.key_file"),
+                "is needed with cert_file",
+            )),
+            (None, Some(_)) => Err(FieldError::new(
+                format!("{path}.cert_file"),
+                "is needed with key_file",
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// Reads `ca_file` (if set), checking it holds at least one certificate.
@@ -95,12 +118,12 @@ impl TlsConfig {
     }
 
     /// A rustls client configuration with the ring provider (nothing installed globally)
-    /// trusting `ca_file` or the public roots; ALPN left empty for the caller to set.
+    /// trusting `ca_file` or the public roots, from `min_version` up, presenting the client
+    /// certificate if one is set; ALPN left empty for the caller to set.
     pub fn rustls_client_config(&self) -> Result<ClientConfig, TlsError> {
-        let builder =
-            ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                .with_safe_default_protocol_versions()?;
-        let config = match self.read_ca()? {
+        let builder = ClientConfig::builder_with_provider(pipeline_core::tls::provider())
+            .with_protocol_versions(self.min_version.and_newer())?;
+        let builder = match self.read_ca()? {
             Some(ca) => {
                 let mut roots = RootCertStore::empty();
                 let (_, ignored) = roots.add_parsable_certificates(ca.certs);
@@ -110,11 +133,16 @@ impl TlsConfig {
                         detail: format!(": {ignored} certificate(s) could not be parsed"),
                     });
                 }
-                builder.with_root_certificates(roots).with_no_client_auth()
+                builder.with_root_certificates(roots)
             }
-            None => builder.with_webpki_roots().with_no_client_auth(),
+            None => builder.with_webpki_roots(),
         };
-        Ok(config)
+        Ok(match (&self.cert_file, &self.key_file) {
+            (Some(cert), Some(key)) => {
+                builder.with_client_cert_resolver(Arc::new(CertReloader::new(cert, key)?))
+            }
+            _ => builder.with_no_client_auth(),
+        })
     }
 }
 
@@ -131,6 +159,7 @@ mod tests {
 
         let missing = TlsConfig {
             ca_file: Some("/nonexistent/ca.pem".into()),
+            ..TlsConfig::default()
         };
         let e = missing.rustls_client_config().unwrap_err().to_string();
         assert!(e.contains("/nonexistent/ca.pem"), "{e}");
@@ -141,6 +170,7 @@ mod tests {
         std::fs::write(&file, "not a certificate\n").unwrap();
         let empty = TlsConfig {
             ca_file: Some(file),
+            ..TlsConfig::default()
         };
         let e = empty.read_ca().unwrap_err().to_string();
         assert!(e.contains("no PEM certificate"), "{e}");
@@ -148,10 +178,23 @@ mod tests {
 
         assert!(
             TlsConfig {
-                ca_file: Some(PathBuf::new())
+                ca_file: Some(PathBuf::new()),
+                ..TlsConfig::default()
             }
             .validate("tls")
             .is_err()
         );
+        let half = TlsConfig {
+            cert_file: Some("c.pem".into()),
+            ..TlsConfig::default()
+        };
+        assert_eq!(half.validate("tls").unwrap_err().path, "tls.key_file");
+        let missing_cert = TlsConfig {
+            cert_file: Some("/nonexistent/c.pem".into()),
+            key_file: Some("/nonexistent/k.pem".into()),
+            ..TlsConfig::default()
+        };
+        let e = missing_cert.rustls_client_config().unwrap_err().to_string();
+        assert!(e.contains("/nonexistent/c.pem"), "{e}");
     }
 }

@@ -10,6 +10,7 @@
 mod bytesize;
 mod duration;
 mod scalars;
+mod secret;
 mod suggest;
 
 use std::collections::BTreeMap;
@@ -22,6 +23,7 @@ use serde_json::{Map, Value};
 pub use bytesize::{ByteSize, parse_byte_size};
 pub use duration::{HumanDuration, parse_duration};
 pub use scalars::ConfigValue;
+pub use secret::{MASK, Secret, is_secret_key};
 pub use suggest::{closest, did_you_mean};
 
 use crate::component::{ComponentId, ComponentKind};
@@ -230,15 +232,28 @@ impl EnvValues {
     const MIN_LEN: usize = 3;
 
     fn record(&mut self, name: &str, value: &str) {
+        self.mask(value, || format!("${{env:{name}}}"));
+    }
+
+    /// A literal value under a secret key ([`is_secret_key`]), shown as [`MASK`].
+    /// One that holds a substituted value keeps the more telling `${env:VAR}` mask.
+    fn record_literal(&mut self, value: &str) {
+        if self.values.iter().any(|(v, _)| value.contains(v.as_str())) {
+            return;
+        }
+        self.mask(value, || MASK.to_string());
+    }
+
+    fn mask(&mut self, value: &str, shown: impl FnOnce() -> String) {
         if value.chars().count() < Self::MIN_LEN || self.values.iter().any(|(v, _)| v == value) {
             return;
         }
-        self.values
-            .push((value.to_string(), format!("${{env:{name}}}")));
+        self.values.push((value.to_string(), shown()));
         self.values.sort_by_key(|(v, _)| std::cmp::Reverse(v.len()));
     }
 
-    /// `text` with every substituted value replaced by its reference (`${env:API_KEY}`).
+    /// `text` with every substituted value replaced by its reference (`${env:API_KEY}`) and
+    /// every value under a secret key replaced by [`MASK`].
     pub fn redact(&self, text: &str) -> String {
         let mut out = text.to_string();
         for (value, reference) in &self.values {
@@ -369,6 +384,9 @@ pub fn load(sources: &[ConfigSource], env: EnvLookup<'_>) -> Result<Config, Conf
             }
         }
         deep_merge(&mut merged, std::mem::take(map));
+    }
+    for section in merged.values() {
+        secret::collect(section, &mut env_values);
     }
     let last_file = sources.last().map_or("<config>", |s| s.name.as_str());
     let mut config = Config {

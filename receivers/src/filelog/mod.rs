@@ -30,6 +30,10 @@
 
 mod checkpoint;
 mod config;
+#[cfg(any(test, feature = "fuzzing"))]
+// A failed check must panic: that is what a fuzzer and the seed tests look for.
+#[allow(clippy::expect_used, clippy::unwrap_used)]
+pub(crate) mod fuzzing;
 mod glob;
 mod json;
 mod parser;

@@ -1,8 +1,8 @@
 //! The `otlp` receiver's config, with the OpenTelemetry Collector's key names.
 
 use pipeline_core::FieldError;
-use pipeline_core::config::present_means_enabled;
-use pipeline_core::net::TlsServerConfig;
+use pipeline_core::config::{HumanDuration, Secret, present_means_enabled};
+use pipeline_core::net::{ServerOptions, TlsServerConfig};
 use serde::Deserialize;
 
 /// `receivers.otlp`.
@@ -11,7 +11,41 @@ use serde::Deserialize;
 pub struct OtlpReceiverConfig {
     /// Which protocols to serve; a key that is present (even empty) turns one on.
     pub protocols: Protocols,
+    /// Who may send, on both protocols; absent: anyone who can connect.
+    #[serde(default)]
+    pub auth: Option<AuthConfig>,
 }
+
+/// `auth`: clients must send `Authorization: Bearer <token>` (gRPC: `authorization`
+/// metadata) with one of these tokens.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// The accepted tokens (use `${env:VAR}`); compared in constant time.
+    pub bearer_tokens: Vec<Secret>,
+}
+
+/// The server options of one protocol's connection limits (a zero timeout means none).
+fn server_options(
+    max_connections: usize,
+    read_header_timeout: HumanDuration,
+    tls_handshake_timeout: HumanDuration,
+) -> ServerOptions {
+    let nonzero = |d: HumanDuration| (!d.get().is_zero()).then_some(d.get());
+    ServerOptions {
+        max_connections,
+        read_header_timeout: nonzero(read_header_timeout),
+        tls_handshake_timeout: nonzero(tls_handshake_timeout),
+        ..ServerOptions::default()
+    }
+}
+
+/// Default `max_connections`.
+const MAX_CONNECTIONS: usize = 1000;
+/// Default `read_header_timeout`, as the OpenTelemetry Collector's HTTP servers.
+const READ_HEADER_TIMEOUT: HumanDuration = HumanDuration::from_secs(60);
+/// Default `tls_handshake_timeout`, as Go's HTTP transport.
+const TLS_HANDSHAKE_TIMEOUT: HumanDuration = HumanDuration::from_secs(10);
 
 /// `protocols`.
 #[derive(Debug, Clone, Deserialize, PartialEq, Default)]
@@ -33,6 +67,15 @@ pub struct GrpcConfig {
     pub endpoint: String,
     /// Largest message accepted, in MiB, after decompression.
     pub max_recv_msg_size_mib: u64,
+    /// Calls one connection may have open at once (HTTP/2 streams, advertised to clients).
+    pub max_concurrent_streams: u32,
+    /// Connections served at once; one more is accepted and closed at once (0: no limit).
+    pub max_connections: usize,
+    /// How long a new connection may take to send its first request's headers (HTTP/1) or
+    /// the HTTP/2 preface (`0`: no limit).
+    pub read_header_timeout: HumanDuration,
+    /// How long a TLS handshake may take (`0`: no limit).
+    pub tls_handshake_timeout: HumanDuration,
     /// Serve over TLS.
     pub tls: Option<TlsServerConfig>,
 }
@@ -42,6 +85,10 @@ impl Default for GrpcConfig {
         GrpcConfig {
             endpoint: "127.0.0.1:4317".into(),
             max_recv_msg_size_mib: 4,
+            max_concurrent_streams: 100,
+            max_connections: MAX_CONNECTIONS,
+            read_header_timeout: READ_HEADER_TIMEOUT,
+            tls_handshake_timeout: TLS_HANDSHAKE_TIMEOUT,
             tls: None,
         }
     }
@@ -55,6 +102,13 @@ pub struct HttpConfig {
     pub endpoint: String,
     /// Largest request body accepted, in bytes, both as sent and after decompression.
     pub max_request_body_size: u64,
+    /// Connections served at once; one more is accepted and closed at once (0: no limit).
+    pub max_connections: usize,
+    /// How long a new connection may take to send its first request's headers (HTTP/1) or
+    /// the HTTP/2 preface (`0`: no limit).
+    pub read_header_timeout: HumanDuration,
+    /// How long a TLS handshake may take (`0`: no limit).
+    pub tls_handshake_timeout: HumanDuration,
     /// Serve over TLS.
     pub tls: Option<TlsServerConfig>,
 }
@@ -64,8 +118,36 @@ impl Default for HttpConfig {
         HttpConfig {
             endpoint: "127.0.0.1:4318".into(),
             max_request_body_size: 4 * 1024 * 1024,
+            max_connections: MAX_CONNECTIONS,
+            read_header_timeout: READ_HEADER_TIMEOUT,
+            tls_handshake_timeout: TLS_HANDSHAKE_TIMEOUT,
             tls: None,
         }
+    }
+}
+
+impl GrpcConfig {
+    /// The server's connection limits.
+    pub fn server_options(&self) -> ServerOptions {
+        ServerOptions {
+            max_concurrent_streams: Some(self.max_concurrent_streams),
+            ..server_options(
+                self.max_connections,
+                self.read_header_timeout,
+                self.tls_handshake_timeout,
+            )
+        }
+    }
+}
+
+impl HttpConfig {
+    /// The server's connection limits.
+    pub fn server_options(&self) -> ServerOptions {
+        server_options(
+            self.max_connections,
+            self.read_header_timeout,
+            self.tls_handshake_timeout,
+        )
     }
 }
 
@@ -86,6 +168,12 @@ impl OtlpReceiverConfig {
                     "must be between 1 and 1024",
                 ));
             }
+            if g.max_concurrent_streams == 0 {
+                return Err(FieldError::new(
+                    "protocols.grpc.max_concurrent_streams",
+                    "must be at least 1",
+                ));
+            }
         }
         if let Some(h) = &self.protocols.http {
             check_endpoint("protocols.http.endpoint", &h.endpoint)?;
@@ -93,6 +181,24 @@ impl OtlpReceiverConfig {
                 return Err(FieldError::new(
                     "protocols.http.max_request_body_size",
                     "must be between 1 byte and 1 GiB",
+                ));
+            }
+        }
+        if let Some(auth) = &self.auth {
+            if auth.bearer_tokens.is_empty() {
+                return Err(FieldError::new(
+                    "auth.bearer_tokens",
+                    "list at least one token, or leave auth out",
+                ));
+            }
+            if let Some(i) = auth
+                .bearer_tokens
+                .iter()
+                .position(|t| t.expose().trim().is_empty())
+            {
+                return Err(FieldError::new(
+                    format!("auth.bearer_tokens.{i}"),
+                    "must not be empty",
                 ));
             }
         }

@@ -25,6 +25,7 @@ use tonic::codec::{
 use tonic::server::{Grpc, UnaryService};
 use tonic::{Code, Status};
 
+use super::auth::BearerAuth;
 use super::ingest::{CONSUME_TIMEOUT, Ingest, IngestError};
 use super::request::OtlpRequest;
 
@@ -37,13 +38,19 @@ const LOGS_PATH: &str = "/opentelemetry.proto.collector.logs.v1.LogsService/Expo
 pub(crate) struct GrpcService {
     ingest: Arc<Ingest>,
     max_message_size: usize,
+    auth: Option<Arc<BearerAuth>>,
 }
 
 impl GrpcService {
-    pub(crate) fn new(ingest: Arc<Ingest>, max_message_size: usize) -> GrpcService {
+    pub(crate) fn new(
+        ingest: Arc<Ingest>,
+        max_message_size: usize,
+        auth: Option<Arc<BearerAuth>>,
+    ) -> GrpcService {
         GrpcService {
             ingest,
             max_message_size,
+            auth,
         }
     }
 
@@ -63,7 +70,21 @@ impl GrpcService {
             ingest: self.ingest.clone(),
             _types: PhantomData,
         };
-        Box::pin(async move { Ok(grpc.unary(method, req).await) })
+        let ingest = self.ingest.clone();
+        Box::pin(async move {
+            let response = grpc.unary(method, req).await;
+            // Refusals by tonic's framing, before the message reached `Export`: over the size
+            // limit as sent (OUT_OF_RANGE) or decompressed (RESOURCE_EXHAUSTED), or bad framing.
+            let refused = match response.headers().get("grpc-status").map(|v| v.as_bytes()) {
+                Some(b"11") | Some(b"8") => Some("too_large"),
+                Some(b"13") => Some("malformed"),
+                _ => None,
+            };
+            if let Some(reason) = refused {
+                ingest.rejected_request("grpc", reason);
+            }
+            Ok(response)
+        })
     }
 }
 
@@ -85,6 +106,13 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        if let Some(auth) = &self.auth
+            && let Err(failure) = auth.check(req.headers())
+        {
+            self.ingest.rejected_request("grpc", "unauthenticated");
+            let status = Status::unauthenticated(failure.message());
+            return Box::pin(async move { Ok(status.into_http()) });
+        }
         match req.uri().path() {
             TRACES_PATH => self.unary::<ExportTraceServiceRequest, B>(req),
             METRICS_PATH => self.unary::<ExportMetricsServiceRequest, B>(req),

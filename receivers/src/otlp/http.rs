@@ -23,6 +23,7 @@ use pipeline_core::proto::tonic::collector::metrics::v1::ExportMetricsServiceReq
 use pipeline_core::proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message as _;
 
+use super::auth::BearerAuth;
 use super::ingest::{CONSUME_TIMEOUT, Ingest, IngestError};
 use super::request::OtlpRequest;
 
@@ -32,11 +33,20 @@ const JSON: &str = "application/json";
 struct HttpState {
     ingest: Arc<Ingest>,
     max_body: usize,
+    auth: Option<Arc<BearerAuth>>,
 }
 
 /// The OTLP/HTTP routes.
-pub(crate) fn router(ingest: Arc<Ingest>, max_body: usize) -> Router {
-    let state = Arc::new(HttpState { ingest, max_body });
+pub(crate) fn router(
+    ingest: Arc<Ingest>,
+    max_body: usize,
+    auth: Option<Arc<BearerAuth>>,
+) -> Router {
+    let state = Arc::new(HttpState {
+        ingest,
+        max_body,
+        auth,
+    });
     Router::new()
         .route("/v1/traces", post(export::<ExportTraceServiceRequest>))
         .route("/v1/metrics", post(export::<ExportMetricsServiceRequest>))
@@ -80,6 +90,7 @@ impl Failure {
             StatusCode::SERVICE_UNAVAILABLE => 14,
             StatusCode::PAYLOAD_TOO_LARGE => 8,
             StatusCode::NOT_FOUND => 12,
+            StatusCode::UNAUTHORIZED => 16,
             _ => 3,
         };
         let status = pipeline_core::rpc::RpcStatus::new(grpc_code, self.message.clone(), None);
@@ -95,6 +106,11 @@ impl Failure {
             body,
         )
             .into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
         if let Some(after) = self.retry_after {
             let secs = after.as_secs().max(1);
             if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
@@ -110,6 +126,13 @@ async fn export<R: OtlpRequest>(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    if let Some(auth) = &state.auth
+        && let Err(failure) = auth.check(&headers)
+    {
+        state.ingest.rejected_request("http", "unauthenticated");
+        let encoding = content_type(&headers).unwrap_or(Encoding::Json);
+        return Failure::new(StatusCode::UNAUTHORIZED, failure.message()).into_response(encoding);
+    }
     let encoding = match content_type(&headers) {
         Ok(e) => e,
         Err(f) => {

@@ -6,10 +6,21 @@
 //! `Ok` from the pipeline is what makes the receiver answer success; a full pipeline makes
 //! it answer gRPC `UNAVAILABLE` / HTTP 503 with a retry delay, so clients keep the data.
 //!
+//! With `auth.bearer_tokens` both front ends refuse requests without one of the tokens
+//! (HTTP 401 / gRPC `UNAUTHENTICATED`). Connection limits, header and TLS handshake timeouts
+//! and (mutual) TLS come from the shared [`HttpServer`]; every refused request or connection
+//! is counted in `sightline_receiver_requests_rejected_total{reason}`.
+//!
 //! Files: `config.rs` (keys), `request.rs` (the three request types as one trait),
-//! `ingest.rs` (shared checks and the hand-off), `grpc.rs`, `http.rs` (front ends).
+//! `ingest.rs` (shared checks and the hand-off), `auth.rs` (bearer tokens), `grpc.rs`,
+//! `http.rs` (front ends).
 
+mod auth;
 mod config;
+#[cfg(any(test, feature = "fuzzing"))]
+// A failed check must panic: that is what a fuzzer and the seed tests look for.
+#[allow(clippy::expect_used, clippy::unwrap_used)]
+pub(crate) mod fuzzing;
 mod grpc;
 mod http;
 mod ingest;
@@ -20,7 +31,7 @@ mod tests;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use pipeline_core::net::HttpServer;
+use pipeline_core::net::{HttpServer, Refusal, ServerOptions};
 use pipeline_core::{
     BuildError, Component, ComponentError, CreateContext, FieldError, Host, ReceiverFactory,
     Signal, SignalConsumers, parse_checked,
@@ -28,7 +39,7 @@ use pipeline_core::{
 use serde_json::Value;
 use tokio::time::Instant;
 
-pub use config::{GrpcConfig, HttpConfig, OtlpReceiverConfig, Protocols};
+pub use config::{AuthConfig, GrpcConfig, HttpConfig, OtlpReceiverConfig, Protocols};
 
 /// Builds `otlp` receivers.
 pub struct Factory;
@@ -68,9 +79,14 @@ impl ReceiverFactory for Factory {
     ) -> Result<Arc<dyn Component>, BuildError> {
         let config = parse(config)?;
         let ingest = Arc::new(ingest::Ingest::new(next, ctx.telemetry.clone()));
+        let auth = config
+            .auth
+            .as_ref()
+            .map(|a| Arc::new(auth::BearerAuth::new(a)));
         Ok(Arc::new(OtlpReceiver {
             config,
             ingest,
+            auth,
             servers: Mutex::new(Vec::new()),
         }))
     }
@@ -80,6 +96,7 @@ impl ReceiverFactory for Factory {
 pub struct OtlpReceiver {
     config: OtlpReceiverConfig,
     ingest: Arc<ingest::Ingest>,
+    auth: Option<Arc<auth::BearerAuth>>,
     servers: Mutex<Vec<Arc<HttpServer>>>,
 }
 
@@ -93,6 +110,17 @@ impl OtlpReceiver {
             .map(|s| s.local_addr())
             .collect()
     }
+
+    /// `options` with refused connections counted under `protocol`.
+    fn counted(&self, options: ServerOptions, protocol: &'static str) -> ServerOptions {
+        let ingest = self.ingest.clone();
+        ServerOptions {
+            on_refused: Some(Arc::new(move |why: Refusal| {
+                ingest.rejected_request(protocol, why.reason());
+            })),
+            ..options
+        }
+    }
 }
 
 #[async_trait]
@@ -103,15 +131,23 @@ impl Component for OtlpReceiver {
             let service = grpc::GrpcService::new(
                 self.ingest.clone(),
                 (g.max_recv_msg_size_mib as usize) << 20,
+                self.auth.clone(),
             );
             let router = axum::Router::new().fallback_service(service);
-            let server = HttpServer::start(&g.endpoint, g.tls.as_ref(), router).await?;
+            let options = self.counted(g.server_options(), "grpc");
+            let server =
+                HttpServer::start_with(&g.endpoint, g.tls.as_ref(), router, options).await?;
             tracing::info!(endpoint = %server.local_addr(), "OTLP/gRPC receiver listening");
             started.push(Arc::new(server));
         }
         if let Some(h) = &self.config.protocols.http {
-            let router = http::router(self.ingest.clone(), h.max_request_body_size as usize);
-            match HttpServer::start(&h.endpoint, h.tls.as_ref(), router).await {
+            let router = http::router(
+                self.ingest.clone(),
+                h.max_request_body_size as usize,
+                self.auth.clone(),
+            );
+            let options = self.counted(h.server_options(), "http");
+            match HttpServer::start_with(&h.endpoint, h.tls.as_ref(), router, options).await {
                 Ok(server) => {
                     tracing::info!(endpoint = %server.local_addr(), "OTLP/HTTP receiver listening");
                     started.push(Arc::new(server));
