@@ -36,8 +36,10 @@ pub mod wire;
 pub use component::{Component, ComponentError, ComponentId, ComponentKind, Host};
 pub use consumer::{BoxError, Capabilities, ConsumeError, Consumer, Fanout, SwitchConsumer};
 pub use factory::{
-    BuildError, ConnectorFactory, CreateContext, ExporterFactory, FieldError, ProcessorFactory,
-    ReceiverFactory, SignalConsumers, connector_output, parse_checked, parse_config,
+    BuildError, ComponentConfig, ConnectorFactory, CreateContext, DynConnectorFactory,
+    DynExporterFactory, DynProcessorFactory, DynReceiverFactory, ExporterFactory, FieldError,
+    ProcessorFactory, ReceiverFactory, SignalConsumers, connector_output, parse_checked,
+    parse_config,
 };
 pub use model::{AckHolder, AckOutcome, AckToken, Batch, BatchContext, Payload, WaitingBatch};
 pub use registry::{Registry, RegistryError};

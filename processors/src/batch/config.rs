@@ -1,7 +1,7 @@
 //! The `batch` processor's config, with the OpenTelemetry Collector's key names.
 
-use pipeline_core::FieldError;
 use pipeline_core::config::HumanDuration;
+use pipeline_core::{ComponentConfig, FieldError};
 use serde::Deserialize;
 
 /// `processors.batch`.
@@ -26,9 +26,9 @@ impl Default for BatchConfig {
     }
 }
 
-impl BatchConfig {
+impl ComponentConfig for BatchConfig {
     /// Checks relations serde cannot.
-    pub fn validate(&self) -> Result<(), FieldError> {
+    fn validate(&self) -> Result<(), FieldError> {
         if self.send_batch_size == 0 {
             return Err(FieldError::new("send_batch_size", "must be at least 1"));
         }
@@ -46,7 +46,9 @@ impl BatchConfig {
         }
         Ok(())
     }
+}
 
+impl BatchConfig {
     /// Most items held pending before callers wait: room for two full batches, so one can
     /// fill while the previous is being sent.
     pub fn pending_limit(&self) -> usize {
