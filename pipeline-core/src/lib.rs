@@ -19,6 +19,7 @@ pub mod attributes;
 pub mod component;
 pub mod config;
 pub mod consumer;
+pub mod distribution;
 pub mod factory;
 pub mod graph;
 pub mod health;

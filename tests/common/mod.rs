@@ -128,8 +128,12 @@ service:
     )
 }
 
+/// The distribution under test: `sightline`, or the example plugin distribution for the
+/// tests of `examples/plugin` (which include this module by path).
 pub fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_sightline")
+    option_env!("CARGO_BIN_EXE_sightline-attributes")
+        .or(option_env!("CARGO_BIN_EXE_sightline"))
+        .expect("cargo test builds the binary")
 }
 
 /// Ports of one Sightline instance.
@@ -704,4 +708,22 @@ pub fn logs_request(seed: u64, n: usize) -> ExportLogsServiceRequest {
 
 pub fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// Sends a traces request over OTLP/gRPC to `url` and expects success.
+pub async fn export_traces(url: &str, request: ExportTraceServiceRequest) {
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+    let mut client = TraceServiceClient::connect(url.to_string())
+        .await
+        .expect("connect");
+    client.export(request).await.expect("export traces");
+}
+
+/// Sends a logs request over OTLP/gRPC to `url` and expects success.
+pub async fn export_logs(url: &str, request: ExportLogsServiceRequest) {
+    use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
+    let mut client = LogsServiceClient::connect(url.to_string())
+        .await
+        .expect("connect");
+    client.export(request).await.expect("export logs");
 }

@@ -1,13 +1,13 @@
 //! The service's own HTTP endpoints: health probes (`/health/live`, `/health/ready`,
 //! `/health/startup`, with the seed guide's JSON bodies) and self-metrics (`/metrics`).
 
+use crate::health::HealthRegistry;
+use crate::telemetry::Telemetry;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use pipeline_core::health::HealthRegistry;
-use pipeline_core::telemetry::Telemetry;
 use serde_json::json;
 
 fn json_response(ok: bool, body: serde_json::Value) -> Response {

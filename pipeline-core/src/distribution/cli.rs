@@ -2,16 +2,18 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-use pipeline_core::Registry;
-use pipeline_core::config::{ConfigErrors, ConfigSource};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+
+use super::Distribution;
+use crate::Registry;
+use crate::config::{ConfigErrors, ConfigSource};
 
 /// Sightline: a telemetry pipeline in the OpenTelemetry Collector's shape.
 ///
 /// With no command, runs the pipelines of the given configs (or of the embedded default:
 /// OTLP on 127.0.0.1:4317/4318 -> batch -> debug; health on 13133; metrics on 8888).
 #[derive(Debug, Parser)]
-#[command(name = "sightline", version, about, long_about)]
+#[command(name = "sightline", about, long_about)]
 pub struct Cli {
     /// A YAML config file. Repeatable: later files are deep-merged over earlier ones.
     #[arg(long = "config", short = 'c', value_name = "FILE", global = true)]
@@ -31,8 +33,12 @@ pub enum Command {
     Components,
 }
 
-pub(crate) fn run(registry: Registry) -> ExitCode {
-    let cli = match Cli::try_parse() {
+pub(crate) fn run(dist: Distribution) -> ExitCode {
+    let command = Cli::command().name(dist.name).version(dist.version);
+    let cli = match command
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m))
+    {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
@@ -43,20 +49,32 @@ pub(crate) fn run(registry: Registry) -> ExitCode {
             };
         }
     };
+    let default = dist.default_config;
     match cli.command {
-        Some(Command::Components) => components(&registry),
-        Some(Command::Validate) => validate(&registry, &cli.config),
-        None => crate::service::run(registry, &cli.config),
+        Some(Command::Components) => components(&dist.registry),
+        Some(Command::Validate) => validate(&dist.registry, &cli.config, default),
+        None => super::service::run(dist.registry, &cli.config, default),
     }
 }
 
 /// Reads the files named on the command line, or the embedded default when there are none.
-pub(crate) fn sources(files: &[String]) -> Result<Vec<ConfigSource>, ConfigErrors> {
+pub(crate) fn sources(
+    files: &[String],
+    default: Option<&str>,
+) -> Result<Vec<ConfigSource>, ConfigErrors> {
     if files.is_empty() {
-        return Ok(vec![ConfigSource {
-            name: "<embedded default>".into(),
-            text: crate::DEFAULT_CONFIG.into(),
-        }]);
+        return match default {
+            Some(text) => Ok(vec![ConfigSource {
+                name: "<embedded default>".into(),
+                text: text.into(),
+            }]),
+            None => Err(ConfigErrors(vec![crate::config::ConfigError {
+                file: "<command line>".into(),
+                component: String::new(),
+                path: String::new(),
+                message: "no config given: pass --config FILE".into(),
+            }])),
+        };
     }
     let mut out = Vec::new();
     let mut errors = Vec::new();
@@ -66,7 +84,7 @@ pub(crate) fn sources(files: &[String]) -> Result<Vec<ConfigSource>, ConfigError
                 name: f.clone(),
                 text,
             }),
-            Err(e) => errors.push(pipeline_core::config::ConfigError {
+            Err(e) => errors.push(crate::config::ConfigError {
                 file: f.clone(),
                 component: String::new(),
                 path: String::new(),
@@ -85,10 +103,11 @@ pub(crate) fn sources(files: &[String]) -> Result<Vec<ConfigSource>, ConfigError
 pub(crate) fn load(
     registry: &Registry,
     files: &[String],
-) -> Result<pipeline_core::config::Config, ConfigErrors> {
+    default: Option<&str>,
+) -> Result<crate::config::Config, ConfigErrors> {
     let env = |name: &str| std::env::var(name).ok();
-    let config = pipeline_core::config::load(&sources(files)?, &env)?;
-    let v = pipeline_core::graph::validate(&config, registry);
+    let config = crate::config::load(&sources(files, default)?, &env)?;
+    let v = crate::graph::validate(&config, registry);
     for w in &v.warnings {
         eprintln!("warning: {w}");
     }
@@ -99,8 +118,8 @@ pub(crate) fn load(
     }
 }
 
-fn validate(registry: &Registry, files: &[String]) -> ExitCode {
-    match load(registry, files) {
+fn validate(registry: &Registry, files: &[String], default: Option<&str>) -> ExitCode {
+    match load(registry, files, default) {
         Ok(_) => {
             println!("configuration is valid");
             ExitCode::SUCCESS

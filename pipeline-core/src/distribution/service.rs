@@ -4,20 +4,20 @@
 
 use std::process::ExitCode;
 
-use pipeline_core::Registry;
-use pipeline_core::graph::Graph;
-use pipeline_core::health::HealthRegistry;
-use pipeline_core::net::HttpServer;
-use pipeline_core::telemetry::Telemetry;
-use pipeline_core::{ComponentError, Host};
+use crate::Registry;
+use crate::graph::Graph;
+use crate::health::HealthRegistry;
+use crate::net::HttpServer;
+use crate::telemetry::Telemetry;
+use crate::{ComponentError, Host};
 use tokio::time::Instant;
 
 fn enabled(endpoint: &str) -> bool {
     !endpoint.is_empty() && endpoint != "none"
 }
 
-pub(crate) fn run(registry: Registry, files: &[String]) -> ExitCode {
-    let config = match crate::cli::load(&registry, files) {
+pub(crate) fn run(registry: Registry, files: &[String], default: Option<&str>) -> ExitCode {
+    let config = match super::cli::load(&registry, files, default) {
         Ok(c) => c,
         Err(errors) => {
             for e in &errors.0 {
@@ -30,7 +30,7 @@ pub(crate) fn run(registry: Registry, files: &[String]) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    crate::logging::init(&config.service.telemetry.logs);
+    super::logging::init(&config.service.telemetry.logs);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -50,7 +50,7 @@ pub(crate) fn run(registry: Registry, files: &[String]) -> ExitCode {
     }
 }
 
-async fn serve(registry: Registry, config: pipeline_core::config::Config) -> Result<(), String> {
+async fn serve(registry: Registry, config: crate::config::Config) -> Result<(), String> {
     let telemetry = Telemetry::new();
     let health = HealthRegistry::default();
     let mut admin = Vec::new();
@@ -59,7 +59,7 @@ async fn serve(registry: Registry, config: pipeline_core::config::Config) -> Res
         let server = HttpServer::start(
             health_endpoint,
             None,
-            crate::admin::health_router(health.clone()),
+            super::admin::health_router(health.clone()),
         )
         .await
         .map_err(|e| describe(&e))?;
@@ -71,7 +71,7 @@ async fn serve(registry: Registry, config: pipeline_core::config::Config) -> Res
         let server = HttpServer::start(
             metrics_endpoint,
             None,
-            crate::admin::metrics_router(telemetry.clone()),
+            super::admin::metrics_router(telemetry.clone()),
         )
         .await
         .map_err(|e| describe(&e))?;
