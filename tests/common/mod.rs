@@ -210,6 +210,16 @@ impl Sightline {
 
     /// Like [`Sightline::start`], with extra environment variables for the process.
     pub async fn start_with_env(config: &str, ports: Ports, env: &[(&str, &str)]) -> Sightline {
+        Sightline::start_with(config, ports, env, &[]).await
+    }
+
+    /// Like [`Sightline::start`], with extra environment variables and arguments.
+    pub async fn start_with(
+        config: &str,
+        ports: Ports,
+        env: &[(&str, &str)],
+        args: &[&str],
+    ) -> Sightline {
         let dir = temp_dir("run");
         let path = dir.join("config.yaml");
         std::fs::write(&path, config).expect("write config");
@@ -217,6 +227,7 @@ impl Sightline {
         let child = Command::new(bin())
             .arg("--config")
             .arg(&path)
+            .args(args)
             .envs(env.iter().copied())
             .current_dir(&dir)
             .stdin(Stdio::null())
@@ -241,6 +252,21 @@ impl Sightline {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// The config file it runs (rewrite it, then reload).
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join("config.yaml")
+    }
+
+    /// Sends a signal (`HUP`, `TERM`, ...).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{name} failed");
     }
 
     pub fn logs(&self) -> String {

@@ -19,6 +19,10 @@ pub struct Cli {
     #[arg(long = "config", short = 'c', value_name = "FILE", global = true)]
     pub config: Vec<String>,
 
+    /// Reload when a config file changes (checked every second), as on SIGHUP.
+    #[arg(long = "watch-config")]
+    pub watch_config: bool,
+
     /// What to do; without a command, run.
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -53,7 +57,12 @@ pub(crate) fn run(dist: Distribution) -> ExitCode {
     match cli.command {
         Some(Command::Components) => components(&dist.registry),
         Some(Command::Validate) => validate(&dist.registry, &cli.config, default),
-        None => super::service::run(dist.registry, &cli.config, default),
+        None => super::service::run(super::service::Settings {
+            registry: dist.registry,
+            files: cli.config,
+            default,
+            watch: cli.watch_config,
+        }),
     }
 }
 
