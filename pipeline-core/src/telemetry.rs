@@ -5,7 +5,7 @@
 //! [`ComponentTelemetry`] with its labels resolved once, and wraps every edge in an
 //! [`Instrumented`] consumer, so plugins get their counts for free.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -35,6 +35,36 @@ pub mod reason {
 }
 
 const COMPONENT_LABELS: [&str; 3] = ["component_kind", "component_id", "signal"];
+
+/// One component's item counters for one signal (drops summed over reasons).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ComponentTotals {
+    /// Items handed to it.
+    pub received: u64,
+    /// Items it passed on.
+    pub sent: u64,
+    /// Items it refused.
+    pub refused: u64,
+    /// Items it accepted and lost.
+    pub dropped: u64,
+}
+
+/// A snapshot of [`Telemetry::totals`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// By (`component_kind`, `component_id`, `signal`) label values (`exporter`,
+    /// `otlp/backend`, `traces`).
+    pub components: BTreeMap<(String, String, String), ComponentTotals>,
+    /// Queues by `component_id`: (items queued, capacity).
+    pub queues: BTreeMap<String, (i64, i64)>,
+}
+
+fn label<'a>(m: &'a prometheus::proto::Metric, name: &str) -> &'a str {
+    m.get_label()
+        .iter()
+        .find(|l| l.name() == name)
+        .map_or("", |l| l.value())
+}
 
 /// The metric families of one service.
 #[derive(Clone)]
@@ -201,6 +231,41 @@ impl Telemetry {
                 telemetry: self.clone(),
             }),
         }
+    }
+
+    /// Every component's running totals per signal (drops summed over reasons) and every
+    /// queue's use, read from the metric families: for the live pipeline page.
+    pub fn totals(&self) -> Totals {
+        let mut totals = Totals::default();
+        for family in self.registry.gather() {
+            let field: fn(&mut ComponentTotals) -> &mut u64 = match family.name() {
+                "sightline_component_items_received_total" => |t| &mut t.received,
+                "sightline_component_items_sent_total" => |t| &mut t.sent,
+                "sightline_component_items_refused_total" => |t| &mut t.refused,
+                "sightline_component_items_dropped_total" => |t| &mut t.dropped,
+                "sightline_queue_size" | "sightline_queue_capacity" => {
+                    let capacity = family.name() == "sightline_queue_capacity";
+                    for m in family.get_metric() {
+                        let id = label(m, "component_id").to_string();
+                        let q = totals.queues.entry(id).or_default();
+                        let v = m.get_gauge().get_value() as i64;
+                        if capacity { q.1 = v } else { q.0 = v }
+                    }
+                    continue;
+                }
+                _ => continue,
+            };
+            for m in family.get_metric() {
+                let key = (
+                    label(m, "component_kind").to_string(),
+                    label(m, "component_id").to_string(),
+                    label(m, "signal").to_string(),
+                );
+                *field(totals.components.entry(key).or_default()) +=
+                    m.get_counter().get_value() as u64;
+            }
+        }
+        totals
     }
 
     /// Refreshes the process metrics and renders everything in the Prometheus text format.

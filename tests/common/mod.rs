@@ -753,3 +753,64 @@ pub async fn export_logs(url: &str, request: ExportLogsServiceRequest) {
         .expect("connect");
     client.export(request).await.expect("export logs");
 }
+
+/// Renders `url` and a blank page in headless Chromium and checks the page's PNG carries
+/// far more than the blank one's; returns the page's PNG. Skipped (`None`) only when Chromium
+/// is missing outside CI.
+pub async fn screenshot_is_not_blank(url: &str) -> Option<PathBuf> {
+    if Command::new("chromium").arg("--version").output().is_err() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "chromium is missing in CI (.ci/run installs it)"
+        );
+        eprintln!("chromium not installed: skipping the screenshot");
+        return None;
+    }
+    let dir = temp_dir("chromium");
+    let profile = dir.join("profile");
+    let shoot = move |target: &str, png: &Path| {
+        let status = Command::new("chromium")
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--no-first-run",
+                "--hide-scrollbars",
+                "--window-size=900,1000",
+            ])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .arg(format!("--screenshot={}", png.display()))
+            .arg(target)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("run chromium");
+        assert!(status.success(), "chromium failed on {target}");
+        std::fs::read(png).expect("screenshot written")
+    };
+    let url = url.to_string();
+    let page_png = dir.join("page.png");
+    let png = page_png.clone();
+    let (page, blank) = tokio::task::spawn_blocking(move || {
+        let page = shoot(&url, &png);
+        let blank = shoot(
+            "data:text/html,<html><body></body></html>",
+            &dir.join("blank.png"),
+        );
+        (page, blank)
+    })
+    .await
+    .unwrap();
+    assert!(page.starts_with(b"\x89PNG\r\n\x1a\n") && blank.starts_with(b"\x89PNG"));
+    // Same size, same compression: text, tables and two charts compress far worse than
+    // a white page.
+    assert!(
+        page.len() > blank.len() * 3,
+        "page {} bytes vs blank {} bytes",
+        page.len(),
+        blank.len()
+    );
+    Some(page_png)
+}

@@ -1,14 +1,19 @@
 //! The service's own HTTP endpoints: health probes (`/health/live`, `/health/ready`,
-//! `/health/startup`, with the seed guide's JSON bodies) and self-metrics (`/metrics`).
+//! `/health/startup`, with the seed guide's JSON bodies), and on the self-telemetry endpoint
+//! the self-metrics (`/metrics`) and the live pipeline page (`/`, see `page.rs`).
 
 use crate::health::HealthRegistry;
 use crate::telemetry::Telemetry;
+use std::sync::Arc;
+
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
+
+use super::page::LiveView;
 
 fn json_response(ok: bool, body: serde_json::Value) -> Response {
     let status = if ok {
@@ -52,8 +57,22 @@ pub(crate) fn health_router(health: HealthRegistry) -> Router {
         .with_state(health)
 }
 
-/// The `/metrics` route.
-pub(crate) fn metrics_router(telemetry: Telemetry) -> Router {
+/// The self-telemetry routes: `/metrics` and the live pipeline page at `/`.
+pub(crate) fn telemetry_router(telemetry: Telemetry, live: Arc<LiveView>) -> Router {
+    let page = Router::new()
+        .route(
+            "/",
+            get(|State(live): State<Arc<LiveView>>| async move {
+                (
+                    [
+                        (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+                        (header::CACHE_CONTROL, "no-store"),
+                    ],
+                    live.render(),
+                )
+            }),
+        )
+        .with_state(live);
     Router::new()
         .route(
             "/metrics",
@@ -68,4 +87,5 @@ pub(crate) fn metrics_router(telemetry: Telemetry) -> Router {
             }),
         )
         .with_state(telemetry)
+        .merge(page)
 }

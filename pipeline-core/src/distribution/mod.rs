@@ -23,6 +23,7 @@
 mod admin;
 mod cli;
 mod logging;
+mod page;
 mod service;
 
 use std::process::ExitCode;

@@ -9,12 +9,14 @@
 //! on. `service.telemetry` and `service.health` take effect at the next start.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus::IntCounterVec;
 use tokio::signal::unix::{Signal as UnixSignal, SignalKind, signal};
 use tokio::time::Instant;
 
+use super::page::LiveView;
 use crate::Registry;
 use crate::config::Config;
 use crate::graph::Graph;
@@ -90,12 +92,13 @@ async fn serve(settings: Settings, config: Config) -> Result<(), String> {
         tracing::info!(endpoint = %server.local_addr(), "health probes listening");
         admin.push(server);
     }
+    let live = LiveView::new(telemetry.clone());
     let metrics_endpoint = &config.service.telemetry.metrics.endpoint;
     if enabled(metrics_endpoint) {
         let server = HttpServer::start(
             metrics_endpoint,
             None,
-            super::admin::metrics_router(telemetry.clone()),
+            super::admin::telemetry_router(telemetry.clone(), live.clone()),
         )
         .await
         .map_err(|e| describe(&e))?;
@@ -109,6 +112,8 @@ async fn serve(settings: Settings, config: Config) -> Result<(), String> {
         Graph::build(&config, &settings.registry, &telemetry, &health).map_err(|e| redact(&e))?;
     let host = Host::new(config.service.data_dir.0.clone());
     graph.start(&host).await.map_err(|e| redact(&e))?;
+    live.set_layout(graph.layout());
+    let sampler = tokio::spawn(live.clone().run_sampler());
     tracing::info!(
         pipelines = config.service.pipelines.len(),
         "sightline started"
@@ -123,6 +128,7 @@ async fn serve(settings: Settings, config: Config) -> Result<(), String> {
         host,
         config,
         graph: Some(graph),
+        live,
     };
     let mut signals = Signals::new();
     let mut watch = tokio::time::interval(WATCH_INTERVAL);
@@ -143,6 +149,7 @@ async fn serve(settings: Settings, config: Config) -> Result<(), String> {
     if let Some(graph) = service.graph.take() {
         graph.shutdown(deadline).await;
     }
+    sampler.abort();
     for server in admin {
         server.shutdown(Instant::now()).await;
     }
@@ -164,6 +171,8 @@ struct Service {
     sources: Vec<Option<String>>,
     /// `sightline_config_reloads_total{outcome}`.
     reloads: IntCounterVec,
+    /// The live pipeline page's view.
+    live: Arc<LiveView>,
 }
 
 impl Service {
@@ -217,6 +226,7 @@ impl Service {
                     kept = ?kept,
                     "configuration reloaded"
                 );
+                self.live.set_layout(graph.layout());
                 self.graph = Some(graph);
                 let (new, old) = (&config.service, &self.config.service);
                 if new.telemetry.metrics.endpoint != old.telemetry.metrics.endpoint

@@ -634,17 +634,17 @@ impl Node {
     }
 }
 
-/// The components of one pipeline, by ID, for views of the running graph.
+/// The components of one pipeline, for views of the running graph (the live page).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PipelineLayout {
     /// `traces`, `metrics/backend`.
     pub id: String,
-    /// Receiver (and connector) IDs feeding it.
-    pub receivers: Vec<String>,
-    /// Processor IDs in order.
-    pub processors: Vec<String>,
-    /// Exporter (and connector) IDs it feeds.
-    pub exporters: Vec<String>,
+    /// Receivers (and connectors) feeding it.
+    pub receivers: Vec<(ComponentKind, ComponentId)>,
+    /// Processors in order.
+    pub processors: Vec<ComponentId>,
+    /// Exporters (and connectors) it feeds.
+    pub exporters: Vec<(ComponentKind, ComponentId)>,
 }
 
 /// A built graph: its nodes in shutdown order and its pipeline heads.
@@ -1063,11 +1063,28 @@ impl Graph {
         nodes.extend(exporter_nodes);
         let layout = pipelines
             .iter()
-            .map(|p| PipelineLayout {
-                id: p.id.id.clone(),
-                receivers: p.receivers.iter().map(|r| r.to_string()).collect(),
-                processors: p.processors.iter().map(|r| r.to_string()).collect(),
-                exporters: p.exporters.iter().map(|r| r.to_string()).collect(),
+            .map(|p| {
+                let kind_of = |id: &ComponentId, other: ComponentKind| {
+                    if is_defined(config, ComponentKind::Connector, id) {
+                        (ComponentKind::Connector, id.clone())
+                    } else {
+                        (other, id.clone())
+                    }
+                };
+                PipelineLayout {
+                    id: p.id.id.clone(),
+                    receivers: p
+                        .receivers
+                        .iter()
+                        .map(|r| kind_of(r, ComponentKind::Receiver))
+                        .collect(),
+                    processors: p.processors.clone(),
+                    exporters: p
+                        .exporters
+                        .iter()
+                        .map(|e| kind_of(e, ComponentKind::Exporter))
+                        .collect(),
+                }
             })
             .collect();
         Ok(Graph {
