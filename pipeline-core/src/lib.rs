@@ -29,6 +29,7 @@ pub mod queue;
 pub mod registry;
 pub mod rpc;
 pub mod signal;
+pub mod tap;
 pub mod telemetry;
 pub mod testing;
 pub mod time;

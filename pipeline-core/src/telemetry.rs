@@ -19,6 +19,7 @@ use crate::component::{ComponentId, ComponentKind};
 use crate::consumer::{ConsumeError, Consumer, SharedConsumer};
 use crate::model::{AckHolder, Batch};
 use crate::signal::{PerSignal, Signal};
+use crate::tap::{TapPoint, Taps};
 
 /// Why items were dropped, as the `reason` label says it.
 pub mod reason {
@@ -82,6 +83,7 @@ pub struct Telemetry {
     process_cpu: Gauge,
     process_rss: Gauge,
     decode_failures: prometheus::IntCounter,
+    taps: Taps,
     /// Families components register for themselves, by name (see
     /// [`ComponentTelemetry::counter_family`]).
     own: Arc<Mutex<HashMap<String, OwnFamily>>>,
@@ -156,7 +158,14 @@ impl Telemetry {
         )
         .unwrap_or_else(|e| unreachable_metric("sightline_payload_decode_failures_total", e));
         let _ = registry.register(Box::new(decode_failures.clone()));
+        let taps = Taps::new(counter(
+            &registry,
+            "sightline_tap_samples_total",
+            "Samples of a component's output sent to `sightline tap` clients, and samples dropped because a client's channel was full.",
+            &["component_id", "outcome"],
+        ));
         Telemetry {
+            taps,
             received: counter(
                 &registry,
                 "sightline_component_items_received_total",
@@ -228,9 +237,15 @@ impl Telemetry {
                     id.as_str(),
                     self.ack_unresolved.with_label_values(&[id.as_str()]),
                 ),
+                tap: self.taps.point(kind, id),
                 telemetry: self.clone(),
             }),
         }
+    }
+
+    /// Every component's tap point, for `sightline tap`.
+    pub fn taps(&self) -> &Taps {
+        &self.taps
     }
 
     /// Every component's running totals per signal (drops summed over reasons) and every
@@ -295,6 +310,7 @@ struct ComponentTelemetryInner {
     sent: PerSignal<IntCounter>,
     refused: PerSignal<IntCounter>,
     ack_holder: AckHolder,
+    tap: Arc<TapPoint>,
     telemetry: Telemetry,
 }
 
@@ -553,6 +569,12 @@ impl Instrumented {
     fn before(&self, batch: &Batch) -> (Signal, usize) {
         let signal = batch.signal();
         let items = batch.item_count();
+        // A component's output is tapped where it leaves it; an exporter's, where it enters.
+        match (&self.upstream, &self.downstream) {
+            (Some(u), _) => u.inner.tap.offer(batch),
+            (None, Some(d)) if d.inner.kind == ComponentKind::Exporter => d.inner.tap.offer(batch),
+            _ => {}
+        }
         if let Some(d) = &self.downstream {
             d.received(signal, items);
         }

@@ -1,6 +1,7 @@
 //! The service's own HTTP endpoints: health probes (`/health/live`, `/health/ready`,
 //! `/health/startup`, with the seed guide's JSON bodies), and on the self-telemetry endpoint
-//! the self-metrics (`/metrics`) and the live pipeline page (`/`, see `page.rs`).
+//! the self-metrics (`/metrics`), the live pipeline page (`/`, see `page.rs`) and the tap
+//! stream (`/tap`, see `tap.rs`).
 
 use crate::health::HealthRegistry;
 use crate::telemetry::Telemetry;
@@ -57,7 +58,7 @@ pub(crate) fn health_router(health: HealthRegistry) -> Router {
         .with_state(health)
 }
 
-/// The self-telemetry routes: `/metrics` and the live pipeline page at `/`.
+/// The self-telemetry routes: `/metrics`, the live pipeline page at `/`, and `/tap`.
 pub(crate) fn telemetry_router(telemetry: Telemetry, live: Arc<LiveView>) -> Router {
     let page = Router::new()
         .route(
@@ -71,6 +72,14 @@ pub(crate) fn telemetry_router(telemetry: Telemetry, live: Arc<LiveView>) -> Rou
                     live.render(),
                 )
             }),
+        )
+        .route(
+            "/tap",
+            get(
+                |State(live): State<Arc<LiveView>>, uri: axum::http::Uri| async move {
+                    super::tap::serve(&live.telemetry, &live, uri.query())
+                },
+            ),
         )
         .with_state(live);
     Router::new()

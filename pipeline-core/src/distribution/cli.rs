@@ -1,4 +1,4 @@
-//! The command line: run (default), `validate`, `components`.
+//! The command line: run (default), `validate`, `components`, `tap`.
 
 use std::process::ExitCode;
 
@@ -35,6 +35,8 @@ pub enum Command {
     Validate,
     /// List every registered receiver, processor, connector and exporter with its signals.
     Components,
+    /// Print samples of what passes a running component's output, as OTLP/JSON lines.
+    Tap(super::tap::TapArgs),
 }
 
 pub(crate) fn run(dist: Distribution) -> ExitCode {
@@ -56,6 +58,7 @@ pub(crate) fn run(dist: Distribution) -> ExitCode {
     let default = dist.default_config;
     match cli.command {
         Some(Command::Components) => components(&dist.registry),
+        Some(Command::Tap(args)) => super::tap::run(args),
         Some(Command::Validate) => validate(&dist.registry, &cli.config, default),
         None => super::service::run(super::service::Settings {
             registry: dist.registry,

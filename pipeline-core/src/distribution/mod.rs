@@ -25,12 +25,14 @@ mod cli;
 mod logging;
 mod page;
 mod service;
+mod tap;
 
 use std::process::ExitCode;
 
 use crate::Registry;
 
 pub use cli::{Cli, Command};
+pub use tap::TapArgs;
 
 /// What a distribution is made of: its name (in `--help` and `--version`), its components,
 /// and the config it runs when given none.

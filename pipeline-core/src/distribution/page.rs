@@ -48,7 +48,7 @@ struct Sampled {
 
 /// What the page shows: the running graph's layout and the latest rates.
 pub(crate) struct LiveView {
-    telemetry: Telemetry,
+    pub(crate) telemetry: Telemetry,
     layout: Mutex<Vec<PipelineLayout>>,
     sampled: Mutex<Sampled>,
 }
@@ -65,6 +65,53 @@ impl LiveView {
     /// Shows the pipelines of a newly running graph.
     pub(crate) fn set_layout(&self, layout: &[PipelineLayout]) {
         *self.layout.lock().unwrap_or_else(|p| p.into_inner()) = layout.to_vec();
+    }
+
+    /// The kind of the running component `id` (`kind` when given, to choose between a
+    /// receiver and an exporter of one ID), or what is wrong.
+    pub(crate) fn find(
+        &self,
+        id: &str,
+        kind: Option<ComponentKind>,
+    ) -> Result<(ComponentKind, ComponentId), String> {
+        let layout = self.layout.lock().unwrap_or_else(|p| p.into_inner());
+        let mut found: Vec<(ComponentKind, ComponentId)> = Vec::new();
+        let mut all: Vec<String> = Vec::new();
+        for p in layout.iter() {
+            let ends = p.receivers.iter().chain(&p.exporters).cloned();
+            let processors = p
+                .processors
+                .iter()
+                .map(|id| (ComponentKind::Processor, id.clone()));
+            for (k, c) in ends.chain(processors) {
+                all.push(format!("{k} {c}"));
+                if c.as_str() == id
+                    && kind.is_none_or(|want| want == k)
+                    && !found.contains(&(k, c.clone()))
+                {
+                    found.push((k, c));
+                }
+            }
+        }
+        match found.as_slice() {
+            [one] => Ok(one.clone()),
+            [] => {
+                all.sort();
+                all.dedup();
+                Err(format!(
+                    "no component {id:?}{} in the running pipelines; there are: {}",
+                    kind.map(|k| format!(" of kind {k}")).unwrap_or_default(),
+                    all.join(", ")
+                ))
+            }
+            many => Err(format!(
+                "{id:?} names a {}: choose one with --kind",
+                many.iter()
+                    .map(|(k, _)| k.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" and a ")
+            )),
+        }
     }
 
     /// Takes a sample of the counters and updates the rates.
