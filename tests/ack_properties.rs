@@ -16,7 +16,7 @@ use exporters::helper::{
     Delivered, ExporterSettings, QueueConfig, QueuedExporter, RetryConfig, SendError, Sender,
 };
 use pipeline_core::config::HumanDuration;
-use pipeline_core::factory::ProcessorFactory;
+use pipeline_core::factory::DynProcessorFactory;
 use pipeline_core::proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use pipeline_core::proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use pipeline_core::proto::tonic::resource::v1::Resource;
@@ -183,7 +183,7 @@ fn context(id: &str) -> (CreateContext, Telemetry) {
 }
 
 fn processor(
-    factory: &dyn ProcessorFactory,
+    factory: &dyn DynProcessorFactory,
     config: serde_json::Value,
     signal: Signal,
     dest: &Arc<Destination>,

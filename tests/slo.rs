@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -590,63 +589,6 @@ async fn the_slo_connector_puts_the_figures_on_the_prometheus_exporters_page() {
             sli,
         )
         .await;
-}
-
-/// Renders `url` and a blank page in headless Chromium and checks the page's PNG carries
-/// far more than the blank one's. Skipped only when Chromium is missing outside CI.
-async fn screenshot_is_not_blank(url: &str) {
-    if Command::new("chromium").arg("--version").output().is_err() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "chromium is missing in CI (.ci/run installs it)"
-        );
-        eprintln!("chromium not installed: skipping the screenshot");
-        return;
-    }
-    let dir = temp_dir("chromium");
-    let profile = dir.join("profile");
-    let shoot = move |target: &str, png: &Path| {
-        let status = Command::new("chromium")
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-dev-shm-usage",
-                "--no-first-run",
-                "--hide-scrollbars",
-                "--window-size=900,1000",
-            ])
-            .arg(format!("--user-data-dir={}", profile.display()))
-            .arg(format!("--screenshot={}", png.display()))
-            .arg(target)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .expect("run chromium");
-        assert!(status.success(), "chromium failed on {target}");
-        std::fs::read(png).expect("screenshot written")
-    };
-    let url = url.to_string();
-    let (page, blank) = tokio::task::spawn_blocking(move || {
-        let page = shoot(&url, &dir.join("page.png"));
-        let blank = shoot(
-            "data:text/html,<html><body></body></html>",
-            &dir.join("blank.png"),
-        );
-        (page, blank)
-    })
-    .await
-    .unwrap();
-    assert!(page.starts_with(b"\x89PNG\r\n\x1a\n") && blank.starts_with(b"\x89PNG"));
-    // Same size, same compression: text, tables and two charts compress far worse than
-    // a white page.
-    assert!(
-        page.len() > blank.len() * 3,
-        "page {} bytes vs blank {} bytes",
-        page.len(),
-        blank.len()
-    );
 }
 
 /// `sightline validate` checks a latency threshold against the buckets of the `sli`

@@ -3,8 +3,10 @@
 //! /proc) and its peak RSS (VmHWM) as a markdown table for BENCHMARKS.md.
 //!
 //! Usage (see bench/run.sh):
+//! ```text
 //!   sightline-bench --sightline PATH [SCENARIO] [--seconds N] [--rate N] [--concurrency N]
 //!     [--rounds N] [--load max|rate|both]   (the last two: `redaction` and `loki` only)
+//! ```
 //! Scenarios: `traces` (default): OTLP/gRPC traces through `otlp -> batch -> otlp` against a
 //! minimal tonic forwarder. `hostmetrics`: CPU per full scrape against prometheus-node-exporter,
 //! and the RSS the receiver adds. `redaction`: traces through `otlp -> redaction -> batch ->

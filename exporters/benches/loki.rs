@@ -22,7 +22,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use exporters::helper::Compression;
 use exporters::loki::testing::request_logs;
 use exporters::loki::{LokiConfig, encode_requests};
-use pipeline_core::parse_checked;
+use pipeline_core::ComponentConfig;
 use serde_json::json;
 
 /// The allocator of the `sightline` binary, so allocation costs are the binary's.
@@ -37,7 +37,7 @@ fn loki_config(extra: serde_json::Value) -> LokiConfig {
         .as_object_mut()
         .unwrap()
         .extend(extra.as_object().unwrap().clone());
-    parse_checked(&config, LokiConfig::validate).unwrap()
+    LokiConfig::parse(&config).unwrap()
 }
 
 /// The benchmark thread's CPU time, in nanoseconds.

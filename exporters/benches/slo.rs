@@ -36,7 +36,7 @@ fn setup() -> (Vec<SloDefinition>, Rules) {
         })
         .collect();
     let config: SloExporterConfig =
-        pipeline_core::parse_checked(&json!({ "slos": slos }), SloExporterConfig::validate)
+        <SloExporterConfig as pipeline_core::ComponentConfig>::parse(&json!({ "slos": slos }))
             .unwrap();
     let rules = Rules {
         budget: config.budget_alerts.clone(),

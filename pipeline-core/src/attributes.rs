@@ -1,9 +1,13 @@
 //! Reading OTLP attribute lists: find a key, and read a value as text or as a number the way
-//! a user who wrote `status_code: "200"` or `status_code: 200` expects either to work.
+//! a user who wrote `status_code: "200"` or `status_code: 200` expects either to work; and
+//! visiting every record's attribute list of a payload ([`for_each_record_mut`]) for
+//! processors that edit attributes.
 
 use std::borrow::Cow;
 
+use crate::model::Payload;
 use crate::proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
+use crate::proto::tonic::metrics::v1::metric::Data;
 
 /// The attributes holding a request ID by default, in order: the seed guide's
 /// structured-log field, the semantic conventions' captured `X-Request-ID` header, and a
@@ -134,6 +138,64 @@ pub fn hash_value<H: std::hash::Hasher>(value: Option<&Value>, hasher: &mut H) {
             hash_attributes(&l.values, hasher);
         }
         Some(Value::StringValueStrindex(i)) => (8u8, i).hash(hasher),
+    }
+}
+
+/// Calls `f` with the attribute list of every record in `payload`: each span, each log record
+/// and each metric data point (of every metric type), in order. Resource and scope attributes
+/// are not records and are not visited.
+///
+/// ```
+/// use pipeline_core::Payload;
+/// use pipeline_core::attributes::{for_each_record_mut, string};
+/// use pipeline_core::testing::span_batch;
+///
+/// let mut batch = span_batch(3);
+/// for_each_record_mut(batch.payload_mut(), |attributes| {
+///     attributes.push(string("deployment.environment", "prod"))
+/// });
+/// let Payload::Traces(rs) = batch.payload() else { unreachable!() };
+/// assert!(rs[0].scope_spans[0].spans.iter().all(|s| s.attributes.len() > 0));
+/// # batch.delivered();
+/// ```
+pub fn for_each_record_mut(payload: &mut Payload, mut f: impl FnMut(&mut Vec<KeyValue>)) {
+    match payload {
+        Payload::Traces(rs) => rs
+            .iter_mut()
+            .flat_map(|r| &mut r.scope_spans)
+            .flat_map(|s| &mut s.spans)
+            .for_each(|span| f(&mut span.attributes)),
+        Payload::Logs(rl) => rl
+            .iter_mut()
+            .flat_map(|r| &mut r.scope_logs)
+            .flat_map(|s| &mut s.log_records)
+            .for_each(|record| f(&mut record.attributes)),
+        Payload::Metrics(rm) => {
+            let metrics = rm
+                .iter_mut()
+                .flat_map(|r| &mut r.scope_metrics)
+                .flat_map(|s| &mut s.metrics);
+            for metric in metrics {
+                match &mut metric.data {
+                    Some(Data::Gauge(g)) => {
+                        g.data_points.iter_mut().for_each(|p| f(&mut p.attributes))
+                    }
+                    Some(Data::Sum(s)) => {
+                        s.data_points.iter_mut().for_each(|p| f(&mut p.attributes))
+                    }
+                    Some(Data::Histogram(h)) => {
+                        h.data_points.iter_mut().for_each(|p| f(&mut p.attributes))
+                    }
+                    Some(Data::ExponentialHistogram(h)) => {
+                        h.data_points.iter_mut().for_each(|p| f(&mut p.attributes))
+                    }
+                    Some(Data::Summary(s)) => {
+                        s.data_points.iter_mut().for_each(|p| f(&mut p.attributes))
+                    }
+                    None => {}
+                }
+            }
+        }
     }
 }
 

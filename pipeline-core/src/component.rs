@@ -29,6 +29,18 @@ impl ComponentKind {
             ComponentKind::Connector => "connector",
         }
     }
+
+    /// The kind named `receiver`, `processor`, `exporter` or `connector`.
+    pub fn parse(s: &str) -> Option<ComponentKind> {
+        [
+            ComponentKind::Receiver,
+            ComponentKind::Processor,
+            ComponentKind::Exporter,
+            ComponentKind::Connector,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
 }
 
 impl fmt::Display for ComponentKind {

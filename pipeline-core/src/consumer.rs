@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
+use tokio::time::Instant;
 
 use crate::model::Batch;
 
@@ -248,6 +249,22 @@ impl SwitchConsumer {
     pub fn switch(&self, target: SharedConsumer) {
         self.target.store(Arc::new(target));
     }
+
+    /// Points every later call at `target`, then waits until the calls that were already
+    /// running on the previous target have returned (or `deadline` passes): after it, the
+    /// previous target gets nothing more through this switch. Returns whether they all
+    /// returned in time.
+    pub async fn switch_and_wait(&self, target: SharedConsumer, deadline: Instant) -> bool {
+        let previous = self.target.swap(Arc::new(target));
+        // Every running call holds a clone of `previous` (see `consume`).
+        while Arc::strong_count(&previous) > 1 {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        true
+    }
 }
 
 #[async_trait]
@@ -385,5 +402,93 @@ mod fanout_tests {
             "the reader owns no copy"
         );
         probe.assert_resolved();
+    }
+}
+
+#[cfg(test)]
+mod switch_tests {
+    use super::*;
+    use crate::testing::{CollectingConsumer, span_batch};
+
+    /// Holds every batch until released, then passes it on.
+    struct Gate {
+        open: tokio::sync::Semaphore,
+        entered: tokio::sync::Notify,
+        next: Arc<CollectingConsumer>,
+    }
+
+    fn gate() -> Arc<Gate> {
+        Arc::new(Gate {
+            open: tokio::sync::Semaphore::new(0),
+            entered: tokio::sync::Notify::new(),
+            next: CollectingConsumer::new(),
+        })
+    }
+
+    #[async_trait]
+    impl Consumer for Gate {
+        async fn consume(&self, batch: Batch) -> Result<(), ConsumeError> {
+            self.entered.notify_one();
+            let _permit = self.open.acquire().await;
+            self.next.consume(batch).await
+        }
+    }
+
+    #[tokio::test]
+    async fn switch_and_wait_returns_once_calls_on_the_old_target_are_done() {
+        let old = gate();
+        let new = CollectingConsumer::new();
+        let switch = Arc::new(SwitchConsumer::new(old.clone()));
+        let in_flight = tokio::spawn({
+            let switch = switch.clone();
+            async move { switch.consume(span_batch(2)).await }
+        });
+        old.entered.notified().await;
+        let switched = tokio::spawn({
+            let switch = switch.clone();
+            let new = new.clone() as SharedConsumer;
+            async move {
+                switch
+                    .switch_and_wait(new, Instant::now() + Duration::from_secs(5))
+                    .await
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            !switched.is_finished(),
+            "a call on the old target is still running"
+        );
+        switch.consume(span_batch(1)).await.unwrap();
+        assert_eq!(new.item_count(), 1, "later calls go to the new target");
+        old.open.add_permits(1);
+        assert!(switched.await.unwrap());
+        in_flight.await.unwrap().unwrap();
+        assert_eq!(old.next.item_count(), 2);
+        for b in old.next.batches().into_iter().chain(new.batches()) {
+            b.delivered();
+        }
+    }
+
+    #[tokio::test]
+    async fn switch_and_wait_gives_up_at_the_deadline() {
+        let old = gate();
+        let switch = Arc::new(SwitchConsumer::new(old.clone()));
+        let in_flight = tokio::spawn({
+            let switch = switch.clone();
+            async move { switch.consume(span_batch(1)).await }
+        });
+        old.entered.notified().await;
+        let done = switch
+            .switch_and_wait(
+                CollectingConsumer::new(),
+                Instant::now() + Duration::from_millis(30),
+            )
+            .await;
+        assert!(!done);
+        old.open.add_permits(1);
+        in_flight.await.unwrap().unwrap();
+        for b in old.next.batches() {
+            b.delivered();
+        }
     }
 }

@@ -75,6 +75,25 @@ impl HealthRegistry {
         }
     }
 
+    /// A reporter under `key` that leaves the current status as it is until it reports: for
+    /// a graph built beside a running one (a reload).
+    pub fn reporter_quiet(&self, key: String) -> HealthReporter {
+        HealthReporter {
+            registry: self.clone(),
+            key,
+        }
+    }
+
+    /// Forgets a component that is gone (removed by a reload).
+    pub fn remove(&self, key: &str) {
+        let mut s = self
+            .inner
+            .statuses
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        s.remove(key);
+    }
+
     fn set(&self, key: &str, status: ComponentStatus) {
         let mut s = self
             .inner
@@ -122,6 +141,11 @@ pub struct HealthReporter {
 }
 
 impl HealthReporter {
+    /// The key it reports under (`exporter/otlp`).
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
     /// Reports a new status.
     pub fn report(&self, status: ComponentStatus) {
         self.registry.set(&self.key, status);

@@ -19,6 +19,7 @@ pub mod attributes;
 pub mod component;
 pub mod config;
 pub mod consumer;
+pub mod distribution;
 pub mod factory;
 pub mod graph;
 pub mod health;
@@ -28,6 +29,7 @@ pub mod queue;
 pub mod registry;
 pub mod rpc;
 pub mod signal;
+pub mod tap;
 pub mod telemetry;
 pub mod testing;
 pub mod time;
@@ -37,8 +39,10 @@ pub mod wire;
 pub use component::{Component, ComponentError, ComponentId, ComponentKind, Host};
 pub use consumer::{BoxError, Capabilities, ConsumeError, Consumer, Fanout, SwitchConsumer};
 pub use factory::{
-    BuildError, ConnectorFactory, CreateContext, ExporterFactory, FieldError, ProcessorFactory,
-    ReceiverFactory, SignalConsumers, connector_output, parse_checked, parse_config,
+    BuildError, ComponentConfig, ConnectorFactory, CreateContext, DynConnectorFactory,
+    DynExporterFactory, DynProcessorFactory, DynReceiverFactory, ExporterFactory, FieldError,
+    ProcessorFactory, ReceiverFactory, SignalConsumers, connector_output, parse_checked,
+    parse_config,
 };
 pub use model::{AckHolder, AckOutcome, AckToken, Batch, BatchContext, Payload, WaitingBatch};
 pub use registry::{Registry, RegistryError};

@@ -48,6 +48,25 @@ use crate::proto::tonic::trace::v1::ResourceSpans;
 use crate::signal::Signal;
 use crate::wire::EncodedPayload;
 
+// Borrowing twins of the export request messages: same field names, same serde shape.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TracesJson<'a> {
+    resource_spans: &'a [ResourceSpans],
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct MetricsJson<'a> {
+    resource_metrics: &'a [ResourceMetrics],
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct LogsJson<'a> {
+    resource_logs: &'a [ResourceLogs],
+}
+
 /// The telemetry of one signal.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -85,6 +104,29 @@ impl Payload {
             Payload::Traces(rs) => span_count(rs),
             Payload::Metrics(rm) => data_point_count(rm),
             Payload::Logs(rl) => log_record_count(rl),
+        }
+    }
+
+    /// Writes the payload's export request (`ExportTraceServiceRequest` and its siblings) as
+    /// OTLP/JSON, one line without a trailing newline, straight from the resource groups.
+    ///
+    /// ```
+    /// let batch = pipeline_core::testing::span_batch(1);
+    /// let mut json = Vec::new();
+    /// batch.payload_view().write_json(&mut json).unwrap();
+    /// assert!(json.starts_with(b"{\"resourceSpans\":[{"));
+    /// # batch.delivered();
+    /// ```
+    pub fn write_json(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+        match self {
+            Payload::Traces(rs) => serde_json::to_writer(out, &TracesJson { resource_spans: rs }),
+            Payload::Metrics(rm) => serde_json::to_writer(
+                out,
+                &MetricsJson {
+                    resource_metrics: rm,
+                },
+            ),
+            Payload::Logs(rl) => serde_json::to_writer(out, &LogsJson { resource_logs: rl }),
         }
     }
 

@@ -3,12 +3,24 @@
 //! Each family crate has a `register(&mut Registry)` function; a distribution's `main` calls
 //! the ones it wants, plugins included. No link-time magic: what is registered is what was
 //! called.
+//!
+//! ```
+//! use pipeline_core::{ComponentKind, Registry};
+//!
+//! let mut registry = Registry::new();
+//! // receivers::register(&mut registry)?; processors::register(&mut registry)?; ...
+//! // registry.add_processor(my_plugin::Factory)?;
+//! assert!(registry.type_names(ComponentKind::Processor).is_empty());
+//! ```
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::component::ComponentKind;
-use crate::factory::{ConnectorFactory, ExporterFactory, ProcessorFactory, ReceiverFactory};
+use crate::factory::{
+    ConnectorFactory, DynConnectorFactory, DynExporterFactory, DynProcessorFactory,
+    DynReceiverFactory, ExporterFactory, ProcessorFactory, ReceiverFactory,
+};
 use crate::signal::Signal;
 
 /// Why a factory could not be registered.
@@ -27,10 +39,10 @@ pub enum RegistryError {
 /// Factories by kind and type name.
 #[derive(Default, Clone)]
 pub struct Registry {
-    receivers: BTreeMap<&'static str, Arc<dyn ReceiverFactory>>,
-    processors: BTreeMap<&'static str, Arc<dyn ProcessorFactory>>,
-    exporters: BTreeMap<&'static str, Arc<dyn ExporterFactory>>,
-    connectors: BTreeMap<&'static str, Arc<dyn ConnectorFactory>>,
+    receivers: BTreeMap<&'static str, Arc<dyn DynReceiverFactory>>,
+    processors: BTreeMap<&'static str, Arc<dyn DynProcessorFactory>>,
+    exporters: BTreeMap<&'static str, Arc<dyn DynExporterFactory>>,
+    connectors: BTreeMap<&'static str, Arc<dyn DynConnectorFactory>>,
 }
 
 fn insert<F: ?Sized>(
@@ -67,8 +79,8 @@ impl Registry {
     }
 
     /// Adds a receiver factory.
-    pub fn add_receiver(&mut self, f: impl ReceiverFactory) -> Result<(), RegistryError> {
-        let name = f.type_name();
+    pub fn add_receiver<F: ReceiverFactory>(&mut self, f: F) -> Result<(), RegistryError> {
+        let name = F::TYPE_NAME;
         insert(
             &mut self.receivers,
             ComponentKind::Receiver,
@@ -78,8 +90,8 @@ impl Registry {
     }
 
     /// Adds a processor factory.
-    pub fn add_processor(&mut self, f: impl ProcessorFactory) -> Result<(), RegistryError> {
-        let name = f.type_name();
+    pub fn add_processor<F: ProcessorFactory>(&mut self, f: F) -> Result<(), RegistryError> {
+        let name = F::TYPE_NAME;
         insert(
             &mut self.processors,
             ComponentKind::Processor,
@@ -89,8 +101,8 @@ impl Registry {
     }
 
     /// Adds an exporter factory.
-    pub fn add_exporter(&mut self, f: impl ExporterFactory) -> Result<(), RegistryError> {
-        let name = f.type_name();
+    pub fn add_exporter<F: ExporterFactory>(&mut self, f: F) -> Result<(), RegistryError> {
+        let name = F::TYPE_NAME;
         insert(
             &mut self.exporters,
             ComponentKind::Exporter,
@@ -100,8 +112,8 @@ impl Registry {
     }
 
     /// Adds a connector factory.
-    pub fn add_connector(&mut self, f: impl ConnectorFactory) -> Result<(), RegistryError> {
-        let name = f.type_name();
+    pub fn add_connector<F: ConnectorFactory>(&mut self, f: F) -> Result<(), RegistryError> {
+        let name = F::TYPE_NAME;
         insert(
             &mut self.connectors,
             ComponentKind::Connector,
@@ -111,22 +123,22 @@ impl Registry {
     }
 
     /// A receiver factory by type name.
-    pub fn receiver(&self, type_name: &str) -> Option<&Arc<dyn ReceiverFactory>> {
+    pub fn receiver(&self, type_name: &str) -> Option<&Arc<dyn DynReceiverFactory>> {
         self.receivers.get(type_name)
     }
 
     /// A processor factory by type name.
-    pub fn processor(&self, type_name: &str) -> Option<&Arc<dyn ProcessorFactory>> {
+    pub fn processor(&self, type_name: &str) -> Option<&Arc<dyn DynProcessorFactory>> {
         self.processors.get(type_name)
     }
 
     /// An exporter factory by type name.
-    pub fn exporter(&self, type_name: &str) -> Option<&Arc<dyn ExporterFactory>> {
+    pub fn exporter(&self, type_name: &str) -> Option<&Arc<dyn DynExporterFactory>> {
         self.exporters.get(type_name)
     }
 
     /// A connector factory by type name.
-    pub fn connector(&self, type_name: &str) -> Option<&Arc<dyn ConnectorFactory>> {
+    pub fn connector(&self, type_name: &str) -> Option<&Arc<dyn DynConnectorFactory>> {
         self.connectors.get(type_name)
     }
 

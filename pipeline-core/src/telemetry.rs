@@ -5,7 +5,7 @@
 //! [`ComponentTelemetry`] with its labels resolved once, and wraps every edge in an
 //! [`Instrumented`] consumer, so plugins get their counts for free.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,6 +19,7 @@ use crate::component::{ComponentId, ComponentKind};
 use crate::consumer::{ConsumeError, Consumer, SharedConsumer};
 use crate::model::{AckHolder, Batch};
 use crate::signal::{PerSignal, Signal};
+use crate::tap::{TapPoint, Taps};
 
 /// Why items were dropped, as the `reason` label says it.
 pub mod reason {
@@ -36,6 +37,36 @@ pub mod reason {
 
 const COMPONENT_LABELS: [&str; 3] = ["component_kind", "component_id", "signal"];
 
+/// One component's item counters for one signal (drops summed over reasons).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ComponentTotals {
+    /// Items handed to it.
+    pub received: u64,
+    /// Items it passed on.
+    pub sent: u64,
+    /// Items it refused.
+    pub refused: u64,
+    /// Items it accepted and lost.
+    pub dropped: u64,
+}
+
+/// A snapshot of [`Telemetry::totals`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// By (`component_kind`, `component_id`, `signal`) label values (`exporter`,
+    /// `otlp/backend`, `traces`).
+    pub components: BTreeMap<(String, String, String), ComponentTotals>,
+    /// Queues by `component_id`: (items queued, capacity).
+    pub queues: BTreeMap<String, (i64, i64)>,
+}
+
+fn label<'a>(m: &'a prometheus::proto::Metric, name: &str) -> &'a str {
+    m.get_label()
+        .iter()
+        .find(|l| l.name() == name)
+        .map_or("", |l| l.value())
+}
+
 /// The metric families of one service.
 #[derive(Clone)]
 pub struct Telemetry {
@@ -52,6 +83,7 @@ pub struct Telemetry {
     process_cpu: Gauge,
     process_rss: Gauge,
     decode_failures: prometheus::IntCounter,
+    taps: Taps,
     /// Families components register for themselves, by name (see
     /// [`ComponentTelemetry::counter_family`]).
     own: Arc<Mutex<HashMap<String, OwnFamily>>>,
@@ -126,7 +158,14 @@ impl Telemetry {
         )
         .unwrap_or_else(|e| unreachable_metric("sightline_payload_decode_failures_total", e));
         let _ = registry.register(Box::new(decode_failures.clone()));
+        let taps = Taps::new(counter(
+            &registry,
+            "sightline_tap_samples_total",
+            "Samples of a component's output sent to `sightline tap` clients, and samples dropped because a client's channel was full.",
+            &["component_id", "outcome"],
+        ));
         Telemetry {
+            taps,
             received: counter(
                 &registry,
                 "sightline_component_items_received_total",
@@ -198,9 +237,50 @@ impl Telemetry {
                     id.as_str(),
                     self.ack_unresolved.with_label_values(&[id.as_str()]),
                 ),
+                tap: self.taps.point(kind, id),
                 telemetry: self.clone(),
             }),
         }
+    }
+
+    /// Every component's tap point, for `sightline tap`.
+    pub fn taps(&self) -> &Taps {
+        &self.taps
+    }
+
+    /// Every component's running totals per signal (drops summed over reasons) and every
+    /// queue's use, read from the metric families: for the live pipeline page.
+    pub fn totals(&self) -> Totals {
+        let mut totals = Totals::default();
+        for family in self.registry.gather() {
+            let field: fn(&mut ComponentTotals) -> &mut u64 = match family.name() {
+                "sightline_component_items_received_total" => |t| &mut t.received,
+                "sightline_component_items_sent_total" => |t| &mut t.sent,
+                "sightline_component_items_refused_total" => |t| &mut t.refused,
+                "sightline_component_items_dropped_total" => |t| &mut t.dropped,
+                "sightline_queue_size" | "sightline_queue_capacity" => {
+                    let capacity = family.name() == "sightline_queue_capacity";
+                    for m in family.get_metric() {
+                        let id = label(m, "component_id").to_string();
+                        let q = totals.queues.entry(id).or_default();
+                        let v = m.get_gauge().get_value() as i64;
+                        if capacity { q.1 = v } else { q.0 = v }
+                    }
+                    continue;
+                }
+                _ => continue,
+            };
+            for m in family.get_metric() {
+                let key = (
+                    label(m, "component_kind").to_string(),
+                    label(m, "component_id").to_string(),
+                    label(m, "signal").to_string(),
+                );
+                *field(totals.components.entry(key).or_default()) +=
+                    m.get_counter().get_value() as u64;
+            }
+        }
+        totals
     }
 
     /// Refreshes the process metrics and renders everything in the Prometheus text format.
@@ -230,6 +310,7 @@ struct ComponentTelemetryInner {
     sent: PerSignal<IntCounter>,
     refused: PerSignal<IntCounter>,
     ack_holder: AckHolder,
+    tap: Arc<TapPoint>,
     telemetry: Telemetry,
 }
 
@@ -502,6 +583,12 @@ impl Instrumented {
     fn before(&self, batch: &Batch) -> (Signal, usize) {
         let signal = batch.signal();
         let items = batch.item_count();
+        // A component's output is tapped where it leaves it; an exporter's, where it enters.
+        match (&self.upstream, &self.downstream) {
+            (Some(u), _) => u.inner.tap.offer(batch),
+            (None, Some(d)) if d.inner.kind == ComponentKind::Exporter => d.inner.tap.offer(batch),
+            _ => {}
+        }
         if let Some(d) = &self.downstream {
             d.received(signal, items);
         }

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use crate::component::{ComponentKind, Host};
 use crate::consumer::{ConsumeError, Consumer, SharedConsumer};
 use crate::factory::{
-    ConnectorFactory, CreateContext, ExporterFactory, ProcessorFactory, ReceiverFactory,
+    CreateContext, DynConnectorFactory, DynExporterFactory, DynProcessorFactory, DynReceiverFactory,
 };
 use crate::model::{AckOutcome, AckToken, Batch, Payload};
 use crate::proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
@@ -292,7 +292,7 @@ fn host() -> Host {
 
 /// Runs the conformance checks on a receiver factory. `run_config` is used for the
 /// instances that start (point its listeners at port 0).
-pub async fn check_receiver(factory: &dyn ReceiverFactory, run_config: &Value) {
+pub async fn check_receiver(factory: &dyn DynReceiverFactory, run_config: &Value) {
     let name = factory.type_name();
     factory
         .validate(&factory.default_config())
@@ -320,7 +320,7 @@ pub async fn check_receiver(factory: &dyn ReceiverFactory, run_config: &Value) {
 }
 
 /// Runs the conformance checks on a processor factory, for every signal it supports.
-pub async fn check_processor(factory: &dyn ProcessorFactory) {
+pub async fn check_processor(factory: &dyn DynProcessorFactory) {
     let name = factory.type_name();
     let config = factory.default_config();
     factory
@@ -366,7 +366,7 @@ pub async fn check_processor(factory: &dyn ProcessorFactory) {
 
 /// Runs the conformance checks on an exporter factory. `run_config` is used for the
 /// instances that start.
-pub async fn check_exporter(factory: &dyn ExporterFactory, run_config: &Value) {
+pub async fn check_exporter(factory: &dyn DynExporterFactory, run_config: &Value) {
     let name = factory.type_name();
     factory
         .validate(&factory.default_config())
@@ -393,13 +393,13 @@ pub async fn check_exporter(factory: &dyn ExporterFactory, run_config: &Value) {
 }
 
 /// Runs the conformance checks on a connector factory, running it with its default config.
-pub async fn check_connector(factory: &dyn ConnectorFactory) {
+pub async fn check_connector(factory: &dyn DynConnectorFactory) {
     check_connector_with(factory, &factory.default_config()).await;
 }
 
 /// Runs the conformance checks on a connector factory; `run_config` is used for the
 /// instances that start (a connector with an endpoint gets a free port there).
-pub async fn check_connector_with(factory: &dyn ConnectorFactory, run_config: &Value) {
+pub async fn check_connector_with(factory: &dyn DynConnectorFactory, run_config: &Value) {
     let name = factory.type_name();
     factory
         .validate(&factory.default_config())

@@ -12,10 +12,9 @@
 use std::sync::Arc;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use pipeline_core::factory::DynProcessorFactory;
 use pipeline_core::testing::{NopConsumer, PII_SPANS, pii_resource_spans};
-use pipeline_core::{
-    Batch, ComponentKind, Consumer, CreateContext, Payload, ProcessorFactory, Signal,
-};
+use pipeline_core::{Batch, ComponentKind, Consumer, CreateContext, Payload, Signal};
 use serde_json::json;
 
 /// The allocator of the `sightline` binary, so allocation costs are the binary's.

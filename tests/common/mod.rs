@@ -130,8 +130,12 @@ service:
     )
 }
 
+/// The distribution under test: `sightline`, or the example plugin distribution for the
+/// tests of `examples/plugin` (which include this module by path).
 pub fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_sightline")
+    option_env!("CARGO_BIN_EXE_sightline-attributes")
+        .or(option_env!("CARGO_BIN_EXE_sightline"))
+        .expect("cargo test builds the binary")
 }
 
 /// Ports of one Sightline instance.
@@ -283,6 +287,16 @@ impl Sightline {
 
     /// Like [`Sightline::start`], with extra environment variables for the process.
     pub async fn start_with_env(config: &str, ports: Ports, env: &[(&str, &str)]) -> Sightline {
+        Sightline::start_with(config, ports, env, &[]).await
+    }
+
+    /// Like [`Sightline::start`], with extra environment variables and arguments.
+    pub async fn start_with(
+        config: &str,
+        ports: Ports,
+        env: &[(&str, &str)],
+        args: &[&str],
+    ) -> Sightline {
         let dir = temp_dir("run");
         let path = dir.join("config.yaml");
         std::fs::write(&path, config).expect("write config");
@@ -290,6 +304,7 @@ impl Sightline {
         let child = Command::new(bin())
             .arg("--config")
             .arg(&path)
+            .args(args)
             .envs(env.iter().copied())
             .current_dir(&dir)
             .stdin(Stdio::null())
@@ -314,6 +329,21 @@ impl Sightline {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// The config file it runs (rewrite it, then reload).
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join("config.yaml")
+    }
+
+    /// Sends a signal (`HUP`, `TERM`, ...).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{name} failed");
     }
 
     pub fn logs(&self) -> String {
@@ -834,4 +864,83 @@ pub fn sample(page: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         .into_iter()
         .find(|(l, _)| *l == want)
         .map(|(_, v)| v)
+}
+
+/// Sends a traces request over OTLP/gRPC to `url` and expects success.
+pub async fn export_traces(url: &str, request: ExportTraceServiceRequest) {
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+    let mut client = TraceServiceClient::connect(url.to_string())
+        .await
+        .expect("connect");
+    client.export(request).await.expect("export traces");
+}
+
+/// Sends a logs request over OTLP/gRPC to `url` and expects success.
+pub async fn export_logs(url: &str, request: ExportLogsServiceRequest) {
+    use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
+    let mut client = LogsServiceClient::connect(url.to_string())
+        .await
+        .expect("connect");
+    client.export(request).await.expect("export logs");
+}
+
+/// Renders `url` and a blank page in headless Chromium and checks the page's PNG carries
+/// far more than the blank one's; returns the page's PNG. Skipped (`None`) only when Chromium
+/// is missing outside CI.
+pub async fn screenshot_is_not_blank(url: &str) -> Option<PathBuf> {
+    if Command::new("chromium").arg("--version").output().is_err() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "chromium is missing in CI (.ci/run installs it)"
+        );
+        eprintln!("chromium not installed: skipping the screenshot");
+        return None;
+    }
+    let dir = temp_dir("chromium");
+    let profile = dir.join("profile");
+    let shoot = move |target: &str, png: &Path| {
+        let status = Command::new("chromium")
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--no-first-run",
+                "--hide-scrollbars",
+                "--window-size=900,1000",
+            ])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .arg(format!("--screenshot={}", png.display()))
+            .arg(target)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("run chromium");
+        assert!(status.success(), "chromium failed on {target}");
+        std::fs::read(png).expect("screenshot written")
+    };
+    let url = url.to_string();
+    let page_png = dir.join("page.png");
+    let png = page_png.clone();
+    let (page, blank) = tokio::task::spawn_blocking(move || {
+        let page = shoot(&url, &png);
+        let blank = shoot(
+            "data:text/html,<html><body></body></html>",
+            &dir.join("blank.png"),
+        );
+        (page, blank)
+    })
+    .await
+    .unwrap();
+    assert!(page.starts_with(b"\x89PNG\r\n\x1a\n") && blank.starts_with(b"\x89PNG"));
+    // Same size, same compression: text, tables and two charts compress far worse than
+    // a white page.
+    assert!(
+        page.len() > blank.len() * 3,
+        "page {} bytes vs blank {} bytes",
+        page.len(),
+        blank.len()
+    );
+    Some(page_png)
 }

@@ -6,3 +6,5 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct ForwardConfig {}
+
+impl pipeline_core::ComponentConfig for ForwardConfig {}

@@ -14,10 +14,7 @@ mod tests;
 use std::sync::Arc;
 
 use pipeline_core::factory::ConsumerComponent;
-use pipeline_core::{
-    BuildError, ConnectorFactory, CreateContext, FieldError, Signal, SignalConsumers, parse_config,
-};
-use serde_json::Value;
+use pipeline_core::{BuildError, ConnectorFactory, CreateContext, Signal, SignalConsumers};
 
 pub use config::ForwardConfig;
 pub use connector::ForwardConnector;
@@ -26,29 +23,20 @@ pub use connector::ForwardConnector;
 pub struct Factory;
 
 impl ConnectorFactory for Factory {
-    fn type_name(&self) -> &'static str {
-        "forward"
-    }
+    type Config = ForwardConfig;
+    const TYPE_NAME: &'static str = "forward";
+    const SIGNAL_PAIRS: &'static [(Signal, Signal)] = &[
+        (Signal::Traces, Signal::Traces),
+        (Signal::Metrics, Signal::Metrics),
+        (Signal::Logs, Signal::Logs),
+    ];
 
-    fn signal_pairs(&self) -> &'static [(Signal, Signal)] {
-        &[
-            (Signal::Traces, Signal::Traces),
-            (Signal::Metrics, Signal::Metrics),
-            (Signal::Logs, Signal::Logs),
-        ]
-    }
-
-    fn validate(&self, config: &Value) -> Result<(), FieldError> {
-        parse_config::<ForwardConfig>(config).map(|_| ())
-    }
-
-    fn create(
+    fn build(
         &self,
         _ctx: CreateContext,
-        config: &Value,
+        _config: ForwardConfig,
         next: SignalConsumers,
     ) -> Result<Arc<dyn ConsumerComponent>, BuildError> {
-        parse_config::<ForwardConfig>(config)?;
         Ok(Arc::new(ForwardConnector { next }))
     }
 }

@@ -2,6 +2,7 @@ use pipeline_core::testing::{CollectingConsumer, check_connector, span_batch};
 use pipeline_core::{ComponentKind, PerSignal};
 
 use super::*;
+use pipeline_core::DynConnectorFactory;
 
 #[tokio::test]
 async fn conformance() {

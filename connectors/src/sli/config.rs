@@ -3,8 +3,8 @@
 
 use std::fmt;
 
-use pipeline_core::FieldError;
 use pipeline_core::config::HumanDuration;
+use pipeline_core::{ComponentConfig, FieldError};
 use serde::{Deserialize, Deserializer};
 
 /// The seed guide's latency buckets, in seconds.
@@ -75,9 +75,9 @@ impl Default for SliConfig {
     }
 }
 
-impl SliConfig {
+impl ComponentConfig for SliConfig {
     /// Checks what serde cannot.
-    pub fn validate(&self) -> Result<(), FieldError> {
+    fn validate(&self) -> Result<(), FieldError> {
         let flush = self.flush_interval.get();
         if flush.is_zero() {
             return Err(FieldError::new("flush_interval", "must be greater than 0"));

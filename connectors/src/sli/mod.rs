@@ -37,10 +37,8 @@ use std::sync::Arc;
 
 use pipeline_core::factory::ConsumerComponent;
 use pipeline_core::{
-    BuildError, ConnectorFactory, CreateContext, FieldError, Signal, SignalConsumers,
-    connector_output, parse_checked,
+    BuildError, ConnectorFactory, CreateContext, Signal, SignalConsumers, connector_output,
 };
-use serde_json::Value;
 
 pub use aggregate::{DURATION, ERRORS, OVERFLOW_ATTRIBUTE, QUANTILES, REQUESTS, SCOPE_NAME};
 pub use config::{
@@ -54,34 +52,21 @@ pub use connector::SliConnector;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Factory;
 
-fn parse(config: &Value) -> Result<SliConfig, FieldError> {
-    parse_checked(config, SliConfig::validate)
-}
-
 impl ConnectorFactory for Factory {
-    fn type_name(&self) -> &'static str {
-        "sli"
-    }
+    type Config = SliConfig;
+    const TYPE_NAME: &'static str = "sli";
+    const SIGNAL_PAIRS: &'static [(Signal, Signal)] = &[
+        (Signal::Traces, Signal::Metrics),
+        (Signal::Logs, Signal::Metrics),
+    ];
 
-    fn signal_pairs(&self) -> &'static [(Signal, Signal)] {
-        &[
-            (Signal::Traces, Signal::Metrics),
-            (Signal::Logs, Signal::Metrics),
-        ]
-    }
-
-    fn validate(&self, config: &Value) -> Result<(), FieldError> {
-        parse(config).map(|_| ())
-    }
-
-    fn create(
+    fn build(
         &self,
         ctx: CreateContext,
-        config: &Value,
+        config: SliConfig,
         next: SignalConsumers,
     ) -> Result<Arc<dyn ConsumerComponent>, BuildError> {
-        let config = parse(config)?;
-        let next = connector_output(&next, Signal::Metrics, self.type_name())?;
+        let next = connector_output(&next, Signal::Metrics, Self::TYPE_NAME)?;
         let metrics = connector::SliMetrics::new(&ctx.telemetry)
             .map_err(|e| BuildError::Other(format!("sli self-metrics: {e}")))?;
         Ok(Arc::new(SliConnector::new(

@@ -22,6 +22,7 @@ use tokio::time::Instant;
 use super::aggregate::Aggregator;
 use super::extract::{self, Invalid, normalize_path};
 use super::*;
+use pipeline_core::{ComponentConfig as _, DynConnectorFactory};
 
 // ---------------------------------------------------------------- builders
 
@@ -249,7 +250,7 @@ impl Harness {
             &ComponentId::parse("sli").unwrap(),
         );
         let out = CollectingConsumer::new();
-        let config = parse(&config).unwrap();
+        let config = SliConfig::parse(&config).unwrap();
         let metrics = connector::SliMetrics::new(&tel).unwrap();
         Harness {
             connector: SliConnector::new(config, out.clone(), tel, metrics),
@@ -296,7 +297,7 @@ async fn conformance() {
 
 #[test]
 fn default_config_is_the_documented_one() {
-    let c = parse(&json!({})).unwrap();
+    let c = SliConfig::parse(&json!({})).unwrap();
     assert_eq!(c.flush_interval.get(), Duration::from_secs(15));
     assert_eq!(c.temporality, Temporality::Cumulative);
     assert_eq!(
@@ -328,7 +329,7 @@ fn default_config_is_the_documented_one() {
 
 #[test]
 fn accepts_collector_spellings() {
-    let c = parse(&json!({
+    let c = SliConfig::parse(&json!({
         "span_kinds": ["SPAN_KIND_SERVER", "client", "CONSUMER"],
         "temporality": "AGGREGATION_TEMPORALITY_DELTA",
         "dimensions": [{"name": "deployment.environment", "default": "unknown"}, {"name": "k8s.pod.name"}],
@@ -1032,7 +1033,7 @@ fn test_config(extra: serde_json::Value) -> SliConfig {
     if let (Some(b), Some(e)) = (base.as_object_mut(), extra.as_object()) {
         b.extend(e.clone());
     }
-    parse(&base).unwrap()
+    SliConfig::parse(&base).unwrap()
 }
 
 fn requests_of(config: &SliConfig, batch: &Batch) -> Vec<extract::Request<'static>> {
@@ -1422,7 +1423,7 @@ async fn flushes_cut_off_by_the_shutdown_deadline_are_counted_as_dropped() {
     let metrics = connector::SliMetrics::new(&tel).unwrap();
     let stuck = Arc::new(Stuck::default());
     let c = SliConnector::new(
-        parse(&json!({"flush_interval": "10ms"})).unwrap(),
+        SliConfig::parse(&json!({"flush_interval": "10ms"})).unwrap(),
         stuck.clone(),
         tel,
         metrics,
@@ -1456,7 +1457,12 @@ async fn refused_flushes_are_counted_as_dropped() {
         &ComponentId::parse("sli").unwrap(),
     );
     let metrics = connector::SliMetrics::new(&tel).unwrap();
-    let c = SliConnector::new(parse(&json!({})).unwrap(), Arc::new(Refusing), tel, metrics);
+    let c = SliConnector::new(
+        SliConfig::parse(&json!({})).unwrap(),
+        Arc::new(Refusing),
+        tel,
+        metrics,
+    );
     c.consume(one_request("/a")).await.unwrap();
     c.flush().await;
     let text = telemetry.render();

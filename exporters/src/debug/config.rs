@@ -1,6 +1,6 @@
 //! The `debug` exporter's config.
 
-use pipeline_core::FieldError;
+use pipeline_core::{ComponentConfig, FieldError};
 use serde::{Deserialize, Serialize};
 
 /// `verbosity`: how much of each batch is written.
@@ -28,9 +28,9 @@ pub struct DebugConfig {
     pub verbosity: Verbosity,
 }
 
-impl DebugConfig {
+impl ComponentConfig for DebugConfig {
     /// Checks the values (there is nothing that can be wrong once parsed).
-    pub fn validate(&self) -> Result<(), FieldError> {
+    fn validate(&self) -> Result<(), FieldError> {
         Ok(())
     }
 }

@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
-use pipeline_core::FieldError;
 use pipeline_core::config::HumanDuration;
+use pipeline_core::{ComponentConfig, FieldError};
 use serde::{Deserialize, Serialize};
 
 fn default_flush_interval() -> HumanDuration {
@@ -29,9 +29,14 @@ pub struct FileConfig {
     pub flush_interval: HumanDuration,
 }
 
-impl FileConfig {
+impl ComponentConfig for FileConfig {
+    /// `path` is required; the default names a file in the working directory.
+    fn default_config() -> serde_json::Value {
+        serde_json::json!({ "path": "sightline-export.jsonl" })
+    }
+
     /// Checks the values.
-    pub fn validate(&self) -> Result<(), FieldError> {
+    fn validate(&self) -> Result<(), FieldError> {
         if self.path.as_os_str().is_empty() {
             return Err(FieldError::new("path", "must not be empty"));
         }

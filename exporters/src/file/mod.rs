@@ -20,10 +20,7 @@ mod writer;
 use std::sync::Arc;
 
 use pipeline_core::factory::ConsumerComponent;
-use pipeline_core::{
-    BuildError, CreateContext, ExporterFactory, FieldError, Signal, parse_checked,
-};
-use serde_json::Value;
+use pipeline_core::{BuildError, CreateContext, ExporterFactory, Signal};
 
 pub use config::FileConfig;
 
@@ -31,34 +28,16 @@ pub use config::FileConfig;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Factory;
 
-fn parse(config: &Value) -> Result<FileConfig, FieldError> {
-    parse_checked(config, FileConfig::validate)
-}
-
 impl ExporterFactory for Factory {
-    fn type_name(&self) -> &'static str {
-        "file"
-    }
+    type Config = FileConfig;
+    const TYPE_NAME: &'static str = "file";
+    const SIGNALS: &'static [Signal] = &Signal::ALL;
 
-    fn signals(&self) -> &'static [Signal] {
-        &Signal::ALL
-    }
-
-    /// `path` is required; the default names a file in the working directory.
-    fn default_config(&self) -> Value {
-        serde_json::json!({ "path": "sightline-export.jsonl" })
-    }
-
-    fn validate(&self, config: &Value) -> Result<(), FieldError> {
-        parse(config).map(|_| ())
-    }
-
-    fn create(
+    fn build(
         &self,
         ctx: CreateContext,
-        config: &Value,
+        config: FileConfig,
     ) -> Result<Arc<dyn ConsumerComponent>, BuildError> {
-        let config = parse(config)?;
         Ok(Arc::new(writer::FileExporter::new(
             ctx.id.to_string(),
             &config,

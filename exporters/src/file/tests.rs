@@ -10,7 +10,7 @@ use pipeline_core::model::Payload;
 use pipeline_core::proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use pipeline_core::proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use pipeline_core::testing::{check_exporter, log_batch, span_batch};
-use pipeline_core::{ConsumeError, ExporterFactory, Host};
+use pipeline_core::{ConsumeError, DynExporterFactory, Host};
 use serde_json::{Value, json};
 
 use super::{Factory, FileConfig};

@@ -1,8 +1,8 @@
 //! OTLP export requests and responses, per signal, in protobuf and OTLP/JSON.
 //!
-//! OTLP/JSON is written straight from the [`Payload`]'s resource groups, exactly as
-//! `Export{Trace,Metrics,Logs}ServiceRequest { resource_* }` would be, without cloning the
-//! data into a request message first. (Protobuf requests come from
+//! OTLP/JSON is written straight from the [`Payload`]'s resource groups
+//! ([`Payload::write_json`]), without cloning the data into a request message first.
+//! (Protobuf requests come from
 //! [`Batch::write_request`](pipeline_core::Batch::write_request), which sends an encoded
 //! batch's bytes as they arrived.)
 
@@ -17,11 +17,7 @@ use pipeline_core::proto::tonic::collector::metrics::v1::{
 use pipeline_core::proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
-use pipeline_core::proto::tonic::logs::v1::ResourceLogs;
-use pipeline_core::proto::tonic::metrics::v1::ResourceMetrics;
-use pipeline_core::proto::tonic::trace::v1::ResourceSpans;
 use prost::Message;
-use serde::Serialize;
 
 use super::sender::Delivered;
 
@@ -69,39 +65,10 @@ impl ExportRequest {
     }
 }
 
-// Borrowing twins of the request messages: same field names, same serde shape.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct TracesJson<'a> {
-    resource_spans: &'a [ResourceSpans],
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct MetricsJson<'a> {
-    resource_metrics: &'a [ResourceMetrics],
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct LogsJson<'a> {
-    resource_logs: &'a [ResourceLogs],
-}
-
-/// Writes the payload's export request as OTLP/JSON (one line, no trailing newline).
+/// Writes the payload's export request as OTLP/JSON (one line, no trailing newline); see
+/// [`Payload::write_json`].
 pub fn write_json(payload: &Payload, out: &mut Vec<u8>) -> Result<(), CodecError> {
-    match payload {
-        Payload::Traces(rs) => serde_json::to_writer(out, &TracesJson { resource_spans: rs })?,
-        Payload::Metrics(rm) => serde_json::to_writer(
-            out,
-            &MetricsJson {
-                resource_metrics: rm,
-            },
-        )?,
-        Payload::Logs(rl) => serde_json::to_writer(out, &LogsJson { resource_logs: rl })?,
-        other => return Err(CodecError::Unsupported(other.signal())),
-    }
-    Ok(())
+    Ok(payload.write_json(out)?)
 }
 
 /// The payload's export request as OTLP/JSON.

@@ -9,7 +9,7 @@ use pipeline_core::config::HumanDuration;
 use pipeline_core::factory::ConsumerComponent;
 use pipeline_core::health::HealthRegistry;
 use pipeline_core::telemetry::Telemetry;
-use pipeline_core::{ComponentId, ComponentKind, CreateContext, ExporterFactory, Host};
+use pipeline_core::{ComponentId, ComponentKind, CreateContext, DynExporterFactory, Host};
 use tokio::time::Instant;
 
 use super::config::{ExporterSettings, QueueConfig, RetryConfig};
@@ -112,7 +112,7 @@ pub(crate) fn fast_settings() -> ExporterSettings {
 
 /// Builds an exporter of `factory` on `t`'s context and starts it.
 pub(crate) async fn start_exporter(
-    factory: &dyn ExporterFactory,
+    factory: &dyn DynExporterFactory,
     t: &TestCtx,
     config: serde_json::Value,
 ) -> std::sync::Arc<dyn ConsumerComponent> {

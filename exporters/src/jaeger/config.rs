@@ -1,8 +1,8 @@
 //! The `jaeger` exporter's config.
 
 use http::Uri;
-use pipeline_core::FieldError;
 use pipeline_core::config::HumanDuration;
+use pipeline_core::{ComponentConfig, FieldError};
 use serde::{Deserialize, Serialize};
 
 use crate::helper::{
@@ -69,15 +69,21 @@ pub struct JaegerConfig {
     pub sending_queue: QueueConfig,
 }
 
-impl JaegerConfig {
+impl ComponentConfig for JaegerConfig {
+    fn default_config() -> serde_json::Value {
+        serde_json::json!({ "endpoint": "localhost:4317" })
+    }
+
     /// Checks everything that can be checked without touching the network or disk.
-    pub fn validate(&self) -> Result<(), FieldError> {
+    fn validate(&self) -> Result<(), FieldError> {
         match self.protocol {
             JaegerProtocol::OtlpGrpc | JaegerProtocol::Grpc => self.as_otlp().validate(),
             JaegerProtocol::OtlpHttp => self.as_otlphttp().validate(),
         }
     }
+}
 
+impl JaegerConfig {
     /// The compression in effect (see `compression`).
     pub fn compression(&self) -> Compression {
         self.compression.unwrap_or(match self.protocol {

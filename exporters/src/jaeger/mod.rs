@@ -28,10 +28,7 @@ mod translate;
 use std::sync::Arc;
 
 use pipeline_core::factory::ConsumerComponent;
-use pipeline_core::{
-    BuildError, CreateContext, ExporterFactory, FieldError, Signal, parse_checked,
-};
-use serde_json::Value;
+use pipeline_core::{BuildError, CreateContext, ExporterFactory, Signal};
 
 pub use config::{JaegerConfig, JaegerProtocol};
 pub use translate::NO_SERVICE_NAME;
@@ -42,33 +39,16 @@ use crate::helper::QueuedExporter;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Factory;
 
-fn parse(config: &Value) -> Result<JaegerConfig, FieldError> {
-    parse_checked(config, JaegerConfig::validate)
-}
-
 impl ExporterFactory for Factory {
-    fn type_name(&self) -> &'static str {
-        "jaeger"
-    }
+    type Config = JaegerConfig;
+    const TYPE_NAME: &'static str = "jaeger";
+    const SIGNALS: &'static [Signal] = &[Signal::Traces];
 
-    fn signals(&self) -> &'static [Signal] {
-        &[Signal::Traces]
-    }
-
-    fn default_config(&self) -> Value {
-        serde_json::json!({ "endpoint": "localhost:4317" })
-    }
-
-    fn validate(&self, config: &Value) -> Result<(), FieldError> {
-        parse(config).map(|_| ())
-    }
-
-    fn create(
+    fn build(
         &self,
         ctx: CreateContext,
-        config: &Value,
+        config: JaegerConfig,
     ) -> Result<Arc<dyn ConsumerComponent>, BuildError> {
-        let config = parse(config)?;
         let settings = config.settings();
         Ok(match config.protocol {
             JaegerProtocol::OtlpGrpc => Arc::new(QueuedExporter::new(

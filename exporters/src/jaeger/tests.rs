@@ -28,7 +28,7 @@ use crate::helper::Compression;
 use crate::helper::testutil::{TestCtx, eventually, fast_retries, in_secs, start_exporter};
 
 fn parse(v: Json) -> Result<JaegerConfig, pipeline_core::FieldError> {
-    pipeline_core::parse_checked(&v, JaegerConfig::validate)
+    <JaegerConfig as pipeline_core::ComponentConfig>::parse(&v)
 }
 
 #[test]

@@ -156,9 +156,19 @@ fn default_dns_timeout() -> HumanDuration {
     HumanDuration::from_secs(1)
 }
 
+impl pipeline_core::ComponentConfig for LoadBalancingConfig {
+    fn default_config() -> Value {
+        serde_json::json!({ "resolver": { "static": { "hostnames": ["localhost:4317"] } } })
+    }
+
+    fn validate(&self) -> Result<(), FieldError> {
+        LoadBalancingConfig::check(self)
+    }
+}
+
 impl LoadBalancingConfig {
     /// Checks everything that can be checked without the network.
-    pub fn validate(&self) -> Result<(), FieldError> {
+    pub fn check(&self) -> Result<(), FieldError> {
         if self.request_id_attributes.is_empty()
             || self.request_id_attributes.iter().any(|a| a.is_empty())
         {
@@ -238,14 +248,16 @@ impl LoadBalancingConfig {
         }
         let mut options = options.clone();
         options.insert("endpoint".into(), Value::String(endpoint.to_string()));
-        pipeline_core::parse_checked(&Value::Object(options), OtlpConfig::validate).map_err(|e| {
-            let path = if e.path.is_empty() {
-                "protocol.otlp".to_string()
-            } else {
-                format!("protocol.otlp.{}", e.path)
-            };
-            FieldError::new(path, e.message)
-        })
+        <OtlpConfig as pipeline_core::ComponentConfig>::parse(&Value::Object(options)).map_err(
+            |e| {
+                let path = if e.path.is_empty() {
+                    "protocol.otlp".to_string()
+                } else {
+                    format!("protocol.otlp.{}", e.path)
+                };
+                FieldError::new(path, e.message)
+            },
+        )
     }
 }
 

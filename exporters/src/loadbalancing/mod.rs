@@ -33,10 +33,7 @@ mod tests;
 use std::sync::Arc;
 
 use pipeline_core::factory::ConsumerComponent;
-use pipeline_core::{
-    BuildError, CreateContext, ExporterFactory, FieldError, Signal, parse_checked,
-};
-use serde_json::Value;
+use pipeline_core::{BuildError, CreateContext, ExporterFactory, Signal};
 
 pub use config::{
     DnsResolver, LoadBalancingConfig, Protocol, ResolverConfig, RoutingKey, StaticResolver,
@@ -48,33 +45,16 @@ pub use resolver::{HostsFileLookup, Lookup, SystemLookup};
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Factory;
 
-fn parse(config: &Value) -> Result<LoadBalancingConfig, FieldError> {
-    parse_checked(config, LoadBalancingConfig::validate)
-}
-
 impl ExporterFactory for Factory {
-    fn type_name(&self) -> &'static str {
-        "loadbalancing"
-    }
+    type Config = LoadBalancingConfig;
+    const TYPE_NAME: &'static str = "loadbalancing";
+    const SIGNALS: &'static [Signal] = &Signal::ALL;
 
-    fn signals(&self) -> &'static [Signal] {
-        &Signal::ALL
-    }
-
-    fn default_config(&self) -> Value {
-        serde_json::json!({ "resolver": { "static": { "hostnames": ["localhost:4317"] } } })
-    }
-
-    fn validate(&self, config: &Value) -> Result<(), FieldError> {
-        parse(config).map(|_| ())
-    }
-
-    fn create(
+    fn build(
         &self,
         ctx: CreateContext,
-        config: &Value,
+        config: LoadBalancingConfig,
     ) -> Result<Arc<dyn ConsumerComponent>, BuildError> {
-        let config = parse(config)?;
         Ok(Arc::new(exporter::LoadBalancer::new(
             &ctx,
             config,

@@ -34,7 +34,7 @@ use crate::helper::testutil::{OtlpBackend, TestCtx, eventually, in_secs, serve_o
 // ---- config -------------------------------------------------------------------------------
 
 fn parse(v: Value) -> Result<LoadBalancingConfig, pipeline_core::FieldError> {
-    pipeline_core::parse_checked(&v, LoadBalancingConfig::validate)
+    <LoadBalancingConfig as pipeline_core::ComponentConfig>::parse(&v)
 }
 
 fn static_list(hosts: &[&str]) -> Value {

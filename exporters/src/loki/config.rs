@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use http::Uri;
-use pipeline_core::FieldError;
 use pipeline_core::config::HumanDuration;
+use pipeline_core::{ComponentConfig, FieldError};
 use serde::{Deserialize, Serialize};
 
 use crate::helper::{
@@ -156,9 +156,13 @@ pub struct LokiConfig {
     pub sending_queue: QueueConfig,
 }
 
-impl LokiConfig {
+impl ComponentConfig for LokiConfig {
+    fn default_config() -> serde_json::Value {
+        serde_json::json!({ "endpoint": "http://localhost:3100/loki/api/v1/push" })
+    }
+
     /// Checks everything that can be checked without touching the network or disk.
-    pub fn validate(&self) -> Result<(), FieldError> {
+    fn validate(&self) -> Result<(), FieldError> {
         self.push_url()?;
         if let Some(tenant) = &self.tenant_id
             && (tenant.trim().is_empty() || http::HeaderValue::from_str(tenant).is_err())
@@ -190,7 +194,9 @@ impl LokiConfig {
         self.tls.validate("tls")?;
         self.settings().validate()
     }
+}
 
+impl LokiConfig {
     /// The push URL.
     pub fn push_url(&self) -> Result<Uri, FieldError> {
         let uri = parse_endpoint(&self.endpoint, "endpoint", false)?;

@@ -36,10 +36,7 @@ mod tests;
 use std::sync::Arc;
 
 use pipeline_core::factory::ConsumerComponent;
-use pipeline_core::{
-    BuildError, CreateContext, ExporterFactory, FieldError, Signal, parse_checked,
-};
-use serde_json::Value;
+use pipeline_core::{BuildError, CreateContext, ExporterFactory, Signal};
 
 pub use config::{
     HIGH_CARDINALITY_KEYS, LineFormat, LokiConfig, LokiEncoding, PUSH_PATH, SEVERITY_KEY,
@@ -67,33 +64,16 @@ pub fn encode_requests(
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Factory;
 
-fn parse(config: &Value) -> Result<LokiConfig, FieldError> {
-    parse_checked(config, LokiConfig::validate)
-}
-
 impl ExporterFactory for Factory {
-    fn type_name(&self) -> &'static str {
-        "loki"
-    }
+    type Config = LokiConfig;
+    const TYPE_NAME: &'static str = "loki";
+    const SIGNALS: &'static [Signal] = &[Signal::Logs];
 
-    fn signals(&self) -> &'static [Signal] {
-        &[Signal::Logs]
-    }
-
-    fn default_config(&self) -> Value {
-        serde_json::json!({ "endpoint": "http://localhost:3100/loki/api/v1/push" })
-    }
-
-    fn validate(&self, config: &Value) -> Result<(), FieldError> {
-        parse(config).map(|_| ())
-    }
-
-    fn create(
+    fn build(
         &self,
         ctx: CreateContext,
-        config: &Value,
+        config: LokiConfig,
     ) -> Result<Arc<dyn ConsumerComponent>, BuildError> {
-        let config = parse(config)?;
         for key in config.high_cardinality_labels() {
             tracing::warn!(
                 exporter = %ctx.id, attribute = %key,

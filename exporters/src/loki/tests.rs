@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pipeline_core::testing::{check_exporter, span_batch};
-use pipeline_core::{AckToken, Batch, ExporterFactory};
+use pipeline_core::{AckToken, Batch, DynExporterFactory};
 use serde_json::{Value, json};
 
 use super::Factory;
@@ -23,7 +23,7 @@ use crate::helper::testutil::{TestCtx, eventually, fast_retries, in_secs, start_
 const T0: u64 = 1_705_314_600_000_000_000;
 
 fn parse(v: Value) -> Result<LokiConfig, pipeline_core::FieldError> {
-    pipeline_core::parse_checked(&v, LokiConfig::validate)
+    <LokiConfig as pipeline_core::ComponentConfig>::parse(&v)
 }
 
 #[test]

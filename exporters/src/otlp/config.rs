@@ -1,8 +1,8 @@
 //! The `otlp` exporter's config.
 
 use http::Uri;
-use pipeline_core::FieldError;
 use pipeline_core::config::HumanDuration;
+use pipeline_core::{ComponentConfig, FieldError};
 use serde::{Deserialize, Serialize};
 
 use crate::helper::{
@@ -49,15 +49,21 @@ pub struct OtlpConfig {
     pub sending_queue: QueueConfig,
 }
 
-impl OtlpConfig {
+impl ComponentConfig for OtlpConfig {
+    fn default_config() -> serde_json::Value {
+        serde_json::json!({ "endpoint": "localhost:4317" })
+    }
+
     /// Checks everything that can be checked without touching the network or disk.
-    pub fn validate(&self) -> Result<(), FieldError> {
+    fn validate(&self) -> Result<(), FieldError> {
         self.endpoint_uri()?;
         self.headers.validate("headers")?;
         self.tls.validate("tls")?;
         self.settings().validate()
     }
+}
 
+impl OtlpConfig {
     /// The endpoint as a URI, bare `host:port` made `http://host:port`.
     pub fn endpoint_uri(&self) -> Result<Uri, FieldError> {
         let uri = parse_endpoint(&self.endpoint, "endpoint", true)?;

@@ -19,10 +19,7 @@ mod tests;
 use std::sync::Arc;
 
 use pipeline_core::factory::ConsumerComponent;
-use pipeline_core::{
-    BuildError, CreateContext, ExporterFactory, FieldError, Signal, parse_checked,
-};
-use serde_json::Value;
+use pipeline_core::{BuildError, CreateContext, ExporterFactory, Signal};
 
 pub use config::OtlpConfig;
 pub(crate) use grpc::GrpcSender;
@@ -33,33 +30,16 @@ use crate::helper::QueuedExporter;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Factory;
 
-fn parse(config: &Value) -> Result<OtlpConfig, FieldError> {
-    parse_checked(config, OtlpConfig::validate)
-}
-
 impl ExporterFactory for Factory {
-    fn type_name(&self) -> &'static str {
-        "otlp"
-    }
+    type Config = OtlpConfig;
+    const TYPE_NAME: &'static str = "otlp";
+    const SIGNALS: &'static [Signal] = &Signal::ALL;
 
-    fn signals(&self) -> &'static [Signal] {
-        &Signal::ALL
-    }
-
-    fn default_config(&self) -> Value {
-        serde_json::json!({ "endpoint": "localhost:4317" })
-    }
-
-    fn validate(&self, config: &Value) -> Result<(), FieldError> {
-        parse(config).map(|_| ())
-    }
-
-    fn create(
+    fn build(
         &self,
         ctx: CreateContext,
-        config: &Value,
+        config: OtlpConfig,
     ) -> Result<Arc<dyn ConsumerComponent>, BuildError> {
-        let config = parse(config)?;
         let sender = grpc::GrpcSender::new(&config)?;
         Ok(Arc::new(QueuedExporter::new(
             &ctx,

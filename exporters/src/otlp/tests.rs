@@ -13,7 +13,7 @@ use pipeline_core::proto::tonic::collector::trace::v1::{
 };
 use pipeline_core::telemetry::reason;
 use pipeline_core::testing::{check_exporter, log_batch, span_batch};
-use pipeline_core::{ExporterFactory, Host};
+use pipeline_core::{DynExporterFactory, Host};
 use prost::Message;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -35,7 +35,7 @@ use pipeline_core::rpc::{ProtoAny, RETRY_INFO_TYPE_URL, RetryInfo, RpcStatus};
 // ---- config -------------------------------------------------------------------------------
 
 fn parse(v: Value) -> Result<OtlpConfig, pipeline_core::FieldError> {
-    pipeline_core::parse_checked(&v, OtlpConfig::validate)
+    <OtlpConfig as pipeline_core::ComponentConfig>::parse(&v)
 }
 
 #[test]

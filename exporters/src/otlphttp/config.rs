@@ -1,6 +1,7 @@
 //! The `otlphttp` exporter's config.
 
 use http::Uri;
+use pipeline_core::ComponentConfig;
 use pipeline_core::config::HumanDuration;
 use pipeline_core::{FieldError, PerSignal, Signal};
 use serde::{Deserialize, Serialize};
@@ -84,9 +85,13 @@ pub struct OtlpHttpConfig {
     pub sending_queue: QueueConfig,
 }
 
-impl OtlpHttpConfig {
+impl ComponentConfig for OtlpHttpConfig {
+    fn default_config() -> serde_json::Value {
+        serde_json::json!({ "endpoint": "http://localhost:4318" })
+    }
+
     /// Checks everything that can be checked without touching the network or disk.
-    pub fn validate(&self) -> Result<(), FieldError> {
+    fn validate(&self) -> Result<(), FieldError> {
         let urls = self.signal_urls()?;
         if urls.iter().all(|(_, u)| u.is_none()) {
             return Err(FieldError::new(
@@ -98,7 +103,9 @@ impl OtlpHttpConfig {
         self.tls.validate("tls")?;
         self.settings().validate()
     }
+}
 
+impl OtlpHttpConfig {
     /// The URL each signal is posted to; `None` for a signal with neither its own endpoint
     /// nor a base `endpoint`.
     pub fn signal_urls(&self) -> Result<PerSignal<Option<Uri>>, FieldError> {

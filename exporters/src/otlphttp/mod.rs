@@ -18,10 +18,7 @@ mod tests;
 use std::sync::Arc;
 
 use pipeline_core::factory::ConsumerComponent;
-use pipeline_core::{
-    BuildError, CreateContext, ExporterFactory, FieldError, Signal, parse_checked,
-};
-use serde_json::Value;
+use pipeline_core::{BuildError, CreateContext, ExporterFactory, Signal};
 
 pub(crate) use client::HttpSender;
 pub use config::{Encoding, OtlpHttpConfig};
@@ -32,33 +29,16 @@ use crate::helper::QueuedExporter;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Factory;
 
-fn parse(config: &Value) -> Result<OtlpHttpConfig, FieldError> {
-    parse_checked(config, OtlpHttpConfig::validate)
-}
-
 impl ExporterFactory for Factory {
-    fn type_name(&self) -> &'static str {
-        "otlphttp"
-    }
+    type Config = OtlpHttpConfig;
+    const TYPE_NAME: &'static str = "otlphttp";
+    const SIGNALS: &'static [Signal] = &Signal::ALL;
 
-    fn signals(&self) -> &'static [Signal] {
-        &Signal::ALL
-    }
-
-    fn default_config(&self) -> Value {
-        serde_json::json!({ "endpoint": "http://localhost:4318" })
-    }
-
-    fn validate(&self, config: &Value) -> Result<(), FieldError> {
-        parse(config).map(|_| ())
-    }
-
-    fn create(
+    fn build(
         &self,
         ctx: CreateContext,
-        config: &Value,
+        config: OtlpHttpConfig,
     ) -> Result<Arc<dyn ConsumerComponent>, BuildError> {
-        let config = parse(config)?;
         let sender = client::HttpSender::new(&config)?;
         Ok(Arc::new(QueuedExporter::new(
             &ctx,

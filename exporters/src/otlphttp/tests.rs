@@ -23,7 +23,7 @@ use pipeline_core::proto::tonic::collector::trace::v1::{
 };
 use pipeline_core::telemetry::reason;
 use pipeline_core::testing::{check_exporter, log_batch, span_batch};
-use pipeline_core::{ExporterFactory, Host, Signal};
+use pipeline_core::{DynExporterFactory, Host, Signal};
 use prost::Message;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -40,7 +40,7 @@ use pipeline_core::rpc::RpcStatus;
 // ---- config -------------------------------------------------------------------------------
 
 fn parse(v: Value) -> Result<OtlpHttpConfig, pipeline_core::FieldError> {
-    pipeline_core::parse_checked(&v, OtlpHttpConfig::validate)
+    <OtlpHttpConfig as pipeline_core::ComponentConfig>::parse(&v)
 }
 
 #[test]

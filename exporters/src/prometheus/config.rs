@@ -2,9 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use pipeline_core::FieldError;
 use pipeline_core::config::HumanDuration;
 use pipeline_core::net::TlsServerConfig;
+use pipeline_core::{ComponentConfig, FieldError};
 use serde::Deserialize;
 
 use crate::helper::prometheus::{
@@ -58,9 +58,17 @@ impl Default for PrometheusConfig {
     }
 }
 
-impl PrometheusConfig {
+impl ComponentConfig for PrometheusConfig {
+    fn default_config() -> serde_json::Value {
+        serde_json::json!({ "endpoint": "127.0.0.1:8889" })
+    }
+
+    fn listen_addresses(&self) -> Vec<String> {
+        vec![self.endpoint.clone()]
+    }
+
     /// Checks what can be checked without binding.
-    pub fn validate(&self) -> Result<(), FieldError> {
+    fn validate(&self) -> Result<(), FieldError> {
         if self
             .endpoint
             .rsplit_once(':')
@@ -76,7 +84,9 @@ impl PrometheusConfig {
         }
         validate_config_labels("const_labels", &self.const_labels)
     }
+}
 
+impl PrometheusConfig {
     /// The translation settings.
     pub fn translation(&self) -> TranslationConfig {
         TranslationConfig {

@@ -23,10 +23,7 @@ mod text;
 use std::sync::Arc;
 
 use pipeline_core::factory::ConsumerComponent;
-use pipeline_core::{
-    BuildError, CreateContext, ExporterFactory, FieldError, Signal, parse_checked,
-};
-use serde_json::Value;
+use pipeline_core::{BuildError, CreateContext, ExporterFactory, Signal};
 
 pub use config::PrometheusConfig;
 pub use exporter::PrometheusExporter;
@@ -36,37 +33,16 @@ pub use text::{Format, OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE};
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Factory;
 
-fn parse(config: &Value) -> Result<PrometheusConfig, FieldError> {
-    parse_checked(config, PrometheusConfig::validate)
-}
-
 impl ExporterFactory for Factory {
-    fn type_name(&self) -> &'static str {
-        "prometheus"
-    }
+    type Config = PrometheusConfig;
+    const TYPE_NAME: &'static str = "prometheus";
+    const SIGNALS: &'static [Signal] = &[Signal::Metrics];
 
-    fn signals(&self) -> &'static [Signal] {
-        &[Signal::Metrics]
-    }
-
-    fn default_config(&self) -> Value {
-        serde_json::json!({ "endpoint": "127.0.0.1:8889" })
-    }
-
-    fn validate(&self, config: &Value) -> Result<(), FieldError> {
-        parse(config).map(|_| ())
-    }
-
-    fn listen_addresses(&self, config: &Value) -> Vec<String> {
-        parse(config).map(|c| vec![c.endpoint]).unwrap_or_default()
-    }
-
-    fn create(
+    fn build(
         &self,
         ctx: CreateContext,
-        config: &Value,
+        config: PrometheusConfig,
     ) -> Result<Arc<dyn ConsumerComponent>, BuildError> {
-        let config = parse(config)?;
         Ok(Arc::new(PrometheusExporter::new(&ctx, config)))
     }
 }

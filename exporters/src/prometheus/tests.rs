@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use pipeline_core::testing::check_exporter;
-use pipeline_core::{AckToken, ExporterFactory, Host};
+use pipeline_core::{AckToken, DynExporterFactory, Host};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

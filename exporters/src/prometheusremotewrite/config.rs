@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use http::Uri;
-use pipeline_core::FieldError;
 use pipeline_core::config::HumanDuration;
+use pipeline_core::{ComponentConfig, FieldError};
 use serde::{Deserialize, Serialize};
 
 use crate::helper::prometheus::{
@@ -125,9 +125,13 @@ fn default_max_batch() -> usize {
     3_000_000
 }
 
-impl RemoteWriteConfig {
+impl ComponentConfig for RemoteWriteConfig {
+    fn default_config() -> serde_json::Value {
+        serde_json::json!({ "endpoint": "http://localhost:9090/api/v1/write" })
+    }
+
     /// Checks everything that can be checked without the network.
-    pub fn validate(&self) -> Result<(), FieldError> {
+    fn validate(&self) -> Result<(), FieldError> {
         self.url()?;
         self.headers.validate("headers")?;
         self.tls.validate("tls")?;
@@ -143,7 +147,9 @@ impl RemoteWriteConfig {
         }
         self.settings().validate()
     }
+}
 
+impl RemoteWriteConfig {
     /// The parsed endpoint.
     pub fn url(&self) -> Result<Uri, FieldError> {
         parse_endpoint(&self.endpoint, "endpoint", false)

@@ -27,10 +27,7 @@ mod tests;
 use std::sync::Arc;
 
 use pipeline_core::factory::ConsumerComponent;
-use pipeline_core::{
-    BuildError, CreateContext, ExporterFactory, FieldError, Signal, parse_checked,
-};
-use serde_json::Value;
+use pipeline_core::{BuildError, CreateContext, ExporterFactory, Signal};
 
 pub use config::{RemoteWriteConfig, RemoteWriteQueueConfig, TargetInfo};
 pub use encode::{RequestLayout, Requests, build_requests};
@@ -42,33 +39,16 @@ pub use sender::{VERSION_HEADER, encode_request};
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Factory;
 
-fn parse(config: &Value) -> Result<RemoteWriteConfig, FieldError> {
-    parse_checked(config, RemoteWriteConfig::validate)
-}
-
 impl ExporterFactory for Factory {
-    fn type_name(&self) -> &'static str {
-        "prometheusremotewrite"
-    }
+    type Config = RemoteWriteConfig;
+    const TYPE_NAME: &'static str = "prometheusremotewrite";
+    const SIGNALS: &'static [Signal] = &[Signal::Metrics];
 
-    fn signals(&self) -> &'static [Signal] {
-        &[Signal::Metrics]
-    }
-
-    fn default_config(&self) -> Value {
-        serde_json::json!({ "endpoint": "http://localhost:9090/api/v1/write" })
-    }
-
-    fn validate(&self, config: &Value) -> Result<(), FieldError> {
-        parse(config).map(|_| ())
-    }
-
-    fn create(
+    fn build(
         &self,
         ctx: CreateContext,
-        config: &Value,
+        config: RemoteWriteConfig,
     ) -> Result<Arc<dyn ConsumerComponent>, BuildError> {
-        let config = parse(config)?;
         Ok(Arc::new(RemoteWriteExporter::new(&ctx, &config)?))
     }
 }

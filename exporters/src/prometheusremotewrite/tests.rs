@@ -11,7 +11,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
-use pipeline_core::ExporterFactory;
+use pipeline_core::DynExporterFactory;
 use pipeline_core::factory::ConsumerComponent;
 use pipeline_core::net::HttpServer;
 use pipeline_core::testing::check_exporter;

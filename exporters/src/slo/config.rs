@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use pipeline_core::FieldError;
 use pipeline_core::config::HumanDuration;
+use pipeline_core::{ComponentConfig, FieldError};
 use serde::Deserialize;
 
 use crate::helper::{Headers, RetryConfig};
@@ -378,9 +378,17 @@ fn valid_name(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':'))
 }
 
-impl SloExporterConfig {
+impl ComponentConfig for SloExporterConfig {
+    fn listen_addresses(&self) -> Vec<String> {
+        vec![self.endpoint.clone()]
+    }
+
+    fn validate_upstream(&self, upstream: &[(&str, &serde_json::Value)]) -> Result<(), FieldError> {
+        SloExporterConfig::validate_upstream(self, upstream)
+    }
+
     /// Checks what serde cannot.
-    pub fn validate(&self) -> Result<(), FieldError> {
+    fn validate(&self) -> Result<(), FieldError> {
         if self.endpoint.rsplit_once(':').is_none() {
             return Err(FieldError::new("endpoint", "must be host:port"));
         }

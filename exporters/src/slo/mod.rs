@@ -40,10 +40,8 @@ use std::sync::Arc;
 
 use pipeline_core::factory::ConsumerComponent;
 use pipeline_core::{
-    BuildError, CreateContext, ExporterFactory, FieldError, Signal, SignalConsumers,
-    connector_output, parse_checked,
+    BuildError, CreateContext, ExporterFactory, Signal, SignalConsumers, connector_output,
 };
-use serde_json::Value;
 
 pub use config::{
     AvailabilityIndicator, BudgetAlertRule, BurnRateRule, DEFAULT_ENDPOINT, Indicator,
@@ -56,41 +54,16 @@ pub use eval::{ErrorBudget, FiringAlert, SloReport};
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Factory;
 
-fn parse(config: &Value) -> Result<SloExporterConfig, FieldError> {
-    parse_checked(config, SloExporterConfig::validate)
-}
-
 impl ExporterFactory for Factory {
-    fn type_name(&self) -> &'static str {
-        "slo"
-    }
+    type Config = SloExporterConfig;
+    const TYPE_NAME: &'static str = "slo";
+    const SIGNALS: &'static [Signal] = &[Signal::Metrics];
 
-    fn signals(&self) -> &'static [Signal] {
-        &[Signal::Metrics]
-    }
-
-    fn validate(&self, config: &Value) -> Result<(), FieldError> {
-        parse(config).map(|_| ())
-    }
-
-    fn validate_upstream(
-        &self,
-        config: &Value,
-        upstream: &[(&str, &Value)],
-    ) -> Result<(), FieldError> {
-        parse(config)?.validate_upstream(upstream)
-    }
-
-    fn listen_addresses(&self, config: &Value) -> Vec<String> {
-        parse(config).map(|c| vec![c.endpoint]).unwrap_or_default()
-    }
-
-    fn create(
+    fn build(
         &self,
         ctx: CreateContext,
-        config: &Value,
+        config: SloExporterConfig,
     ) -> Result<Arc<dyn ConsumerComponent>, BuildError> {
-        let config = parse(config)?;
         let exporter =
             exporter::SloExporter::new(ctx.id.to_string(), config, ctx.telemetry, ctx.health, None)
                 .map_err(BuildError::Other)?;
@@ -106,38 +79,17 @@ impl ExporterFactory for Factory {
 pub struct ConnectorFactory;
 
 impl pipeline_core::ConnectorFactory for ConnectorFactory {
-    fn type_name(&self) -> &'static str {
-        "slo"
-    }
+    type Config = SloExporterConfig;
+    const TYPE_NAME: &'static str = "slo";
+    const SIGNAL_PAIRS: &'static [(Signal, Signal)] = &[(Signal::Metrics, Signal::Metrics)];
 
-    fn signal_pairs(&self) -> &'static [(Signal, Signal)] {
-        &[(Signal::Metrics, Signal::Metrics)]
-    }
-
-    fn validate(&self, config: &Value) -> Result<(), FieldError> {
-        Factory.validate(config)
-    }
-
-    fn validate_upstream(
-        &self,
-        config: &Value,
-        upstream: &[(&str, &Value)],
-    ) -> Result<(), FieldError> {
-        Factory.validate_upstream(config, upstream)
-    }
-
-    fn listen_addresses(&self, config: &Value) -> Vec<String> {
-        Factory.listen_addresses(config)
-    }
-
-    fn create(
+    fn build(
         &self,
         ctx: CreateContext,
-        config: &Value,
+        config: SloExporterConfig,
         next: SignalConsumers,
     ) -> Result<Arc<dyn ConsumerComponent>, BuildError> {
-        let config = parse(config)?;
-        let output = connector_output(&next, Signal::Metrics, self.type_name())?;
+        let output = connector_output(&next, Signal::Metrics, Self::TYPE_NAME)?;
         let connector = exporter::SloExporter::new(
             ctx.id.to_string(),
             config,

@@ -4,24 +4,10 @@
 
 use std::fmt::Write;
 
+use pipeline_core::net::escape_html as html;
+
 use super::config::window_label;
 use super::eval::SloReport;
-
-/// Escapes text for HTML content and attribute values.
-fn html(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 /// Chart size in SVG units.
 const CHART_W: f64 = 600.0;

@@ -12,7 +12,7 @@ use pipeline_core::proto::tonic::metrics::v1::{
     ResourceMetrics, ScopeMetrics, Sum, metric, number_data_point,
 };
 use pipeline_core::testing::{check_connector_with, check_exporter};
-use pipeline_core::{Batch, ExporterFactory, Signal};
+use pipeline_core::{Batch, DynExporterFactory, Signal};
 use serde_json::{Value, json};
 
 use super::config::{SloDefinition, SloExporterConfig};
@@ -28,11 +28,11 @@ pub(crate) const NANOS: u64 = 1_000_000_000;
 pub(crate) const T0: u64 = 1_767_225_600;
 
 fn config(v: Value) -> SloExporterConfig {
-    pipeline_core::parse_checked(&v, SloExporterConfig::validate).unwrap()
+    <SloExporterConfig as pipeline_core::ComponentConfig>::parse(&v).unwrap()
 }
 
 fn config_error(v: Value) -> String {
-    pipeline_core::parse_checked(&v, SloExporterConfig::validate)
+    <SloExporterConfig as pipeline_core::ComponentConfig>::parse(&v)
         .unwrap_err()
         .to_string()
 }
@@ -61,7 +61,7 @@ async fn conformance() {
 
 #[tokio::test]
 async fn connector_conformance() {
-    use pipeline_core::ConnectorFactory as _;
+    use pipeline_core::DynConnectorFactory as _;
     let c = super::ConnectorFactory;
     check_connector_with(&c, &json!({"endpoint": "127.0.0.1:0"})).await;
     assert_eq!(c.type_name(), "slo");

@@ -4,7 +4,8 @@
 //! [`Graph::build`] then creates one instance per component ID (one per pipeline for
 //! processors), sink-first so each node receives its built `next`, and wraps every edge in
 //! [`Instrumented`]. Pipelines are joined by connectors; each pipeline's head is a
-//! [`SwitchConsumer`] so a rebuilt graph can be swapped in behind running receivers.
+//! [`SwitchConsumer`], and so is each receiver's output per signal, so that a reloaded graph
+//! ([`Graph::build_next`], [`Graph::take_over`]) can be swapped in behind running receivers.
 //! [`Graph::start`] starts downstream-first; [`Graph::shutdown`] stops receivers first, then
 //! drains processors and connectors in data-flow order, exporters last, within a deadline.
 
@@ -607,10 +608,43 @@ fn check_upstream(
     }
 }
 
+/// One built component instance (one per pipeline for processors).
+#[derive(Clone)]
 struct Node {
+    /// `receivers::otlp`, `processors::batch (pipeline traces)`.
     key: String,
+    kind: ComponentKind,
+    id: ComponentId,
+    /// Its raw config, to tell on reload whether it changed.
+    raw: Value,
     component: Arc<dyn Component>,
     health: HealthReporter,
+    /// Exporters: the instance pipelines feed and its telemetry, to reuse it on reload.
+    leaf: Option<(
+        Arc<dyn crate::factory::ConsumerComponent>,
+        ComponentTelemetry,
+    )>,
+    /// Receivers: the switchable output per signal it feeds.
+    outputs: Vec<(Signal, Arc<SwitchConsumer>)>,
+}
+
+impl Node {
+    fn signals(&self) -> Vec<Signal> {
+        self.outputs.iter().map(|(s, _)| *s).collect()
+    }
+}
+
+/// The components of one pipeline, for views of the running graph (the live page).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PipelineLayout {
+    /// `traces`, `metrics/backend`.
+    pub id: String,
+    /// Receivers (and connectors) feeding it.
+    pub receivers: Vec<(ComponentKind, ComponentId)>,
+    /// Processors in order.
+    pub processors: Vec<ComponentId>,
+    /// Exporters (and connectors) it feeds.
+    pub exporters: Vec<(ComponentKind, ComponentId)>,
 }
 
 /// A built graph: its nodes in shutdown order and its pipeline heads.
@@ -618,6 +652,11 @@ pub struct Graph {
     nodes: Vec<Node>,
     heads: BTreeMap<String, Arc<SwitchConsumer>>,
     health: HealthRegistry,
+    layout: Vec<PipelineLayout>,
+    /// Node keys taken over from the graph this one replaces (already running).
+    adopted: BTreeSet<String>,
+    /// Outputs of adopted receivers and what they switch to when this graph takes over.
+    switches: Vec<(Arc<SwitchConsumer>, SharedConsumer)>,
 }
 
 /// Why a graph could not be built or started.
@@ -691,6 +730,9 @@ struct Builder<'a> {
     config: &'a Config,
     telemetry: &'a Telemetry,
     health: &'a HealthRegistry,
+    /// The running graph this one will replace (a reload), whose unchanged receivers and
+    /// exporters are taken over.
+    previous: Option<&'a Graph>,
     shared: SharedState,
     /// Exporters and connectors by ID, with the instrumented entry pipelines call.
     leaves: HashMap<
@@ -703,9 +745,15 @@ struct Builder<'a> {
     heads: BTreeMap<String, Arc<SwitchConsumer>>,
 }
 
-impl Builder<'_> {
+impl<'a> Builder<'a> {
     fn ctx(&self, kind: ComponentKind, id: &ComponentId) -> (CreateContext, HealthReporter) {
-        let health = self.health.reporter_for_key(format!("{kind}/{id}"));
+        let key = format!("{kind}/{id}");
+        // A reload builds beside the running graph: its statuses stay until it takes over.
+        let health = if self.previous.is_some() {
+            self.health.reporter_quiet(key)
+        } else {
+            self.health.reporter_for_key(key)
+        };
         let ctx = CreateContext {
             id: id.clone(),
             kind,
@@ -726,14 +774,12 @@ impl Builder<'_> {
             .unwrap_or(Value::Null)
     }
 
-    /// The consumers feeding every pipeline where `id` is a receiver, per signal.
-    fn targets_of(
+    /// The heads of every pipeline where `id` is a receiver, joined per signal.
+    fn joined_heads(
         &self,
         pipelines: &[PipelineRef],
         id: &ComponentId,
-        upstream: &ComponentTelemetry,
-        count_received: bool,
-    ) -> SignalConsumers {
+    ) -> Vec<(Signal, SharedConsumer)> {
         let mut per: PerSignal<Vec<SharedConsumer>> = PerSignal::default();
         for p in pipelines.iter().filter(|p| p.receivers.contains(id)) {
             if let Some(head) = self.heads.get(&p.id.id) {
@@ -741,14 +787,38 @@ impl Builder<'_> {
                     .push(head.clone() as SharedConsumer);
             }
         }
-        PerSignal::from_fn(|s| {
-            let list = per.get(s).clone();
-            (!list.is_empty()).then(|| {
-                let down = count_received.then(|| upstream.clone());
-                Arc::new(Instrumented::new(Some(upstream.clone()), down, join(list)))
-                    as SharedConsumer
-            })
-        })
+        Signal::ALL
+            .iter()
+            .filter(|s| !per.get(**s).is_empty())
+            .map(|s| (*s, join(per.get(*s).clone())))
+            .collect()
+    }
+
+    /// The consumers a connector feeds, per signal.
+    fn targets_of(
+        &self,
+        pipelines: &[PipelineRef],
+        id: &ComponentId,
+        upstream: &ComponentTelemetry,
+    ) -> SignalConsumers {
+        let mut out = PerSignal::default();
+        for (signal, joined) in self.joined_heads(pipelines, id) {
+            *out.get_mut(signal) = Some(Arc::new(Instrumented::new(
+                Some(upstream.clone()),
+                None,
+                joined,
+            )) as SharedConsumer);
+        }
+        out
+    }
+
+    /// A running node of the previous graph that can be taken over as it is: same kind, ID
+    /// and config (and, for receivers, feeding the same signals).
+    fn reusable(&self, kind: ComponentKind, id: &ComponentId, raw: &Value) -> Option<&'a Node> {
+        self.previous?
+            .nodes
+            .iter()
+            .find(|n| n.kind == kind && &n.id == id && &n.raw == raw)
     }
 }
 
@@ -760,6 +830,29 @@ impl Graph {
         telemetry: &Telemetry,
         health: &HealthRegistry,
     ) -> Result<Graph, GraphError> {
+        Graph::build_with(config, registry, telemetry, health, None)
+    }
+
+    /// Builds the graph of `config` to replace `previous` (a reload): receivers and exporters
+    /// whose config did not change are taken over from `previous` as they run, the rest is
+    /// new. Nothing runs until [`Graph::take_over`].
+    pub fn build_next(
+        config: &Config,
+        registry: &Registry,
+        telemetry: &Telemetry,
+        health: &HealthRegistry,
+        previous: &Graph,
+    ) -> Result<Graph, GraphError> {
+        Graph::build_with(config, registry, telemetry, health, Some(previous))
+    }
+
+    fn build_with(
+        config: &Config,
+        registry: &Registry,
+        telemetry: &Telemetry,
+        health: &HealthRegistry,
+        previous: Option<&Graph>,
+    ) -> Result<Graph, GraphError> {
         let validation = validate(config, registry);
         if !validation.errors.is_empty() {
             return Err(GraphError::Invalid(crate::config::ConfigErrors(
@@ -769,10 +862,13 @@ impl Graph {
         let mut errors = Vec::new();
         let pipelines = resolve_pipelines(config, registry, &mut errors);
         let order = flow_order(&pipelines);
+        let mut adopted = BTreeSet::new();
+        let mut switches = Vec::new();
         let mut b = Builder {
             config,
             telemetry,
             health,
+            previous,
             shared: SharedState::default(),
             leaves: HashMap::new(),
             heads: BTreeMap::new(),
@@ -794,12 +890,24 @@ impl Graph {
                 } else {
                     ComponentKind::Exporter
                 };
+                let reused = (kind == ComponentKind::Exporter)
+                    .then(|| b.reusable(kind, eid, &b.raw(kind, eid)))
+                    .flatten()
+                    .filter(|_| !b.leaves.contains_key(&(kind, eid.clone())));
+                if let Some(node) = reused
+                    && let Some((instance, tel)) = &node.leaf
+                {
+                    adopted.insert(node.key.clone());
+                    exporter_nodes.push(node.clone());
+                    b.leaves
+                        .insert((kind, eid.clone()), (instance.clone(), tel.clone()));
+                }
                 if !b.leaves.contains_key(&(kind, eid.clone())) {
                     let (ctx, health_reporter) = b.ctx(kind, eid);
                     let tel = ctx.telemetry.clone();
                     let raw = b.raw(kind, eid);
                     let instance = if kind == ComponentKind::Connector {
-                        let next = b.targets_of(&pipelines, eid, &tel, false);
+                        let next = b.targets_of(&pipelines, eid, &tel);
                         let f = registry.connector(eid.type_name()).ok_or_else(|| {
                             build_err(
                                 kind,
@@ -821,8 +929,13 @@ impl Graph {
                     };
                     let node = Node {
                         key: format!("{}::{eid}", section_name(kind)),
+                        kind,
+                        id: eid.clone(),
+                        raw,
                         component: instance.clone(),
                         health: health_reporter,
+                        leaf: Some((instance.clone(), tel.clone())),
+                        outputs: Vec::new(),
                     };
                     if kind == ComponentKind::Connector {
                         // Shut down once the last pipeline feeding it has drained.
@@ -875,8 +988,13 @@ impl Graph {
                 ));
                 nodes.push(Node {
                     key: format!("processors::{pid} (pipeline {})", p.id.id),
+                    kind: ComponentKind::Processor,
+                    id: pid.clone(),
+                    raw,
                     component: instance,
                     health: health_reporter,
+                    leaf: None,
+                    outputs: Vec::new(),
                 });
             }
             nodes.reverse();
@@ -895,10 +1013,35 @@ impl Graph {
             if !pipelines.iter().any(|p| p.receivers.contains(rid)) {
                 continue;
             }
+            let raw = b.raw(ComponentKind::Receiver, rid);
+            let joined = b.joined_heads(&pipelines, rid);
+            let signals: Vec<Signal> = joined.iter().map(|(s, _)| *s).collect();
+            if let Some(node) = b
+                .reusable(ComponentKind::Receiver, rid, &raw)
+                .filter(|n| n.signals() == signals)
+            {
+                // Unchanged: it keeps running (and its ports open); its outputs switch to
+                // this graph's pipelines when this graph takes over.
+                for ((_, output), (_, target)) in node.outputs.iter().zip(joined) {
+                    switches.push((output.clone(), target));
+                }
+                adopted.insert(node.key.clone());
+                receiver_nodes.push(node.clone());
+                continue;
+            }
             let (ctx, health_reporter) = b.ctx(ComponentKind::Receiver, rid);
             let tel = ctx.telemetry.clone();
-            let next = b.targets_of(&pipelines, rid, &tel, true);
-            let raw = b.raw(ComponentKind::Receiver, rid);
+            let mut next = SignalConsumers::default();
+            let mut outputs = Vec::new();
+            for (signal, target) in joined {
+                let output = Arc::new(SwitchConsumer::new(target));
+                *next.get_mut(signal) = Some(Arc::new(Instrumented::new(
+                    Some(tel.clone()),
+                    Some(tel.clone()),
+                    output.clone() as SharedConsumer,
+                )) as SharedConsumer);
+                outputs.push((signal, output));
+            }
             let f = registry.receiver(rid.type_name()).ok_or_else(|| {
                 build_err(
                     ComponentKind::Receiver,
@@ -911,8 +1054,13 @@ impl Graph {
                 .map_err(|e| build_err(ComponentKind::Receiver, rid, e))?;
             receiver_nodes.push(Node {
                 key: format!("receivers::{rid}"),
+                kind: ComponentKind::Receiver,
+                id: rid.clone(),
+                raw,
                 component: instance,
                 health: health_reporter,
+                leaf: None,
+                outputs,
             });
         }
         // Shutdown order: receivers, then each pipeline's processors in flow order with the
@@ -923,10 +1071,39 @@ impl Graph {
             nodes.extend(connector_nodes.remove(&position).unwrap_or_default());
         }
         nodes.extend(exporter_nodes);
+        let layout = pipelines
+            .iter()
+            .map(|p| {
+                let kind_of = |id: &ComponentId, other: ComponentKind| {
+                    if is_defined(config, ComponentKind::Connector, id) {
+                        (ComponentKind::Connector, id.clone())
+                    } else {
+                        (other, id.clone())
+                    }
+                };
+                PipelineLayout {
+                    id: p.id.id.clone(),
+                    receivers: p
+                        .receivers
+                        .iter()
+                        .map(|r| kind_of(r, ComponentKind::Receiver))
+                        .collect(),
+                    processors: p.processors.clone(),
+                    exporters: p
+                        .exporters
+                        .iter()
+                        .map(|e| kind_of(e, ComponentKind::Exporter))
+                        .collect(),
+                }
+            })
+            .collect();
         Ok(Graph {
             nodes,
             heads: b.heads,
             health: health.clone(),
+            layout,
+            adopted,
+            switches,
         })
     }
 
@@ -958,15 +1135,7 @@ impl Graph {
     pub async fn shutdown(&self, deadline: Instant) {
         self.health.set_started(false);
         for node in &self.nodes {
-            // A little grace past the deadline lets a component count what it drops.
-            let hard = deadline.max(Instant::now()) + Duration::from_millis(500);
-            match tokio::time::timeout_at(hard, node.component.shutdown(deadline)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::warn!(component = %node.key, error = %e, "shutdown failed"),
-                Err(_) => {
-                    tracing::warn!(component = %node.key, "shutdown did not finish before the deadline")
-                }
-            }
+            reload::stop(node, deadline).await;
             node.health.report(ComponentStatus::Stopped);
         }
     }
@@ -974,6 +1143,11 @@ impl Graph {
     /// The head of a pipeline (by its ID), for tests and taps.
     pub fn head(&self, pipeline: &str) -> Option<Arc<SwitchConsumer>> {
         self.heads.get(pipeline).cloned()
+    }
+
+    /// The pipelines and their components.
+    pub fn layout(&self) -> &[PipelineLayout] {
+        &self.layout
     }
 
     /// Node names in shutdown order.
@@ -986,6 +1160,10 @@ impl Graph {
         &self.health
     }
 }
+
+mod reload;
+
+pub use reload::Rejected;
 
 #[cfg(test)]
 mod tests;

@@ -7,8 +7,14 @@ use crate::component::ComponentError;
 use crate::config::{ConfigSource, load};
 use crate::consumer::{ConsumeError, Consumer};
 use crate::factory::{
-    BuildError, ConnectorFactory, ConsumerComponent, ExporterFactory, ReceiverFactory,
+    BuildError, ComponentConfig, ConnectorFactory, ConsumerComponent, ExporterFactory,
+    ReceiverFactory,
 };
+
+/// The test factories take any config.
+#[derive(serde::Deserialize)]
+struct AnyConfig(#[allow(dead_code)] serde::de::IgnoredAny);
+impl ComponentConfig for AnyConfig {}
 use crate::model::Batch;
 use crate::model::{AckOutcome, AckToken};
 use crate::testing::{AckProbe, CollectingConsumer, span_batch};
@@ -42,19 +48,13 @@ impl Component for Logged {
 }
 
 impl ReceiverFactory for TestReceiverFactory {
-    fn type_name(&self) -> &'static str {
-        "src"
-    }
-    fn signals(&self) -> &'static [Signal] {
-        &[Signal::Traces, Signal::Logs]
-    }
-    fn validate(&self, _config: &Value) -> Result<(), FieldError> {
-        Ok(())
-    }
-    fn create(
+    type Config = AnyConfig;
+    const TYPE_NAME: &'static str = "src";
+    const SIGNALS: &'static [Signal] = &[Signal::Traces, Signal::Logs];
+    fn build(
         &self,
         ctx: CreateContext,
-        _config: &Value,
+        _config: AnyConfig,
         next: SignalConsumers,
     ) -> Result<Arc<dyn Component>, BuildError> {
         self.slots.lock().unwrap().insert(ctx.id.to_string(), next);
@@ -99,19 +99,13 @@ struct SinkFactory {
 }
 
 impl ExporterFactory for SinkFactory {
-    fn type_name(&self) -> &'static str {
-        "sink"
-    }
-    fn signals(&self) -> &'static [Signal] {
-        &[Signal::Traces]
-    }
-    fn validate(&self, _config: &Value) -> Result<(), FieldError> {
-        Ok(())
-    }
-    fn create(
+    type Config = AnyConfig;
+    const TYPE_NAME: &'static str = "sink";
+    const SIGNALS: &'static [Signal] = &[Signal::Traces];
+    fn build(
         &self,
         ctx: CreateContext,
-        _config: &Value,
+        _config: AnyConfig,
     ) -> Result<Arc<dyn ConsumerComponent>, BuildError> {
         let inner = CollectingConsumer::new();
         self.sinks
@@ -162,19 +156,13 @@ impl Component for Pass {
 }
 
 impl ConnectorFactory for PassFactory {
-    fn type_name(&self) -> &'static str {
-        "pass"
-    }
-    fn signal_pairs(&self) -> &'static [(Signal, Signal)] {
-        &[(Signal::Traces, Signal::Traces)]
-    }
-    fn validate(&self, _config: &Value) -> Result<(), FieldError> {
-        Ok(())
-    }
-    fn create(
+    type Config = AnyConfig;
+    const TYPE_NAME: &'static str = "pass";
+    const SIGNAL_PAIRS: &'static [(Signal, Signal)] = &[(Signal::Traces, Signal::Traces)];
+    fn build(
         &self,
         ctx: CreateContext,
-        _config: &Value,
+        _config: AnyConfig,
         next: SignalConsumers,
     ) -> Result<Arc<dyn ConsumerComponent>, BuildError> {
         Ok(Arc::new(Pass {

@@ -3,7 +3,7 @@
 //! A receiver whose pipelines never read the data hands them the request body as received
 //! (`bytes::Bytes`, no copy), cut into its resource groups and with their item counts, after
 //! [`EncodedPayload::from_request`] checked it in one allocation-free pass
-//! ([`scan`](self::scan)). Every OTLP export request is one repeated field (number 1) of
+//! (the `scan` module). Every OTLP export request is one repeated field (number 1) of
 //! resource groups, so a list of groups is a request: merging two payloads appends their
 //! groups, splitting one cuts between groups (decoding only a group that must be cut), and an
 //! exporter writes the groups, each behind its field key and length, straight to the wire.

@@ -1,7 +1,7 @@
 //! The `batch` processor's config, with the OpenTelemetry Collector's key names.
 
-use pipeline_core::FieldError;
 use pipeline_core::config::HumanDuration;
+use pipeline_core::{ComponentConfig, FieldError};
 use serde::Deserialize;
 
 /// `processors.batch`.
@@ -31,9 +31,9 @@ impl Default for BatchConfig {
     }
 }
 
-impl BatchConfig {
+impl ComponentConfig for BatchConfig {
     /// Checks relations serde cannot.
-    pub fn validate(&self) -> Result<(), FieldError> {
+    fn validate(&self) -> Result<(), FieldError> {
         if self.send_batch_size == 0 {
             return Err(FieldError::new("send_batch_size", "must be at least 1"));
         }
@@ -51,7 +51,9 @@ impl BatchConfig {
         }
         Ok(())
     }
+}
 
+impl BatchConfig {
     /// Most bytes held pending before callers wait (`usize::MAX` without a byte bound).
     pub fn pending_limit_bytes(&self) -> usize {
         match self.pending_limit_mib {

@@ -16,10 +16,7 @@ use std::sync::Arc;
 
 use pipeline_core::consumer::SharedConsumer;
 use pipeline_core::factory::ConsumerComponent;
-use pipeline_core::{
-    BuildError, CreateContext, FieldError, ProcessorFactory, Signal, parse_checked,
-};
-use serde_json::Value;
+use pipeline_core::{BuildError, CreateContext, ProcessorFactory, Signal};
 
 pub use config::BatchConfig;
 pub use processor::BatchProcessor;
@@ -27,32 +24,20 @@ pub use processor::BatchProcessor;
 /// Builds `batch` processors.
 pub struct Factory;
 
-fn parse(config: &Value) -> Result<BatchConfig, FieldError> {
-    parse_checked(config, BatchConfig::validate)
-}
-
 impl ProcessorFactory for Factory {
-    fn type_name(&self) -> &'static str {
-        "batch"
-    }
+    type Config = BatchConfig;
+    const TYPE_NAME: &'static str = "batch";
+    const SIGNALS: &'static [Signal] = &Signal::ALL;
 
-    fn signals(&self) -> &'static [Signal] {
-        &Signal::ALL
-    }
-
-    fn validate(&self, config: &Value) -> Result<(), FieldError> {
-        parse(config).map(|_| ())
-    }
-
-    fn create(
+    fn build(
         &self,
         ctx: CreateContext,
-        config: &Value,
+        config: BatchConfig,
         signal: Signal,
         next: SharedConsumer,
     ) -> Result<Arc<dyn ConsumerComponent>, BuildError> {
         Ok(Arc::new(BatchProcessor::new(
-            parse(config)?,
+            config,
             signal,
             next,
             ctx.telemetry,

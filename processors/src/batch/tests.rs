@@ -13,6 +13,8 @@ use pipeline_core::{
 use tokio::time::Instant;
 
 use super::*;
+use pipeline_core::DynProcessorFactory;
+use serde_json::Value;
 
 fn build(config: Value, next: Arc<CollectingConsumer>) -> Arc<dyn ConsumerComponent> {
     build_with(config, next)

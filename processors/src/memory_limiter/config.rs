@@ -52,9 +52,9 @@ pub struct Limits {
     pub check_interval: Duration,
 }
 
-impl MemoryLimiterConfig {
+impl pipeline_core::ComponentConfig for MemoryLimiterConfig {
     /// Checks what serde cannot.
-    pub fn validate(&self) -> Result<(), FieldError> {
+    fn validate(&self) -> Result<(), FieldError> {
         if self.check_interval.get().is_zero() {
             return Err(FieldError::new("check_interval", "must be more than 0"));
         }
@@ -90,7 +90,9 @@ impl MemoryLimiterConfig {
         }
         Ok(())
     }
+}
 
+impl MemoryLimiterConfig {
     /// The limits in bytes, `total` being the memory available (for the percentages).
     pub fn limits(&self, total: Option<u64>) -> Result<Limits, FieldError> {
         let (hard, spike) = if self.limit_mib > 0 {

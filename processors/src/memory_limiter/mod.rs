@@ -20,10 +20,7 @@ use std::sync::Arc;
 
 use pipeline_core::consumer::SharedConsumer;
 use pipeline_core::factory::ConsumerComponent;
-use pipeline_core::{
-    BuildError, CreateContext, FieldError, ProcessorFactory, Signal, parse_checked,
-};
-use serde_json::Value;
+use pipeline_core::{BuildError, CreateContext, ProcessorFactory, Signal};
 
 pub use config::MemoryLimiterConfig;
 pub use processor::MemoryLimiter;
@@ -31,31 +28,19 @@ pub use processor::MemoryLimiter;
 /// Builds `memory_limiter` processors.
 pub struct Factory;
 
-fn parse(config: &Value) -> Result<MemoryLimiterConfig, FieldError> {
-    parse_checked(config, MemoryLimiterConfig::validate)
-}
-
 impl ProcessorFactory for Factory {
-    fn type_name(&self) -> &'static str {
-        "memory_limiter"
-    }
+    type Config = MemoryLimiterConfig;
+    const TYPE_NAME: &'static str = "memory_limiter";
+    const SIGNALS: &'static [Signal] = &Signal::ALL;
 
-    fn signals(&self) -> &'static [Signal] {
-        &Signal::ALL
-    }
-
-    fn validate(&self, config: &Value) -> Result<(), FieldError> {
-        parse(config).map(|_| ())
-    }
-
-    fn create(
+    fn build(
         &self,
         ctx: CreateContext,
-        config: &Value,
+        config: MemoryLimiterConfig,
         _signal: Signal,
         next: SharedConsumer,
     ) -> Result<Arc<dyn ConsumerComponent>, BuildError> {
-        let limits = parse(config)?.limits(config::total_memory_bytes())?;
+        let limits = config.limits(config::total_memory_bytes())?;
         Ok(Arc::new(MemoryLimiter::new(
             limits,
             Arc::new(processor::resident_bytes),

@@ -9,6 +9,7 @@ use serde_json::json;
 
 use super::config::Limits;
 use super::*;
+use pipeline_core::ComponentConfig;
 
 const MIB: u64 = 1 << 20;
 

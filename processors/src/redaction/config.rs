@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::fmt;
 use std::marker::PhantomData;
 
-use pipeline_core::FieldError;
+use pipeline_core::{ComponentConfig, FieldError};
 use serde::de::{self, IntoDeserializer, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
@@ -365,10 +365,9 @@ impl Default for RedactionConfig {
 /// The name every allowed-keys removal is counted under.
 pub(crate) const ALLOWED_KEYS_RULE: &str = "allowed_keys";
 
-impl RedactionConfig {
-    /// Checks what serde cannot; regexes are checked when they are compiled
-    /// (`Redactor::new`).
-    pub fn validate(&self) -> Result<(), FieldError> {
+impl ComponentConfig for RedactionConfig {
+    /// Checks what serde cannot, then compiles the rules (`Redactor::new`).
+    fn validate(&self) -> Result<(), FieldError> {
         if !HASH_LENGTH_RANGE.contains(&self.hash_length) {
             return Err(FieldError::new(
                 "hash_length",
@@ -470,9 +469,12 @@ impl RedactionConfig {
                 Some(_) => {}
             }
         }
-        Ok(())
+        // Regex errors surface here too, so `sightline validate` reports them.
+        super::redactor::Redactor::new(self).map(|_| ())
     }
+}
 
+impl RedactionConfig {
     /// The config path of the first rule whose action is `hash`, if any.
     fn first_hashing_rule(&self) -> Option<String> {
         let hashes = |a: Option<Action>| a.unwrap_or(self.action) == Action::Hash;

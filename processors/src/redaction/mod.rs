@@ -30,10 +30,7 @@ use std::sync::Arc;
 
 use pipeline_core::consumer::SharedConsumer;
 use pipeline_core::factory::ConsumerComponent;
-use pipeline_core::{
-    BuildError, CreateContext, FieldError, ProcessorFactory, Signal, parse_checked,
-};
-use serde_json::Value;
+use pipeline_core::{BuildError, CreateContext, ProcessorFactory, Signal};
 
 pub use config::{
     Action, DEFAULT_URL_QUERY_PARAMS, Detector, DetectorRule, HashKey, PatternRule,
@@ -51,33 +48,19 @@ pub const REDACTIONS_METRIC: &str = "sightline_redaction_redactions_total";
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Factory;
 
-/// Parses, checks and compiles a config: regex errors surface here, so
-/// `sightline validate` reports them.
-fn build(config: &Value) -> Result<Redactor, FieldError> {
-    Redactor::new(&parse_checked(config, RedactionConfig::validate)?)
-}
-
 impl ProcessorFactory for Factory {
-    fn type_name(&self) -> &'static str {
-        "redaction"
-    }
+    type Config = RedactionConfig;
+    const TYPE_NAME: &'static str = "redaction";
+    const SIGNALS: &'static [Signal] = &Signal::ALL;
 
-    fn signals(&self) -> &'static [Signal] {
-        &Signal::ALL
-    }
-
-    fn validate(&self, config: &Value) -> Result<(), FieldError> {
-        build(config).map(|_| ())
-    }
-
-    fn create(
+    fn build(
         &self,
         ctx: CreateContext,
-        config: &Value,
+        config: RedactionConfig,
         signal: Signal,
         next: SharedConsumer,
     ) -> Result<Arc<dyn ConsumerComponent>, BuildError> {
-        let redactor = build(config)?;
+        let redactor = Redactor::new(&config)?;
         let family = ctx
             .telemetry
             .counter_family(

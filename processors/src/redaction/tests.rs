@@ -20,8 +20,17 @@ use tokio::time::Instant;
 use super::detectors::{bit, open_gates};
 use super::redactor::StrOutcome;
 use super::*;
+use pipeline_core::DynProcessorFactory;
+use serde_json::Value;
 
 // ---- helpers ----
+
+/// Parses, checks and compiles a config.
+fn build(config: &Value) -> Result<Redactor, pipeline_core::FieldError> {
+    Redactor::new(&<RedactionConfig as pipeline_core::ComponentConfig>::parse(
+        config,
+    )?)
+}
 
 fn redactor(config: Value) -> Redactor {
     build(&config).unwrap_or_else(|e| panic!("config {config}: {e}"))

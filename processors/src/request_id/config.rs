@@ -2,8 +2,8 @@
 
 use std::collections::HashSet;
 
-use pipeline_core::FieldError;
 use pipeline_core::config::HumanDuration;
+use pipeline_core::{ComponentConfig, FieldError};
 use serde::Deserialize;
 
 pub use pipeline_core::attributes::DEFAULT_REQUEST_ID_ATTRIBUTES;
@@ -58,9 +58,9 @@ const MAX_TTL_MS: u128 = 24 * 3600 * 1000;
 /// Most entries accepted: slots are 32-bit indices.
 const MAX_ENTRIES: usize = 1 << 30;
 
-impl RequestIdConfig {
+impl ComponentConfig for RequestIdConfig {
     /// Checks what serde cannot.
-    pub fn validate(&self) -> Result<(), FieldError> {
+    fn validate(&self) -> Result<(), FieldError> {
         if self.request_id_attributes.is_empty() {
             return Err(FieldError::new(
                 "request_id_attributes",
@@ -103,7 +103,9 @@ impl RequestIdConfig {
         }
         Ok(())
     }
+}
 
+impl RequestIdConfig {
     /// Whether log records are ever held.
     pub fn holds(&self) -> bool {
         !self.wait.get().is_zero() && self.max_pending_items > 0

@@ -38,10 +38,7 @@ use std::sync::Arc;
 
 use pipeline_core::consumer::SharedConsumer;
 use pipeline_core::factory::ConsumerComponent;
-use pipeline_core::{
-    BuildError, CreateContext, FieldError, ProcessorFactory, Signal, parse_checked,
-};
-use serde_json::Value;
+use pipeline_core::{BuildError, CreateContext, ProcessorFactory, Signal};
 
 pub use config::{DEFAULT_REQUEST_ID_ATTRIBUTES, RequestIdConfig};
 pub use processor::RequestIdProcessor;
@@ -62,10 +59,6 @@ pub const ENTRIES_METRIC: &str = "sightline_request_id_entries";
 /// Builds `request_id` processors.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Factory;
-
-fn parse(config: &Value) -> Result<RequestIdConfig, FieldError> {
-    parse_checked(config, RequestIdConfig::validate)
-}
 
 fn metrics(ctx: &CreateContext) -> Result<Metrics, prometheus::Error> {
     let t = &ctx.telemetry;
@@ -110,29 +103,17 @@ fn metrics(ctx: &CreateContext) -> Result<Metrics, prometheus::Error> {
 }
 
 impl ProcessorFactory for Factory {
-    fn type_name(&self) -> &'static str {
-        "request_id"
-    }
+    type Config = RequestIdConfig;
+    const TYPE_NAME: &'static str = "request_id";
+    const SIGNALS: &'static [Signal] = &[Signal::Traces, Signal::Logs];
 
-    fn signals(&self) -> &'static [Signal] {
-        &[Signal::Traces, Signal::Logs]
-    }
-
-    fn validate(&self, config: &Value) -> Result<(), FieldError> {
-        parse(config).map(|_| ())
-    }
-
-    fn create(
+    fn build(
         &self,
         ctx: CreateContext,
-        config: &Value,
+        config: RequestIdConfig,
         signal: Signal,
         next: SharedConsumer,
     ) -> Result<Arc<dyn ConsumerComponent>, BuildError> {
-        if !self.signals().contains(&signal) {
-            return Err(BuildError::UnsupportedSignal(signal));
-        }
-        let config = parse(config)?;
         let metrics = metrics(&ctx).map_err(|e| BuildError::Other(e.to_string()))?;
         let telemetry = ctx.telemetry.clone();
         let shared = ctx

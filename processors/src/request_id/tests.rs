@@ -18,6 +18,8 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use super::*;
+use pipeline_core::DynProcessorFactory;
+use serde_json::Value;
 
 const SOON: Duration = Duration::from_secs(5);
 

@@ -2,9 +2,9 @@
 
 use std::path::PathBuf;
 
-use pipeline_core::FieldError;
 use pipeline_core::config::HumanDuration;
 pub use pipeline_core::config::{ByteSize, parse_byte_size};
+use pipeline_core::{ComponentConfig, FieldError};
 use serde::Deserialize;
 
 use super::glob::Glob;
@@ -154,10 +154,15 @@ fn check_regex(path: &str, pattern: &str) -> Result<(), FieldError> {
         .map_err(|e| FieldError::new(path, format!("invalid regex: {e}")))
 }
 
-impl FileLogConfig {
+impl ComponentConfig for FileLogConfig {
+    /// `include` is required; the default reads `*.log` under `/var/log/app`.
+    fn default_config() -> serde_json::Value {
+        serde_json::json!({ "include": ["/var/log/app/*.log"] })
+    }
+
     /// Checks what serde cannot: patterns compile, sizes and periods are sane, the parser's
     /// keys fit its type.
-    pub fn validate(&self) -> Result<(), FieldError> {
+    fn validate(&self) -> Result<(), FieldError> {
         if self.include.is_empty() {
             return Err(FieldError::new(
                 "include",

@@ -50,10 +50,9 @@ use async_trait::async_trait;
 use pipeline_core::consumer::SharedConsumer;
 use pipeline_core::telemetry::{ComponentTelemetry, reason};
 use pipeline_core::{
-    BuildError, Component, ComponentError, ConsumeError, CreateContext, FieldError, Host,
-    ReceiverFactory, Signal, SignalConsumers, parse_checked,
+    BuildError, Component, ComponentError, ConsumeError, CreateContext, Host, ReceiverFactory,
+    Signal, SignalConsumers,
 };
-use serde_json::Value;
 use tokio::runtime::Handle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -68,10 +67,6 @@ use tailer::{Metrics, Settings, StepOutcome, Tailer};
 /// Builds `filelog` receivers.
 pub struct Factory;
 
-fn parse(config: &Value) -> Result<FileLogConfig, FieldError> {
-    parse_checked(config, FileLogConfig::validate)
-}
-
 /// The default checkpoint directory of receiver `id`: `<data_dir>/filelog/<id>` with `/`
 /// written `_`.
 pub fn default_storage(data_dir: &std::path::Path, id: &str) -> PathBuf {
@@ -79,42 +74,28 @@ pub fn default_storage(data_dir: &std::path::Path, id: &str) -> PathBuf {
 }
 
 impl ReceiverFactory for Factory {
-    fn type_name(&self) -> &'static str {
-        "filelog"
-    }
+    type Config = FileLogConfig;
+    const TYPE_NAME: &'static str = "filelog";
+    const SIGNALS: &'static [Signal] = &[Signal::Logs];
 
-    fn signals(&self) -> &'static [Signal] {
-        &[Signal::Logs]
-    }
-
-    /// `include` is required; the default reads `*.log` under `/var/log/app`.
-    fn default_config(&self) -> Value {
-        serde_json::json!({ "include": ["/var/log/app/*.log"] })
-    }
-
-    fn validate(&self, config: &Value) -> Result<(), FieldError> {
-        parse(config).map(|_| ())
-    }
-
-    fn create(
+    fn build(
         &self,
         ctx: CreateContext,
-        config: &Value,
+        config: FileLogConfig,
         next: SignalConsumers,
     ) -> Result<Arc<dyn Component>, BuildError> {
-        Ok(self.build(ctx, config, next)?)
+        Ok(self.build_receiver(ctx, config, next)?)
     }
 }
 
 impl Factory {
-    /// [`ReceiverFactory::create`], with the receiver's own type.
-    fn build(
+    /// [`ReceiverFactory::build`], with the receiver's own type.
+    fn build_receiver(
         &self,
         ctx: CreateContext,
-        config: &Value,
+        config: FileLogConfig,
         next: SignalConsumers,
     ) -> Result<Arc<FileLogReceiver>, BuildError> {
-        let config = parse(config)?;
         let next = next
             .get(Signal::Logs)
             .clone()

@@ -20,6 +20,7 @@ use pipeline_core::{
 use serde_json::{Value, json};
 
 use super::*;
+use pipeline_core::{ComponentConfig as _, DynReceiverFactory};
 
 static DIRS: AtomicUsize = AtomicUsize::new(0);
 
@@ -174,7 +175,9 @@ impl Rx {
         let next = PerSignal::from_fn(|s| {
             (s == Signal::Logs).then(|| rec.clone() as Arc<dyn pipeline_core::Consumer>)
         });
-        let rx = Factory.build(ctx, &config, next).unwrap();
+        let rx = Factory
+            .build_receiver(ctx, FileLogConfig::parse(&config).unwrap(), next)
+            .unwrap();
         Rx { rx, rec, telemetry }
     }
 
@@ -262,7 +265,7 @@ async fn conformance() {
 
 #[test]
 fn config_defaults_and_errors() {
-    let c = parse(&json!({"include": ["/var/log/*.log"]})).unwrap();
+    let c = FileLogConfig::parse(&json!({"include": ["/var/log/*.log"]})).unwrap();
     assert_eq!(c.start_at, StartAt::End);
     assert_eq!(c.poll_interval.get(), Duration::from_millis(200));
     assert_eq!(c.max_concurrent_files, 1024);
@@ -272,8 +275,10 @@ fn config_defaults_and_errors() {
     assert_eq!(c.force_flush_period.get(), Duration::from_millis(500));
     assert!(c.include_file_name && !c.include_file_path);
     assert_eq!(c.parser.kind, ParserKind::None);
-    let c = parse(&json!({"include": ["/x"], "fingerprint_size": "2KiB", "max_log_size": "64kb"}))
-        .unwrap();
+    let c = FileLogConfig::parse(
+        &json!({"include": ["/x"], "fingerprint_size": "2KiB", "max_log_size": "64kb"}),
+    )
+    .unwrap();
     assert_eq!(c.fingerprint_size, ByteSize(2048));
     assert_eq!(c.max_log_size, ByteSize(64_000));
 

@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
-use pipeline_core::FieldError;
 use pipeline_core::config::{HumanDuration, present_means_enabled};
+use pipeline_core::{ComponentConfig, FieldError};
 use serde::Deserialize;
 
 /// `receivers.hostmetrics`.
@@ -150,9 +150,14 @@ pub struct NetworkOptions {
     pub connections: bool,
 }
 
-impl HostMetricsConfig {
+impl ComponentConfig for HostMetricsConfig {
+    fn default_config() -> serde_json::Value {
+        serde_json::json!({ "scrapers": { "cpu": null, "load": null, "memory": null, "paging": null,
+            "filesystem": null, "disk": null, "network": null, "processes": null } })
+    }
+
     /// Checks what serde cannot.
-    pub fn validate(&self) -> Result<(), FieldError> {
+    fn validate(&self) -> Result<(), FieldError> {
         if self.collection_interval.get().is_zero() {
             return Err(FieldError::new(
                 "collection_interval",

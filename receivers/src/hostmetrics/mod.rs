@@ -24,11 +24,10 @@ use async_trait::async_trait;
 use pipeline_core::consumer::SharedConsumer;
 use pipeline_core::telemetry::ComponentTelemetry;
 use pipeline_core::{
-    Batch, BuildError, Component, ComponentError, CreateContext, FieldError, Host, Payload,
-    ReceiverFactory, Signal, SignalConsumers, parse_checked,
+    Batch, BuildError, Component, ComponentError, CreateContext, Host, Payload, ReceiverFactory,
+    Signal, SignalConsumers,
 };
 use prometheus::IntCounterVec;
-use serde_json::Value;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -42,35 +41,17 @@ pub use scraper::{HostScraper, ScrapeProblem};
 /// Builds `hostmetrics` receivers.
 pub struct Factory;
 
-fn parse(config: &Value) -> Result<HostMetricsConfig, FieldError> {
-    parse_checked(config, HostMetricsConfig::validate)
-}
-
 impl ReceiverFactory for Factory {
-    fn type_name(&self) -> &'static str {
-        "hostmetrics"
-    }
+    type Config = HostMetricsConfig;
+    const TYPE_NAME: &'static str = "hostmetrics";
+    const SIGNALS: &'static [Signal] = &[Signal::Metrics];
 
-    fn signals(&self) -> &'static [Signal] {
-        &[Signal::Metrics]
-    }
-
-    fn default_config(&self) -> Value {
-        serde_json::json!({ "scrapers": { "cpu": null, "load": null, "memory": null, "paging": null,
-            "filesystem": null, "disk": null, "network": null, "processes": null } })
-    }
-
-    fn validate(&self, config: &Value) -> Result<(), FieldError> {
-        parse(config).map(|_| ())
-    }
-
-    fn create(
+    fn build(
         &self,
         ctx: CreateContext,
-        config: &Value,
+        config: HostMetricsConfig,
         next: SignalConsumers,
     ) -> Result<Arc<dyn Component>, BuildError> {
-        let config = parse(config)?;
         let errors = ctx
             .telemetry
             .counter_family(

@@ -5,9 +5,11 @@ use pipeline_core::proto::tonic::metrics::v1::{ResourceMetrics, metric::Data, nu
 use pipeline_core::testing::check_receiver;
 
 use super::*;
+use pipeline_core::{ComponentConfig as _, DynReceiverFactory};
+use serde_json::Value;
 
 fn config(root: &Path, scrapers: Value) -> HostMetricsConfig {
-    let mut c = parse(&serde_json::json!({ "scrapers": scrapers })).unwrap();
+    let mut c = HostMetricsConfig::parse(&serde_json::json!({ "scrapers": scrapers })).unwrap();
     c.root_path = root.to_path_buf();
     c
 }

@@ -1,8 +1,8 @@
 //! The `otlp` receiver's config, with the OpenTelemetry Collector's key names.
 
-use pipeline_core::FieldError;
 use pipeline_core::config::{HumanDuration, Secret, present_means_enabled};
 use pipeline_core::net::{ServerOptions, TlsServerConfig};
+use pipeline_core::{ComponentConfig, FieldError};
 use serde::Deserialize;
 
 /// `receivers.otlp`.
@@ -151,9 +151,17 @@ impl HttpConfig {
     }
 }
 
-impl OtlpReceiverConfig {
+impl ComponentConfig for OtlpReceiverConfig {
+    fn default_config() -> serde_json::Value {
+        serde_json::json!({ "protocols": { "grpc": null, "http": null } })
+    }
+
+    fn listen_addresses(&self) -> Vec<String> {
+        OtlpReceiverConfig::listen_addresses(self)
+    }
+
     /// Checks what serde cannot: at least one protocol, sane limits, parseable endpoints.
-    pub fn validate(&self) -> Result<(), FieldError> {
+    fn validate(&self) -> Result<(), FieldError> {
         if self.protocols.grpc.is_none() && self.protocols.http.is_none() {
             return Err(FieldError::new(
                 "protocols",
@@ -204,7 +212,9 @@ impl OtlpReceiverConfig {
         }
         Ok(())
     }
+}
 
+impl OtlpReceiverConfig {
     /// The addresses this config listens on.
     pub fn listen_addresses(&self) -> Vec<String> {
         let grpc = self.protocols.grpc.iter().map(|g| g.endpoint.clone());

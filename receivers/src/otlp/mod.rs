@@ -33,10 +33,9 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use pipeline_core::net::{HttpServer, Refusal, ServerOptions};
 use pipeline_core::{
-    BuildError, Component, ComponentError, CreateContext, FieldError, Host, ReceiverFactory,
-    Signal, SignalConsumers, parse_checked,
+    BuildError, Component, ComponentError, CreateContext, Host, ReceiverFactory, Signal,
+    SignalConsumers,
 };
-use serde_json::Value;
 use tokio::time::Instant;
 
 pub use config::{AuthConfig, GrpcConfig, HttpConfig, OtlpReceiverConfig, Protocols};
@@ -44,40 +43,17 @@ pub use config::{AuthConfig, GrpcConfig, HttpConfig, OtlpReceiverConfig, Protoco
 /// Builds `otlp` receivers.
 pub struct Factory;
 
-fn parse(config: &Value) -> Result<OtlpReceiverConfig, FieldError> {
-    parse_checked(config, OtlpReceiverConfig::validate)
-}
-
 impl ReceiverFactory for Factory {
-    fn type_name(&self) -> &'static str {
-        "otlp"
-    }
+    type Config = OtlpReceiverConfig;
+    const TYPE_NAME: &'static str = "otlp";
+    const SIGNALS: &'static [Signal] = &Signal::ALL;
 
-    fn signals(&self) -> &'static [Signal] {
-        &Signal::ALL
-    }
-
-    fn default_config(&self) -> Value {
-        serde_json::json!({ "protocols": { "grpc": null, "http": null } })
-    }
-
-    fn validate(&self, config: &Value) -> Result<(), FieldError> {
-        parse(config).map(|_| ())
-    }
-
-    fn listen_addresses(&self, config: &Value) -> Vec<String> {
-        parse(config)
-            .map(|c| c.listen_addresses())
-            .unwrap_or_default()
-    }
-
-    fn create(
+    fn build(
         &self,
         ctx: CreateContext,
-        config: &Value,
+        config: OtlpReceiverConfig,
         next: SignalConsumers,
     ) -> Result<Arc<dyn Component>, BuildError> {
-        let config = parse(config)?;
         let ingest = Arc::new(ingest::Ingest::new(next, ctx.telemetry.clone()));
         let auth = config
             .auth

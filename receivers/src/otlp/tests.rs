@@ -1,5 +1,6 @@
 use super::*;
 use pipeline_core::testing::check_receiver;
+use pipeline_core::{ComponentConfig as _, DynReceiverFactory};
 
 #[tokio::test]
 async fn conformance() {
@@ -26,7 +27,7 @@ fn config_errors_name_the_field() {
 
 #[test]
 fn null_protocol_means_enabled_with_defaults() {
-    let c = parse(&serde_json::json!({"protocols": {"grpc": null}})).unwrap();
+    let c = OtlpReceiverConfig::parse(&serde_json::json!({"protocols": {"grpc": null}})).unwrap();
     assert_eq!(c.protocols.grpc.unwrap().endpoint, "127.0.0.1:4317");
     assert!(c.protocols.http.is_none());
 }

@@ -1,21 +1,27 @@
-//! The command line: run (default), `validate`, `components`.
+//! The command line: run (default), `validate`, `components`, `tap`.
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-use pipeline_core::Registry;
-use pipeline_core::config::{ConfigErrors, ConfigSource};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+
+use super::Distribution;
+use crate::Registry;
+use crate::config::{ConfigErrors, ConfigSource};
 
 /// Sightline: a telemetry pipeline in the OpenTelemetry Collector's shape.
 ///
 /// With no command, runs the pipelines of the given configs (or of the embedded default:
 /// OTLP on 127.0.0.1:4317/4318 -> batch -> debug; health on 13133; metrics on 8888).
 #[derive(Debug, Parser)]
-#[command(name = "sightline", version, about, long_about)]
+#[command(name = "sightline", about, long_about)]
 pub struct Cli {
     /// A YAML config file. Repeatable: later files are deep-merged over earlier ones.
     #[arg(long = "config", short = 'c', value_name = "FILE", global = true)]
     pub config: Vec<String>,
+
+    /// Reload when a config file changes (checked every second), as on SIGHUP.
+    #[arg(long = "watch-config")]
+    pub watch_config: bool,
 
     /// What to do; without a command, run.
     #[command(subcommand)]
@@ -33,10 +39,16 @@ pub enum Command {
     },
     /// List every registered receiver, processor, connector and exporter with its signals.
     Components,
+    /// Print samples of what passes a running component's output, as OTLP/JSON lines.
+    Tap(super::tap::TapArgs),
 }
 
-pub(crate) fn run(registry: Registry) -> ExitCode {
-    let cli = match Cli::try_parse() {
+pub(crate) fn run(dist: Distribution) -> ExitCode {
+    let command = Cli::command().name(dist.name).version(dist.version);
+    let cli = match command
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m))
+    {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
@@ -47,22 +59,40 @@ pub(crate) fn run(registry: Registry) -> ExitCode {
             };
         }
     };
+    let default = dist.default_config;
     match cli.command {
-        Some(Command::Components) => components(&registry),
+        Some(Command::Components) => components(&dist.registry),
+        Some(Command::Tap(args)) => super::tap::run(args),
         Some(Command::Validate { check_storage }) => {
-            validate(&registry, &cli.config, check_storage)
+            validate(&dist.registry, &cli.config, default, check_storage)
         }
-        None => crate::service::run(registry, &cli.config),
+        None => super::service::run(super::service::Settings {
+            registry: dist.registry,
+            files: cli.config,
+            default,
+            watch: cli.watch_config,
+        }),
     }
 }
 
 /// Reads the files named on the command line, or the embedded default when there are none.
-pub(crate) fn sources(files: &[String]) -> Result<Vec<ConfigSource>, ConfigErrors> {
+pub(crate) fn sources(
+    files: &[String],
+    default: Option<&str>,
+) -> Result<Vec<ConfigSource>, ConfigErrors> {
     if files.is_empty() {
-        return Ok(vec![ConfigSource {
-            name: "<embedded default>".into(),
-            text: crate::DEFAULT_CONFIG.into(),
-        }]);
+        return match default {
+            Some(text) => Ok(vec![ConfigSource {
+                name: "<embedded default>".into(),
+                text: text.into(),
+            }]),
+            None => Err(ConfigErrors(vec![crate::config::ConfigError {
+                file: "<command line>".into(),
+                component: String::new(),
+                path: String::new(),
+                message: "no config given: pass --config FILE".into(),
+            }])),
+        };
     }
     let mut out = Vec::new();
     let mut errors = Vec::new();
@@ -72,7 +102,7 @@ pub(crate) fn sources(files: &[String]) -> Result<Vec<ConfigSource>, ConfigError
                 name: f.clone(),
                 text,
             }),
-            Err(e) => errors.push(pipeline_core::config::ConfigError {
+            Err(e) => errors.push(crate::config::ConfigError {
                 file: f.clone(),
                 component: String::new(),
                 path: String::new(),
@@ -91,10 +121,11 @@ pub(crate) fn sources(files: &[String]) -> Result<Vec<ConfigSource>, ConfigError
 pub(crate) fn load(
     registry: &Registry,
     files: &[String],
-) -> Result<pipeline_core::config::Config, ConfigErrors> {
+    default: Option<&str>,
+) -> Result<crate::config::Config, ConfigErrors> {
     let env = |name: &str| std::env::var(name).ok();
-    let config = pipeline_core::config::load(&sources(files)?, &env)?;
-    let v = pipeline_core::graph::validate(&config, registry);
+    let config = crate::config::load(&sources(files, default)?, &env)?;
+    let v = crate::graph::validate(&config, registry);
     for w in &v.warnings {
         eprintln!("warning: {w}");
     }
@@ -105,8 +136,13 @@ pub(crate) fn load(
     }
 }
 
-fn validate(registry: &Registry, files: &[String], check_storage: bool) -> ExitCode {
-    match load(registry, files) {
+fn validate(
+    registry: &Registry,
+    files: &[String],
+    default: Option<&str>,
+    check_storage: bool,
+) -> ExitCode {
+    match load(registry, files, default) {
         Ok(config) => {
             println!("configuration is valid");
             if check_storage {
@@ -125,10 +161,8 @@ fn validate(registry: &Registry, files: &[String], check_storage: bool) -> ExitC
 }
 
 /// Prints the depth and integrity of every exporter's persistent queue, changing nothing.
-fn report_storage(config: &pipeline_core::config::Config) {
-    let exporters = config
-        .components
-        .get(&pipeline_core::ComponentKind::Exporter);
+fn report_storage(config: &crate::config::Config) {
+    let exporters = config.components.get(&crate::ComponentKind::Exporter);
     let mut found = false;
     for (id, raw) in exporters.into_iter().flatten() {
         let Some(storage) = raw
@@ -145,7 +179,7 @@ fn report_storage(config: &pipeline_core::config::Config) {
             config.service.data_dir.0.join(base)
         };
         let dir = base.join(id.as_str().replace('/', "-"));
-        match pipeline_core::queue::inspect(&dir) {
+        match crate::queue::inspect(&dir) {
             Ok(r) => {
                 let integrity = if r.corrupt_records == 0 {
                     "integrity ok".to_string()

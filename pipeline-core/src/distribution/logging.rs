@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use pipeline_core::config::{LogFormat, LogsConfig};
+use crate::config::{LogFormat, LogsConfig};
 use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
@@ -83,9 +83,7 @@ where
         let mut out = Map::new();
         out.insert(
             "timestamp".into(),
-            Value::String(pipeline_core::time::rfc3339_micros(
-                pipeline_core::time::now_unix_nanos(),
-            )),
+            Value::String(crate::time::rfc3339_micros(crate::time::now_unix_nanos())),
         );
         out.insert(
             "level".into(),

@@ -1,14 +1,20 @@
 //! The service's own HTTP endpoints: health probes (`/health/live`, `/health/ready`,
-//! `/health/startup`, with the seed guide's JSON bodies) and self-metrics (`/metrics`).
+//! `/health/startup`, with the seed guide's JSON bodies), and on the self-telemetry endpoint
+//! the self-metrics (`/metrics`), the live pipeline page (`/`, see `page.rs`) and the tap
+//! stream (`/tap`, see `tap.rs`).
+
+use crate::health::HealthRegistry;
+use crate::telemetry::Telemetry;
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use pipeline_core::health::HealthRegistry;
-use pipeline_core::telemetry::Telemetry;
 use serde_json::json;
+
+use super::page::LiveView;
 
 fn json_response(ok: bool, body: serde_json::Value) -> Response {
     let status = if ok {
@@ -52,8 +58,30 @@ pub(crate) fn health_router(health: HealthRegistry) -> Router {
         .with_state(health)
 }
 
-/// The `/metrics` route.
-pub(crate) fn metrics_router(telemetry: Telemetry) -> Router {
+/// The self-telemetry routes: `/metrics`, the live pipeline page at `/`, and `/tap`.
+pub(crate) fn telemetry_router(telemetry: Telemetry, live: Arc<LiveView>) -> Router {
+    let page = Router::new()
+        .route(
+            "/",
+            get(|State(live): State<Arc<LiveView>>| async move {
+                (
+                    [
+                        (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+                        (header::CACHE_CONTROL, "no-store"),
+                    ],
+                    live.render(),
+                )
+            }),
+        )
+        .route(
+            "/tap",
+            get(
+                |State(live): State<Arc<LiveView>>, uri: axum::http::Uri| async move {
+                    super::tap::serve(&live.telemetry, &live, uri.query())
+                },
+            ),
+        )
+        .with_state(live);
     Router::new()
         .route(
             "/metrics",
@@ -68,4 +96,5 @@ pub(crate) fn metrics_router(telemetry: Telemetry) -> Router {
             }),
         )
         .with_state(telemetry)
+        .merge(page)
 }
