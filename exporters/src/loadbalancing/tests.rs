@@ -724,13 +724,13 @@ async fn logs_by_request_id_stay_together() {
 
 #[tokio::test]
 async fn a_consume_cut_off_while_waiting_for_room_refuses_its_parts() {
-    // One backend, down, with a queue of one batch and long retries: the second batch
-    // waits for room, and the caller gives up on it.
+    // One backend, down, with a queue of two batches (the one being sent counts) and long
+    // retries: the third batch waits for room, and the caller gives up on it.
     let (bs, addrs) = backends(1).await;
     bs[0].down.store(true, Ordering::SeqCst);
     let t = TestCtx::new("loadbalancing");
     let mut otlp = fast_otlp("60s");
-    otlp["sending_queue"] = json!({ "num_consumers": 1, "queue_size": 1 });
+    otlp["sending_queue"] = json!({ "num_consumers": 1, "queue_size": 8 });
     let lb = started(
         &t,
         json!({ "resolver": static_list(&[&addrs[0].to_string()]), "protocol": { "otlp": otlp } }),
