@@ -317,8 +317,16 @@ impl Connection {
             return;
         };
         tokio::pin!(conn);
+        let opened = tokio::time::Instant::now();
         tokio::select! {
-            _ = &mut conn => return,
+            _ = &mut conn => {
+                // hyper's own header timer (the same limit) may close a silent HTTP/1
+                // connection first: still a header timeout, and counted as one.
+                if !progress.started() && opened.elapsed() >= limit {
+                    self.options.refused(Refusal::HeaderTimeout);
+                }
+                return;
+            }
             _ = tokio::time::sleep(limit) => {}
         }
         if progress.started() {
