@@ -14,6 +14,16 @@ pub struct OtlpReceiverConfig {
     /// Who may send, on both protocols; absent: anyone who can connect.
     #[serde(default)]
     pub auth: Option<AuthConfig>,
+    /// Most bytes of request bodies read or being handled at once, both protocols together
+    /// (default `64MiB`): a gRPC request takes `max_recv_msg_size_mib`, an HTTP request its
+    /// `Content-Length` (or `max_request_body_size` when unknown or compressed); the rest wait
+    /// up to 5 s, then get 503 / `UNAVAILABLE`.
+    #[serde(default = "default_request_bytes_in_flight")]
+    pub max_request_bytes_in_flight: pipeline_core::config::ByteSize,
+}
+
+fn default_request_bytes_in_flight() -> pipeline_core::config::ByteSize {
+    pipeline_core::config::ByteSize(super::ingest::DEFAULT_REQUEST_BYTES_IN_FLIGHT as u64)
 }
 
 /// `auth`: clients must send `Authorization: Bearer <token>` (gRPC: `authorization`

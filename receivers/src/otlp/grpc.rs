@@ -71,7 +71,14 @@ impl GrpcService {
             _types: PhantomData,
         };
         let ingest = self.ingest.clone();
+        let max_message_size = self.max_message_size;
         Box::pin(async move {
+            // Room for a whole message before tonic reads it (gRPC bodies carry no length
+            // header that tells less).
+            let _permit = match ingest.admit(max_message_size, "grpc").await {
+                Ok(p) => p,
+                Err(e) => return Ok(status_of(e).into_http()),
+            };
             let response = grpc.unary(method, req).await;
             // Refusals by tonic's framing, before the message reached `Export`: over the size
             // limit as sent (OUT_OF_RANGE) or decompressed (RESOURCE_EXHAUSTED), or bad framing.

@@ -187,6 +187,26 @@ async fn handle<R: OtlpRequest>(
             format!("the request body exceeds {} bytes", state.max_body),
         )
     };
+    // Room for the body (as announced, or the most it may be) before reading it.
+    let announced = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let room = match (gzip, announced) {
+        (false, Some(n)) => n.min(state.max_body),
+        _ => state.max_body,
+    };
+    let _permit = ingest.admit(room, "http").await.map_err(|e| match e {
+        IngestError::Unavailable {
+            message,
+            retry_after,
+        } => Failure {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message,
+            retry_after: Some(retry_after),
+        },
+        other => Failure::new(StatusCode::SERVICE_UNAVAILABLE, format!("{other:?}")),
+    })?;
     let raw = match Limited::new(body, state.max_body).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(e) => {

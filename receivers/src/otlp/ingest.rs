@@ -10,6 +10,7 @@
 //! with invalid IDs are removed and reported back as a partial success; they never enter the
 //! pipeline.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -34,7 +35,15 @@ pub(crate) struct Ingest {
     /// Requests handed on, by form: `bytes` (as received) or `decoded`
     /// (`sightline_receiver_requests_forwarded_total{form}`).
     forwarded: Option<[prometheus::IntCounter; 2]>,
+    /// Bytes of request bodies being read or handled at once, across both protocols
+    /// (`max_request_bytes_in_flight`): what the receiver itself holds is bounded whatever
+    /// the number of connections and streams.
+    admission: Arc<tokio::sync::Semaphore>,
+    admission_bytes: usize,
 }
+
+/// The receiver's default `max_request_bytes_in_flight`.
+pub(crate) const DEFAULT_REQUEST_BYTES_IN_FLIGHT: usize = 64 << 20;
 
 const AS_BYTES: usize = 0;
 const DECODED: usize = 1;
@@ -77,6 +86,40 @@ impl Ingest {
             next,
             telemetry,
             forwarded,
+            admission: Arc::new(tokio::sync::Semaphore::new(DEFAULT_REQUEST_BYTES_IN_FLIGHT)),
+            admission_bytes: DEFAULT_REQUEST_BYTES_IN_FLIGHT,
+        }
+    }
+
+    /// Bounds the bytes of request bodies in flight to `bytes`.
+    pub(crate) fn with_request_budget(mut self, bytes: usize) -> Ingest {
+        let bytes = bytes.clamp(1, u32::MAX as usize);
+        self.admission = Arc::new(tokio::sync::Semaphore::new(bytes));
+        self.admission_bytes = bytes;
+        self
+    }
+
+    /// Waits (at most the consume timeout) until `bytes` of body may be read; the permit is
+    /// held until the request is answered. A request that cannot get in is refused as
+    /// retryable and counted (`reason="busy"`).
+    pub(crate) async fn admit(
+        &self,
+        bytes: usize,
+        protocol: &str,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, IngestError> {
+        let want = bytes.clamp(1, self.admission_bytes) as u32;
+        let acquire = Arc::clone(&self.admission).acquire_many_owned(want);
+        match tokio::time::timeout(CONSUME_TIMEOUT, acquire).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => {
+                self.rejected_request(protocol, "busy");
+                Err(IngestError::Unavailable {
+                    message:
+                        "the receiver is reading as many requests as it may hold; try again later"
+                            .into(),
+                    retry_after: RETRY_AFTER,
+                })
+            }
         }
     }
 

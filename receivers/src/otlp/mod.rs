@@ -54,7 +54,10 @@ impl ReceiverFactory for Factory {
         config: OtlpReceiverConfig,
         next: SignalConsumers,
     ) -> Result<Arc<dyn Component>, BuildError> {
-        let ingest = Arc::new(ingest::Ingest::new(next, ctx.telemetry.clone()));
+        let ingest = Arc::new(
+            ingest::Ingest::new(next, ctx.telemetry.clone())
+                .with_request_budget(config.max_request_bytes_in_flight.as_usize()),
+        );
         let auth = config
             .auth
             .as_ref()
