@@ -246,6 +246,19 @@ impl LoadBalancingConfig {
                 "comes from the resolver; remove it",
             ));
         }
+        // A backend's persistent queue would be stranded on disk when the backend leaves the
+        // ring (its exporter is gone, and a persistent queue keeps what it holds rather than
+        // handing it over): refused rather than lost.
+        if options
+            .get("sending_queue")
+            .and_then(|q| q.get("storage"))
+            .is_some_and(|v| !v.is_null())
+        {
+            return Err(FieldError::new(
+                "protocol.otlp.sending_queue.storage",
+                "a persistent queue per backend is not supported (a backend that leaves the ring would strand it); put persistent queues on the gateways' exporters",
+            ));
+        }
         let mut options = options.clone();
         options.insert("endpoint".into(), Value::String(endpoint.to_string()));
         <OtlpConfig as pipeline_core::ComponentConfig>::parse(&Value::Object(options)).map_err(

@@ -3,12 +3,12 @@
 //!
 //! Batches come from every pipeline that names the exporter. Each batch is split by routing
 //! key ([`RoutingKey`]: trace ID, request ID, service or resource) and each part goes to the
-//! backend that owns its key on a consistent-hash ring ([`ring`]), so adding or removing one
+//! backend that owns its key on a consistent-hash ring (`ring.rs`), so adding or removing one
 //! of N backends moves only about 1/N of the keys, and every agent with the same backends
 //! sends a key to the same one. Each backend has its own `otlp` exporter, built from
 //! `protocol.otlp` on the shared exporter helper (its own queue, workers, retries).
 //!
-//! The backends come from the [`resolver`]: a static list, or a DNS name (a Kubernetes
+//! The backends come from the resolver (`resolver.rs`): a static list, or a DNS name (a Kubernetes
 //! headless Service) resolved again every `interval`. Data is moved, not dropped, when:
 //!
 //! * a backend leaves the list: what waits in its queue goes to the new owners of its keys

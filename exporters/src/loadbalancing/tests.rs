@@ -761,3 +761,14 @@ async fn a_consume_cut_off_while_waiting_for_room_refuses_its_parts() {
     assert_eq!(probe.count(AckOutcome::Dropped), 3);
     assert_eq!(t.dropped("traces", reason::SHUTDOWN_TIMEOUT), 8.0);
 }
+
+#[test]
+fn a_persistent_queue_per_backend_is_refused_not_stranded() {
+    let err = parse(json!({
+        "resolver": static_list(&["127.0.0.1:4317"]),
+        "protocol": { "otlp": { "sending_queue": { "storage": "/var/lib/sightline" } } }
+    }))
+    .unwrap_err();
+    assert_eq!(err.path, "protocol.otlp.sending_queue.storage");
+    assert!(err.message.contains("strand"), "{}", err.message);
+}

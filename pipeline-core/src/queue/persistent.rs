@@ -251,7 +251,7 @@ struct Shared {
     _lock: File,
 }
 
-/// A bounded queue of batches in segment files (see the [module docs](self)).
+/// A bounded queue of batches in segment files (see the [`queue`](crate::queue) module docs: segment files, checksums, commit point).
 pub struct PersistentQueue {
     shared: Arc<Shared>,
     policy: FullPolicy,
