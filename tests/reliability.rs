@@ -169,6 +169,42 @@ async fn a_backend_down_for_30_seconds_loses_nothing_it_accepted() {
     );
 }
 
+/// A logs request of `records` records whose bodies are `body_bytes` long.
+fn big_logs(seed: u64, records: usize, body_bytes: usize) -> ExportLogsServiceRequest {
+    let mut request = logs_request(seed, records);
+    for r in request
+        .resource_logs
+        .iter_mut()
+        .flat_map(|r| &mut r.scope_logs)
+        .flat_map(|s| &mut s.log_records)
+    {
+        r.body = Some(AnyValue {
+            value: Some(any_value::Value::StringValue("y".repeat(body_bytes))),
+        });
+    }
+    request
+}
+
+/// Brings the backend up on `port` and waits (30 s) until `want` log records arrived, and
+/// no more (nothing twice).
+async fn logs_arrive(port: u16, want: usize, sl: &Sightline) {
+    let down = Downstream::start_on(&format!("127.0.0.1:{port}")).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = pipeline_core::model::log_record_count(&down.received.resource_logs());
+        if got >= want {
+            assert_eq!(got, want, "delivered twice");
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{got} of {want} accepted log records arrived: {}",
+            sl.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 fn persistent(dir: &Path, fsync: &str) -> String {
     format!(
         "{{ storage: \"{}\", fsync: {fsync}, fsync_interval: 200ms }}",
@@ -295,12 +331,10 @@ async fn a_flood_of_large_logs_against_the_memory_limiter() {
         "{ queue_size: 8388608, sizer: bytes }",
     );
     let sl = Sightline::start(&cfg, ports).await;
-    let body = "x".repeat(64 * 1024);
     let stop = Instant::now() + Duration::from_secs(8);
     let mut clients = Vec::new();
     for c in 0..40u64 {
         let url = sl.grpc_url();
-        let body = body.clone();
         clients.push(tokio::spawn(async move {
             let mut client = LogsServiceClient::connect(url)
                 .await
@@ -310,17 +344,7 @@ async fn a_flood_of_large_logs_against_the_memory_limiter() {
             let mut sent = 0usize;
             let mut n = 0u64;
             while Instant::now() < stop {
-                let mut request = logs_request(c * 1_000_000 + n, 8);
-                for r in request
-                    .resource_logs
-                    .iter_mut()
-                    .flat_map(|r| &mut r.scope_logs)
-                    .flat_map(|s| &mut s.log_records)
-                {
-                    r.body = Some(AnyValue {
-                        value: Some(any_value::Value::StringValue(body.clone())),
-                    });
-                }
+                let request = big_logs(c * 1_000_000 + n, 8, 64 * 1024);
                 n += 1;
                 sent += 8;
                 match client.export(request.clone()).await {
@@ -357,29 +381,15 @@ async fn a_flood_of_large_logs_against_the_memory_limiter() {
         .map(|r| pipeline_core::model::log_record_count(&r.resource_logs))
         .sum();
     assert!(want > 0);
-    let down = Downstream::start_on(&format!("127.0.0.1:{backend}")).await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let got = pipeline_core::model::log_record_count(&down.received.resource_logs());
-        if got >= want {
-            assert_eq!(got, want, "delivered twice");
-            report(
-                "40 clients flooding 64 KiB logs, backend down, memory_limiter 100 MiB",
-                sent_records,
-                want,
-                got,
-                0,
-                peak,
-            );
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{got} of {want} accepted log records arrived: {}",
-            sl.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    logs_arrive(backend, want, &sl).await;
+    report(
+        "40 clients flooding 64 KiB logs, backend down, memory_limiter 100 MiB",
+        sent_records,
+        want,
+        want,
+        0,
+        peak,
+    );
 }
 
 /// 500 clients at once, each sending a 4 MiB OTLP/HTTP request, the backend down,
@@ -412,17 +422,7 @@ async fn five_hundred_clients_with_4_mib_requests() {
     );
     let sl = Sightline::start(&cfg, ports).await;
     // 16 records of 256 KiB: a 4 MiB request.
-    let mut request = logs_request(1, 16);
-    for r in request
-        .resource_logs
-        .iter_mut()
-        .flat_map(|r| &mut r.scope_logs)
-        .flat_map(|s| &mut s.log_records)
-    {
-        r.body = Some(AnyValue {
-            value: Some(any_value::Value::StringValue("y".repeat(256 * 1024))),
-        });
-    }
+    let request = big_logs(1, 16, 256 * 1024);
     let body = bytes::Bytes::from(prost::Message::encode_to_vec(&request));
     assert!(body.len() >= 4 << 20);
     let client = Client::builder(TokioExecutor::new())
@@ -462,17 +462,7 @@ async fn five_hundred_clients_with_4_mib_requests() {
     );
     assert!(peak < 120 << 20, "peak RSS {} MiB", peak >> 20);
     let want = accepted * 16;
-    let down = Downstream::start_on(&format!("127.0.0.1:{backend}")).await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let got = pipeline_core::model::log_record_count(&down.received.resource_logs());
-        if got >= want {
-            assert_eq!(got, want, "delivered twice");
-            break;
-        }
-        assert!(Instant::now() < deadline, "{got} of {want} arrived");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    logs_arrive(backend, want, &sl).await;
     report(
         "500 clients at once, 4 MiB OTLP/HTTP requests each, backend down, `memory_limiter` at 100 MiB (the rest answered 503), then the backend back",
         500 * 16,

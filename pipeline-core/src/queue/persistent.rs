@@ -317,10 +317,9 @@ impl Shared {
     fn keep(&self, record: RecordRef) {
         let mut s = self.lock();
         s.in_flight.remove(&record.seq);
-        s.pending.push_front(record);
-        let mut sorted: Vec<RecordRef> = s.pending.drain(..).collect();
-        sorted.sort_by_key(|r| r.seq);
-        s.pending = sorted.into();
+        // Back in sequence order, where it was taken from.
+        let at = s.pending.partition_point(|r| r.seq < record.seq);
+        s.pending.insert(at, record);
         drop(s);
         self.not_empty.notify_one();
     }
