@@ -67,3 +67,8 @@ fn filelog_json_seeds() {
 fn config_seeds() {
     run("config", targets::config);
 }
+
+#[test]
+fn persistent_queue_seeds() {
+    run("persistent_queue", targets::persistent_queue);
+}

@@ -169,6 +169,84 @@ async fn a_backend_down_for_30_seconds_loses_nothing_it_accepted() {
     );
 }
 
+/// Clients send plain spans at three times what the backend takes, `memory_limiter` at 100
+/// MiB: they get retryable refusals (the queue is full, or memory is), resident memory stays
+/// under 120 MiB, and every span accepted arrives, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_at_three_times_the_sustainable_rate() {
+    const BACKEND_RATE: u64 = 4_000;
+    let ports = Ports::new();
+    let down = Downstream::start().await;
+    down.received
+        .spans_per_second
+        .store(BACKEND_RATE, std::sync::atomic::Ordering::Relaxed);
+    // A full batch takes the backend two seconds: the exporter waits for it.
+    let cfg = config(
+        ports,
+        down.addr.port(),
+        "memory_limiter",
+        "{ queue_size: 10000 }",
+    )
+    .replace("timeout: 2s", "timeout: 20s");
+    let sl = Sightline::start(&cfg, ports).await;
+    // Six clients, each sending a 100-span request every 50 ms: 12,000 spans/s for 8 s.
+    let flood = Duration::from_secs(8);
+    let mut clients = Vec::new();
+    for c in 0..6u64 {
+        let url = sl.grpc_url();
+        clients.push(tokio::spawn(async move {
+            let mut client = TraceServiceClient::connect(url).await.unwrap();
+            let (mut accepted, mut refused, mut sent) = (HashSet::new(), 0usize, 0usize);
+            let mut tick = tokio::time::interval(Duration::from_millis(50));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            let stop = Instant::now() + flood;
+            let mut seed = c * 1_000_000;
+            while Instant::now() < stop {
+                tick.tick().await;
+                seed += 1;
+                let request = traces_request(seed, 100);
+                sent += 100;
+                match client.export(request.clone()).await {
+                    Ok(_) => accepted.extend(
+                        request
+                            .resource_spans
+                            .iter()
+                            .flat_map(|r| &r.scope_spans)
+                            .flat_map(|s| &s.spans)
+                            .map(|s| s.span_id.clone()),
+                    ),
+                    Err(s) => {
+                        assert_eq!(s.code(), tonic::Code::Unavailable, "{s:?}");
+                        refused += 1;
+                    }
+                }
+            }
+            (accepted, refused, sent)
+        }));
+    }
+    let (mut accepted, mut refused, mut sent) = (HashSet::new(), 0, 0);
+    for c in clients {
+        let (a, r, s) = c.await.unwrap();
+        accepted.extend(a);
+        refused += r;
+        sent += s;
+    }
+    let peak = sl.peak_rss();
+    assert!(refused > 0, "the flood was never refused");
+    assert!(peak < 120 << 20, "peak RSS {} MiB", peak >> 20);
+    // What was accepted is at most what the backend took plus what the queues hold.
+    assert!(accepted.len() < sent, "{} of {sent}", accepted.len());
+    all_arrive(&down, &accepted, Duration::from_secs(60), &sl.logs()).await;
+    report(
+        "clients sending plain spans at 3x what the backend takes, memory_limiter 100 MiB",
+        sent,
+        accepted.len(),
+        down.received.span_count(),
+        0,
+        peak,
+    );
+}
+
 /// A logs request of `records` records whose bodies are `body_bytes` long.
 fn big_logs(seed: u64, records: usize, body_bytes: usize) -> ExportLogsServiceRequest {
     let mut request = logs_request(seed, records);
@@ -393,11 +471,11 @@ async fn a_flood_of_large_logs_against_the_memory_limiter() {
 }
 
 /// 500 clients at once, each sending a 4 MiB OTLP/HTTP request, the backend down,
-/// `memory_limiter` at 100 MiB: the receiver admits only what its request budget holds, the
-/// rest get 503, resident memory stays under 120 MiB, and what was accepted arrives once the
-/// backend is up.
+/// `memory_limiter` at 100 MiB, the receiver's defaults: the receiver reads a body only while
+/// resident memory plus the bodies in flight stay under the limiter's soft limit, the rest get
+/// 503 before their bodies are read, resident memory stays under 120 MiB, and what was
+/// accepted arrives once the backend is up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "peak RSS measured 118-122 MiB against the issue's 120 MiB: not reliably met yet (issue 16 note); run with --ignored"]
 async fn five_hundred_clients_with_4_mib_requests() {
     use http_body_util::{BodyExt, Full};
     use hyper_util::client::legacy::Client;
@@ -405,16 +483,13 @@ async fn five_hundred_clients_with_4_mib_requests() {
 
     let ports = Ports::new();
     let backend = free_port();
-    // The receiver's request budget sized with the memory limit: 8 MiB of bodies at once.
+    // The receiver's defaults (64 MiB of bodies in flight): the memory limiter's soft limit
+    // is what keeps the bodies read at once small.
     let cfg = config(
         ports,
         backend,
         "memory_limiter",
         "{ queue_size: 8388608, sizer: bytes }",
-    )
-    .replace(
-        "  otlp:\n    protocols:",
-        "  otlp:\n    max_request_bytes_in_flight: 8MiB\n    protocols:",
     )
     .replace(
         "batch: { timeout: 50ms }",
@@ -433,34 +508,80 @@ async fn five_hundred_clients_with_4_mib_requests() {
     for _ in 0..500 {
         let (client, url, body) = (client.clone(), url.clone(), body.clone());
         tasks.push(tokio::spawn(async move {
-            let req = hyper::Request::post(url)
-                .header("content-type", "application/x-protobuf")
-                .body(Full::new(body))
-                .unwrap();
-            match tokio::time::timeout(Duration::from_secs(30), client.request(req)).await {
-                Ok(Ok(res)) => {
-                    let status = res.status().as_u16();
-                    let _ = res.into_body().collect().await;
-                    status
+            // As an OTLP client does: a 503 is retried after its Retry-After, a few times.
+            let mut refused = 0;
+            for _ in 0..4 {
+                let req = hyper::Request::post(url.clone())
+                    .header("content-type", "application/x-protobuf")
+                    .body(Full::new(body.clone()))
+                    .unwrap();
+                let status = match tokio::time::timeout(
+                    Duration::from_secs(30),
+                    client.request(req),
+                )
+                .await
+                {
+                    Ok(Ok(res)) => {
+                        let status = res.status().as_u16();
+                        let _ = res.into_body().collect().await;
+                        status
+                    }
+                    _ => 0,
+                };
+                if status != 503 {
+                    return (status, refused);
                 }
-                _ => 0,
+                refused += 1;
+                tokio::time::sleep(Duration::from_secs(1)).await;
             }
+            (503, refused)
         }));
     }
     let mut statuses = std::collections::BTreeMap::new();
+    let mut refusals = 0;
     for t in tasks {
-        *statuses.entry(t.await.unwrap()).or_insert(0usize) += 1;
+        let (status, refused) = t.await.unwrap();
+        *statuses.entry(status).or_insert(0usize) += 1;
+        refusals += refused;
     }
     let peak = sl.peak_rss();
     let accepted = statuses.get(&200).copied().unwrap_or(0);
-    assert!(accepted > 0, "{statuses:?}: {}", sl.logs());
-    assert!(statuses.get(&503).copied().unwrap_or(0) > 0, "{statuses:?}");
+    let own_metrics = || async {
+        sl.metrics()
+            .await
+            .lines()
+            .filter(|l| {
+                l.starts_with("sightline_receiver_requests_rejected")
+                    || l.starts_with("sightline_queue_size")
+                    || l.starts_with("sightline_memory_limiter")
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert!(
+        accepted > 0,
+        "{statuses:?}, peak {} MiB: {}",
+        peak >> 20,
+        own_metrics().await
+    );
+    assert!(refusals > 0, "{statuses:?}");
     assert_eq!(
         statuses.keys().filter(|s| **s != 200 && **s != 503).count(),
         0,
         "only success or retryable refusals: {statuses:?}"
     );
-    assert!(peak < 120 << 20, "peak RSS {} MiB", peak >> 20);
+    assert!(
+        peak < 120 << 20,
+        "peak RSS {} MiB; answers {statuses:?}; {}",
+        peak >> 20,
+        own_metrics().await
+    );
+    let refused_unread = pipeline_core::testing::metric_sum(
+        &sl.metrics().await,
+        "sightline_receiver_requests_rejected_total",
+        &[("reason", "memory_limit")],
+    );
+    assert!(refused_unread > 0.0, "the memory check refused nothing");
     let want = accepted * 16;
     logs_arrive(backend, want, &sl).await;
     report(

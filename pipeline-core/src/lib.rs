@@ -23,6 +23,7 @@ pub mod distribution;
 pub mod factory;
 pub mod graph;
 pub mod health;
+pub mod memory;
 pub mod model;
 pub mod net;
 pub mod queue;

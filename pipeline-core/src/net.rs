@@ -215,6 +215,7 @@ async fn accept_loop(
     let mut builder = Builder::new(TokioExecutor::new());
     builder
         .http1()
+        .max_buf_size(64 * 1024)
         .timer(TokioTimer::new())
         .header_read_timeout(options.read_header_timeout);
     if let Some(streams) = options.max_concurrent_streams {
@@ -484,10 +485,19 @@ mod tests {
             .map(|_| {
                 let mut sender = sender.clone();
                 tokio::spawn(async move {
-                    let request = hyper::Request::post("http://x/")
-                        .body(String::new())
-                        .unwrap();
-                    sender.send_request(request).await.map(|r| r.status())
+                    // A stream opened before the client saw the server's SETTINGS may be
+                    // refused (REFUSED_STREAM: not processed, safe to retry), as RFC 9113 says.
+                    loop {
+                        let request = hyper::Request::post("http://x/")
+                            .body(String::new())
+                            .unwrap();
+                        match sender.send_request(request).await {
+                            Err(e) if format!("{e:?}").contains("REFUSED_STREAM") => {
+                                tokio::time::sleep(Duration::from_millis(10)).await;
+                            }
+                            other => return other.map(|r| r.status()),
+                        }
+                    }
                 })
             })
             .collect();

@@ -84,6 +84,8 @@ pub struct Telemetry {
     process_rss: Gauge,
     decode_failures: prometheus::IntCounter,
     taps: Taps,
+    /// The process's memory limits, shared by the memory limiters and the receivers.
+    memory: crate::memory::MemoryPressure,
     /// Families components register for themselves, by name (see
     /// [`ComponentTelemetry::counter_family`]).
     own: Arc<Mutex<HashMap<String, OwnFamily>>>,
@@ -166,6 +168,7 @@ impl Telemetry {
         ));
         Telemetry {
             taps,
+            memory: crate::memory::MemoryPressure::default(),
             received: counter(
                 &registry,
                 "sightline_component_items_received_total",
@@ -248,6 +251,11 @@ impl Telemetry {
         &self.taps
     }
 
+    /// The process's memory limits (see [`crate::memory`]).
+    pub fn memory_pressure(&self) -> &crate::memory::MemoryPressure {
+        &self.memory
+    }
+
     /// Every component's running totals per signal (drops summed over reasons) and every
     /// queue's use, read from the metric families: for the live pipeline page.
     pub fn totals(&self) -> Totals {
@@ -324,6 +332,12 @@ impl ComponentTelemetry {
     /// The component's ID.
     pub fn id(&self) -> &ComponentId {
         &self.inner.id
+    }
+
+    /// The process's memory limits: memory limiters register theirs, receivers ask before
+    /// reading a body (see [`crate::memory`]).
+    pub fn memory_pressure(&self) -> &crate::memory::MemoryPressure {
+        self.inner.telemetry.memory_pressure()
     }
 
     /// The component as the holder of acknowledgement handles: where the handles it drops

@@ -474,6 +474,11 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
 /// What the downstream OTLP server received.
 #[derive(Default)]
 pub struct Received {
+    /// Spans per second the downstream takes at most (0: as fast as they come): a slow
+    /// backend, which defines the sustainable rate.
+    pub spans_per_second: std::sync::atomic::AtomicU64,
+    /// Held while a paced request waits its turn.
+    pub pacer: tokio::sync::Mutex<()>,
     pub traces: Mutex<Vec<ExportTraceServiceRequest>>,
     pub metrics: Mutex<Vec<ExportMetricsServiceRequest>>,
     pub logs: Mutex<Vec<ExportLogsServiceRequest>>,
@@ -527,6 +532,21 @@ impl TraceService for Recorder {
         &self,
         r: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let rate = self
+            .0
+            .spans_per_second
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if rate > 0 {
+            let spans: usize = r
+                .get_ref()
+                .resource_spans
+                .iter()
+                .flat_map(|rs| &rs.scope_spans)
+                .map(|ss| ss.spans.len())
+                .sum();
+            let _turn = self.0.pacer.lock().await;
+            tokio::time::sleep(Duration::from_secs_f64(spans as f64 / rate as f64)).await;
+        }
         self.0.headers.lock().unwrap().push(r.metadata().clone());
         self.0.traces.lock().unwrap().push(r.into_inner());
         Ok(tonic::Response::new(ExportTraceServiceResponse::default()))

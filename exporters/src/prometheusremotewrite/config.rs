@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use http::Uri;
-use pipeline_core::config::HumanDuration;
+use pipeline_core::config::{ByteSize, HumanDuration};
 use pipeline_core::{ComponentConfig, FieldError};
 use serde::{Deserialize, Serialize};
 
@@ -12,8 +12,8 @@ use crate::helper::prometheus::{
     ResourceToTelemetry, TranslationConfig, config_labels, validate_config_labels,
 };
 use crate::helper::{
-    ExporterSettings, Headers, QueueConfig, RetryConfig, Sizer, TlsConfig, default_timeout,
-    parse_endpoint,
+    ExporterSettings, FsyncPolicy, Headers, QueueConfig, RetryConfig, Sizer, TlsConfig,
+    default_timeout, parse_endpoint,
 };
 
 /// `sending_queue` of this exporter: like the other exporters' but without `num_consumers`,
@@ -30,6 +30,15 @@ pub struct RemoteWriteQueueConfig {
     pub sizer: Sizer,
     /// When full: wait (default `true`) or refuse at once.
     pub block_on_overflow: bool,
+    /// A directory for a persistent queue, as the other exporters' `sending_queue.storage`:
+    /// batches survive restarts and kill -9, and leave in the order they were written.
+    pub storage: Option<std::path::PathBuf>,
+    /// With `storage`: the most disk the queue uses (default `1GiB`).
+    pub max_size: ByteSize,
+    /// With `storage`: `always`, `interval` (default) or `never`.
+    pub fsync: FsyncPolicy,
+    /// With `fsync: interval`: how often (default `1s`).
+    pub fsync_interval: HumanDuration,
 }
 
 impl Default for RemoteWriteQueueConfig {
@@ -40,6 +49,10 @@ impl Default for RemoteWriteQueueConfig {
             queue_size: q.queue_size,
             sizer: q.sizer,
             block_on_overflow: q.block_on_overflow,
+            storage: q.storage,
+            max_size: q.max_size,
+            fsync: q.fsync,
+            fsync_interval: q.fsync_interval,
         }
     }
 }
@@ -176,7 +189,10 @@ impl RemoteWriteConfig {
                 queue_size: self.sending_queue.queue_size,
                 sizer: self.sending_queue.sizer,
                 block_on_overflow: self.sending_queue.block_on_overflow,
-                ..QueueConfig::default()
+                storage: self.sending_queue.storage.clone(),
+                max_size: self.sending_queue.max_size,
+                fsync: self.sending_queue.fsync,
+                fsync_interval: self.sending_queue.fsync_interval,
             },
         }
     }

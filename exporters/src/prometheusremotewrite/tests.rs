@@ -428,3 +428,56 @@ fn repeated_series_are_grouped_in_time_order_one_sample_per_timestamp() {
     assert_eq!(info.len(), 1);
     assert_eq!(info[0].samples.len(), 3);
 }
+
+#[tokio::test]
+async fn a_persistent_queue_delivers_after_a_restart_in_order() {
+    let storage = std::env::temp_dir().join(format!(
+        "sightline-prw-pq-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    let queue = json!({"sending_queue": {"storage": storage, "fsync": "always"}});
+    // First life: the endpoint refuses everything; three batches are written to disk.
+    let (r, server) = receiver().await;
+    r.answers
+        .lock()
+        .unwrap()
+        .extend(std::iter::repeat_n((503, Some("0"), "down"), 10_000));
+    let t = TestCtx::new("prometheusremotewrite");
+    let x = start_exporter(&Factory, &t, config(&server, queue.clone())).await;
+    for round in 0..3i64 {
+        x.consume(batch(vec![resource(
+            "svc",
+            vec![counter("c", &[("GET", round)], 1000 + round as u64)],
+        )]))
+        .await
+        .unwrap();
+    }
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            t.send_attempts("failure") >= 1.0
+        })
+        .await
+    );
+    x.shutdown(in_secs(0.5)).await.unwrap();
+    assert!(r.requests().is_empty());
+    drop((x, server));
+    // Second life on the same directory: everything arrives, in the order it was written.
+    let (r, t, x, _server) = {
+        let (r, server) = receiver().await;
+        let t = TestCtx::new("prometheusremotewrite");
+        let x = start_exporter(&Factory, &t, config(&server, queue)).await;
+        (r, t, x, server)
+    };
+    assert!(t.wait_sent("metrics", 3.0).await);
+    let samples = r.samples();
+    let got = samples
+        .get("__name__=c_total,job=svc,method=GET")
+        .unwrap_or_else(|| panic!("{:?}", samples.keys()));
+    assert_eq!(got, &vec![(1000, 0.0), (1001, 1.0), (1002, 2.0)]);
+    x.shutdown(in_secs(5.0)).await.unwrap();
+    let _ = std::fs::remove_dir_all(&storage);
+}

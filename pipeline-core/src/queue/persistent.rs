@@ -15,8 +15,8 @@
 //! the batch's acknowledgement handles resolved as delivered (the data is safe), so a
 //! `filelog` checkpoint advances and an `otlp` client is answered at that point. A pop reads
 //! the next record back (checking its checksum and its protobuf, as a receiver would). When a
-//! sender is done with a batch its record is finished; the commit point moves past every
-//! finished record at the front, and segments wholly behind it are deleted. After a restart the
+//! sender is done with a batch its record is finished; the commit point moves up to the first
+//! record still waiting or being sent, and segments wholly behind it are deleted. After a restart the
 //! records from the commit point on are sent again (at least once: records finished after
 //! the last commit may be sent twice).
 //!
@@ -26,7 +26,7 @@
 //! logged, and [`inspect`] (`sightline validate --check-storage`) reports them without
 //! changing anything.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::FileExt;
@@ -231,8 +231,6 @@ struct State {
     pending: VecDeque<RecordRef>,
     /// Items popped and not finished with, by sequence number.
     in_flight: BTreeMap<u64, u32>,
-    /// Finished records above the commit point.
-    finished: BTreeSet<u64>,
     /// Every record below this is finished (as written in `commit`).
     commit: u64,
     /// Segment files and their sizes, by first sequence number.
@@ -295,16 +293,20 @@ impl Shared {
         if let Some(items) = s.in_flight.remove(&seq) {
             s.items = s.items.saturating_sub(u64::from(items));
         }
-        s.finished.insert(seq);
-        let before = s.commit;
-        loop {
-            let at = s.commit;
-            if !s.finished.remove(&at) {
-                break;
-            }
-            s.commit += 1;
-        }
-        if s.commit != before {
+        // Every record below the lowest one still waiting or being sent is finished with.
+        // Sequence numbers may have gaps (records lost to damage, a segment named past the
+        // last record before it), so the commit point jumps to that record rather than
+        // stepping over finished ones.
+        let lowest_open = [
+            s.pending.front().map(|r| r.seq),
+            s.in_flight.keys().next().copied(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(s.next_seq);
+        if lowest_open > s.commit {
+            s.commit = lowest_open;
             self.write_commit(&mut s);
         }
         self.report_size(&s);
@@ -542,7 +544,6 @@ impl PersistentQueue {
             next_seq: commit,
             pending: VecDeque::new(),
             in_flight: BTreeMap::new(),
-            finished: BTreeSet::new(),
             commit,
             segments: BTreeMap::new(),
             disk_bytes: 0,

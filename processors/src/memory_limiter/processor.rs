@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use pipeline_core::consumer::SharedConsumer;
+use pipeline_core::memory::{MemoryPressure, Registration};
 use pipeline_core::telemetry::ComponentTelemetry;
 use pipeline_core::{Batch, Capabilities, Component, ComponentError, ConsumeError, Consumer, Host};
 use tokio::task::JoinHandle;
@@ -21,12 +22,8 @@ use super::config::Limits;
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// Reads the process's resident memory in bytes.
-pub(crate) type MemoryProbe = Arc<dyn Fn() -> Option<u64> + Send + Sync>;
-
-/// The process's resident memory, from `/proc/self/stat`.
-pub(crate) fn resident_bytes() -> Option<u64> {
-    pipeline_core::time::process_usage().map(|u| u.resident_bytes)
-}
+pub(crate) type MemoryProbe = pipeline_core::memory::ResidentProbe;
+pub(crate) use pipeline_core::memory::resident_bytes;
 
 struct Gate {
     limits: Limits,
@@ -87,6 +84,10 @@ pub struct MemoryLimiter {
     gate: Arc<Gate>,
     next: SharedConsumer,
     checker: Mutex<Option<JoinHandle<()>>>,
+    /// The process's memory limits, where the soft limit is registered while running so
+    /// receivers refuse bodies before reading them.
+    pressure: MemoryPressure,
+    registration: Mutex<Option<Registration>>,
 }
 
 impl MemoryLimiter {
@@ -126,6 +127,8 @@ impl MemoryLimiter {
             }),
             next,
             checker: Mutex::new(None),
+            pressure: telemetry.memory_pressure().clone(),
+            registration: Mutex::new(None),
         }
     }
 
@@ -172,6 +175,8 @@ impl Component for MemoryLimiter {
             }
         });
         *self.checker.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
+        *self.registration.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some(self.pressure.register(self.gate.limits.soft_bytes));
         Ok(())
     }
 
@@ -184,6 +189,10 @@ impl Component for MemoryLimiter {
         if let Some(task) = task {
             task.abort();
         }
+        self.registration
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
         Ok(())
     }
 }

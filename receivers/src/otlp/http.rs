@@ -17,7 +17,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use pipeline_core::proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use pipeline_core::proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use pipeline_core::proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -34,7 +34,13 @@ struct HttpState {
     ingest: Arc<Ingest>,
     max_body: usize,
     auth: Option<Arc<BearerAuth>>,
+    /// Refused bodies being read and thrown away at once (each connection reading holds a
+    /// read buffer of up to 400 KiB).
+    discarding: Arc<tokio::sync::Semaphore>,
 }
+
+/// How many refused bodies are read and thrown away at once.
+const DISCARDING_AT_ONCE: usize = 16;
 
 /// The OTLP/HTTP routes.
 pub(crate) fn router(
@@ -46,6 +52,7 @@ pub(crate) fn router(
         ingest,
         max_body,
         auth,
+        discarding: Arc::new(tokio::sync::Semaphore::new(DISCARDING_AT_ONCE)),
     });
     Router::new()
         .route("/v1/traces", post(export::<ExportTraceServiceRequest>))
@@ -159,6 +166,51 @@ async fn export<R: OtlpRequest>(
     }
 }
 
+/// Why a body could not be read.
+enum BodyError {
+    TooLarge,
+    Read(axum::Error),
+}
+
+/// Reads `body` into one buffer of `expected` bytes to start with (the announced length),
+/// refusing more than `limit`. Each frame is copied in and dropped at once, so a body is held
+/// once, not as its frames plus a contiguous copy.
+async fn read_body(mut body: Body, expected: usize, limit: usize) -> Result<Bytes, BodyError> {
+    let mut buf = bytes::BytesMut::with_capacity(expected.min(limit));
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(BodyError::Read)?;
+        if let Some(data) = frame.data_ref() {
+            if buf.len() + data.len() > limit {
+                return Err(BodyError::TooLarge);
+            }
+            buf.extend_from_slice(data);
+        }
+    }
+    Ok(buf.freeze())
+}
+
+/// How long a refused request's body is read and thrown away at most.
+const DISCARD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Reads and drops what is left of `body`, at most `limit` bytes and [`DISCARD_TIMEOUT`]
+/// (waiting for a turn included); one frame is held at a time, and at most
+/// [`DISCARDING_AT_ONCE`] bodies are read at once.
+async fn discard_body(mut body: Body, limit: usize, discarding: &tokio::sync::Semaphore) {
+    let drain = async {
+        let Ok(_turn) = discarding.acquire().await else {
+            return;
+        };
+        let mut read = 0usize;
+        while let Some(Ok(frame)) = body.frame().await {
+            read += frame.data_ref().map_or(0, |d| d.len());
+            if read > limit {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DISCARD_TIMEOUT, drain).await;
+}
+
 async fn handle<R: OtlpRequest>(
     state: &HttpState,
     headers: &HeaderMap,
@@ -196,26 +248,32 @@ async fn handle<R: OtlpRequest>(
         (false, Some(n)) => n.min(state.max_body),
         _ => state.max_body,
     };
-    let _permit = ingest.admit(room, "http").await.map_err(|e| match e {
-        IngestError::Unavailable {
-            message,
-            retry_after,
-        } => Failure {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            message,
-            retry_after: Some(retry_after),
-        },
-        other => Failure::new(StatusCode::SERVICE_UNAVAILABLE, format!("{other:?}")),
-    })?;
-    let raw = match Limited::new(body, state.max_body).collect().await {
-        Ok(collected) => collected.to_bytes(),
+    let _permit = match ingest.admit(room, "http").await {
+        Ok(permit) => permit,
         Err(e) => {
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                ingest.rejected_request("http", "too_large");
-                return Err(too_large());
-            }
+            // Refused before reading: what the client is still sending is read and thrown
+            // away, so it reads the 503 instead of a connection reset mid-request.
+            discard_body(body, state.max_body, &state.discarding).await;
+            return Err(match e {
+                IngestError::Unavailable {
+                    message,
+                    retry_after,
+                } => Failure {
+                    status: StatusCode::SERVICE_UNAVAILABLE,
+                    message,
+                    retry_after: Some(retry_after),
+                },
+                other => Failure::new(StatusCode::SERVICE_UNAVAILABLE, format!("{other:?}")),
+            });
+        }
+    };
+    let raw = match read_body(body, room, state.max_body).await {
+        Ok(raw) => raw,
+        Err(BodyError::TooLarge) => {
+            ingest.rejected_request("http", "too_large");
+            return Err(too_large());
+        }
+        Err(BodyError::Read(e)) => {
             ingest.rejected_request("http", "read_error");
             return Err(Failure::new(
                 StatusCode::BAD_REQUEST,

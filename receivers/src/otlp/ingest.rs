@@ -48,6 +48,13 @@ pub(crate) const DEFAULT_REQUEST_BYTES_IN_FLIGHT: usize = 64 << 20;
 const AS_BYTES: usize = 0;
 const DECODED: usize = 1;
 
+/// Room for one request body: its share of the receiver's budget and of the process's
+/// memory, both given back when dropped.
+pub(crate) struct Admission {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    _memory: pipeline_core::memory::Reservation,
+}
+
 /// A request that was accepted, maybe partly.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct Accepted {
@@ -99,27 +106,50 @@ impl Ingest {
         self
     }
 
-    /// Waits (at most the consume timeout) until `bytes` of body may be read; the permit is
-    /// held until the request is answered. A request that cannot get in is refused as
-    /// retryable and counted (`reason="busy"`).
+    /// Waits (at most the consume timeout) until `bytes` of body may be read; what is
+    /// returned is held until the request is answered. A request that cannot get in is
+    /// refused as retryable and counted (`reason="busy"`). While a `memory_limiter` runs, a
+    /// body is read only if resident memory plus the bodies reserved by every receiver, this
+    /// one included, stay under its soft limit; otherwise it is refused before a byte of it
+    /// is read (`reason="memory_limit"`).
     pub(crate) async fn admit(
         &self,
         bytes: usize,
         protocol: &str,
-    ) -> Result<tokio::sync::OwnedSemaphorePermit, IngestError> {
+    ) -> Result<Admission, IngestError> {
         let want = bytes.clamp(1, self.admission_bytes) as u32;
+        let pressure = self.telemetry.memory_pressure();
+        // Refused at once when it cannot fit even now, rather than after waiting.
+        if !pressure.admits(u64::from(want)) {
+            return Err(self.over_memory_limit(protocol));
+        }
         let acquire = Arc::clone(&self.admission).acquire_many_owned(want);
-        match tokio::time::timeout(CONSUME_TIMEOUT, acquire).await {
-            Ok(Ok(permit)) => Ok(permit),
+        let permit = match tokio::time::timeout(CONSUME_TIMEOUT, acquire).await {
+            Ok(Ok(permit)) => permit,
             _ => {
                 self.rejected_request(protocol, "busy");
-                Err(IngestError::Unavailable {
+                return Err(IngestError::Unavailable {
                     message:
                         "the receiver is reading as many requests as it may hold; try again later"
                             .into(),
                     retry_after: RETRY_AFTER,
-                })
+                });
             }
+        };
+        match pressure.try_reserve(u64::from(want)) {
+            Some(memory) => Ok(Admission {
+                _permit: permit,
+                _memory: memory,
+            }),
+            None => Err(self.over_memory_limit(protocol)),
+        }
+    }
+
+    fn over_memory_limit(&self, protocol: &str) -> IngestError {
+        self.rejected_request(protocol, "memory_limit");
+        IngestError::Unavailable {
+            message: "memory usage is near the memory_limiter's limit; try again later".into(),
+            retry_after: RETRY_AFTER,
         }
     }
 

@@ -245,3 +245,32 @@ async fn a_second_process_cannot_open_the_same_queue() {
         Err(OpenError::Locked(_))
     ));
 }
+
+#[tokio::test]
+async fn a_gap_in_sequence_numbers_does_not_stop_the_commit_point() {
+    // One record written by a queue, copied as segment 0 and as segment 5: records 1-4 are
+    // gone (as after damage in a middle segment).
+    let source = temp_dir("gap-src");
+    {
+        let q = open(&source);
+        q.push(span_batch(2)).await.unwrap();
+    }
+    let record = std::fs::read(source.join(format!("{:020}.seg", 0))).unwrap();
+    let dir = temp_dir("gap");
+    std::fs::write(dir.join(format!("{:020}.seg", 0)), &record).unwrap();
+    std::fs::write(dir.join(format!("{:020}.seg", 5)), &record).unwrap();
+    {
+        let q = open(&dir);
+        assert_eq!(q.pending_records(), 2);
+        for (_, ticket) in pop_all(&q).await {
+            ticket.done();
+        }
+    }
+    let q = open(&dir);
+    assert_eq!(
+        q.pending_records(),
+        0,
+        "finished records would be sent again"
+    );
+    assert_eq!(inspect(&dir).unwrap().records, 0);
+}
