@@ -28,10 +28,12 @@ fn scan(c: &mut Criterion) {
     let mut group = c.benchmark_group("wire_scan");
     group.throughput(Throughput::Elements(8 * PII_SPANS));
     group.bench_function("scan", |b| {
-        b.iter(|| match EncodedPayload::from_request(Signal::Traces, &body) {
-            Ok(Scanned::Clean(p)) => p,
-            _ => unreachable!("the request is valid"),
-        })
+        b.iter(
+            || match EncodedPayload::from_request(Signal::Traces, &body) {
+                Ok(Scanned::Clean(p)) => p,
+                _ => unreachable!("the request is valid"),
+            },
+        )
     });
     group.bench_function("prost_decode", |b| {
         b.iter(|| ExportTraceServiceRequest::decode(body.clone()).unwrap())

@@ -10,7 +10,6 @@
 //! stricter than prost, the caller falls back to decoding, so nothing prost accepts is
 //! refused.
 
-use bytes::Buf;
 use prost::encoding::{WireType, decode_key, decode_varint};
 
 use crate::model::{is_valid_span_id, is_valid_trace_id};
@@ -319,16 +318,16 @@ pub(crate) struct RequestScan {
 pub(crate) fn scan_request(signal: Signal, body: &[u8]) -> Result<RequestScan, ScanError> {
     let schema = group_schema(signal);
     let mut out = RequestScan::default();
-    let mut cur = body;
+    let mut cur = Cursor::new(body);
     while !cur.is_empty() {
-        let (tag, wire_type) = decode_key(&mut cur)?;
+        let (tag, wire_type) = cur.key()?;
         if tag != 1 {
-            skip(&mut cur, wire_type, tag, RECURSION_LIMIT)?;
+            cur.skip(wire_type, tag, RECURSION_LIMIT)?;
             continue;
         }
         expect(wire_type, WireType::LengthDelimited)?;
-        let value = take_len(&mut cur)?;
-        let start = body.len() - cur.len() - value.len();
+        let value = cur.take_len()?;
+        let start = body.len() - cur.remaining() - value.len();
         let items = walk(value, schema, RECURSION_LIMIT - 1, &mut out.invalid_ids)?;
         out.items += items;
         out.groups.push(GroupSpan {
@@ -340,6 +339,7 @@ pub(crate) fn scan_request(signal: Signal, body: &[u8]) -> Result<RequestScan, S
     Ok(out)
 }
 
+#[inline(always)]
 fn expect(actual: WireType, wanted: WireType) -> Result<(), ScanError> {
     if actual == wanted {
         Ok(())
@@ -348,55 +348,133 @@ fn expect(actual: WireType, wanted: WireType) -> Result<(), ScanError> {
     }
 }
 
-/// Reads a length prefix and returns that many bytes, advancing past them.
-fn take_len<'a>(cur: &mut &'a [u8]) -> Result<&'a [u8], ScanError> {
-    let len = decode_varint(cur)?;
-    if len > cur.len() as u64 {
-        return Err(ScanError("a length runs past the end of its message"));
-    }
-    let (value, rest) = cur.split_at(len as usize);
-    *cur = rest;
-    Ok(value)
+/// A read position in one message's bytes. The one-byte varints and keys that make up most
+/// of OTLP are read inline; longer ones go to prost's own decoder, so what is accepted and
+/// refused is prost's.
+struct Cursor<'a> {
+    buf: &'a [u8],
+    pos: usize,
 }
 
-fn advance(cur: &mut &[u8], n: usize) -> Result<(), ScanError> {
-    if cur.len() < n {
-        return Err(ScanError(
-            "a fixed-width field runs past the end of its message",
-        ));
+impl<'a> Cursor<'a> {
+    #[inline(always)]
+    fn new(buf: &'a [u8]) -> Cursor<'a> {
+        Cursor { buf, pos: 0 }
     }
-    cur.advance(n);
-    Ok(())
-}
 
-/// Skips an unknown field as prost does (groups included), `depth` being the recursion
-/// budget of the message it is in.
-fn skip(cur: &mut &[u8], wire_type: WireType, tag: u32, depth: u32) -> Result<(), ScanError> {
-    if depth == 0 {
-        return Err(ScanError("nested too deep"));
+    #[inline(always)]
+    fn is_empty(&self) -> bool {
+        self.pos >= self.buf.len()
     }
-    match wire_type {
-        WireType::Varint => {
-            decode_varint(cur)?;
-        }
-        WireType::ThirtyTwoBit => advance(cur, 4)?,
-        WireType::SixtyFourBit => advance(cur, 8)?,
-        WireType::LengthDelimited => {
-            take_len(cur)?;
-        }
-        WireType::StartGroup => loop {
-            let (inner_tag, inner_type) = decode_key(cur)?;
-            if inner_type == WireType::EndGroup {
-                if inner_tag != tag {
-                    return Err(ScanError("unexpected end group tag"));
-                }
-                break;
+
+    #[inline(always)]
+    fn remaining(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    #[inline(always)]
+    fn varint(&mut self) -> Result<u64, ScanError> {
+        match self.buf.get(self.pos) {
+            Some(&b) if b < 0x80 => {
+                self.pos += 1;
+                Ok(u64::from(b))
             }
-            skip(cur, inner_type, inner_tag, depth - 1)?;
-        },
-        WireType::EndGroup => return Err(ScanError("unexpected end group tag")),
+            _ => self.varint_slow(),
+        }
     }
-    Ok(())
+
+    #[inline(never)]
+    fn varint_slow(&mut self) -> Result<u64, ScanError> {
+        let mut rest = &self.buf[self.pos..];
+        let before = rest.len();
+        let value = decode_varint(&mut rest)?;
+        self.pos += before - rest.len();
+        Ok(value)
+    }
+
+    /// A field key, checked as prost's `decode_key` does.
+    #[inline(always)]
+    fn key(&mut self) -> Result<(u32, WireType), ScanError> {
+        let key = match self.buf.get(self.pos) {
+            Some(&b) if b < 0x80 => {
+                self.pos += 1;
+                u64::from(b)
+            }
+            _ => {
+                let mut rest = &self.buf[self.pos..];
+                let before = rest.len();
+                let (tag, wire_type) = decode_key(&mut rest)?;
+                self.pos += before - rest.len();
+                return Ok((tag, wire_type));
+            }
+        };
+        let wire_type =
+            WireType::try_from(key & 0x07).map_err(|_| ScanError("invalid wire type"))?;
+        let tag = (key >> 3) as u32;
+        if tag == 0 {
+            return Err(ScanError("invalid tag value: 0"));
+        }
+        Ok((tag, wire_type))
+    }
+
+    /// Reads a length prefix and returns that many bytes, advancing past them.
+    #[inline(always)]
+    fn take_len(&mut self) -> Result<&'a [u8], ScanError> {
+        let len = self.varint()?;
+        if len > self.remaining() as u64 {
+            return Err(ScanError("a length runs past the end of its message"));
+        }
+        let start = self.pos;
+        self.pos += len as usize;
+        Ok(&self.buf[start..self.pos])
+    }
+
+    #[inline(always)]
+    fn advance(&mut self, n: usize) -> Result<(), ScanError> {
+        if self.remaining() < n {
+            return Err(ScanError(
+                "a fixed-width field runs past the end of its message",
+            ));
+        }
+        self.pos += n;
+        Ok(())
+    }
+
+    /// Skips an unknown field as prost does (groups included), `depth` being the recursion
+    /// budget of the message it is in.
+    fn skip(&mut self, wire_type: WireType, tag: u32, depth: u32) -> Result<(), ScanError> {
+        if depth == 0 {
+            return Err(ScanError("nested too deep"));
+        }
+        match wire_type {
+            WireType::Varint => {
+                self.varint()?;
+            }
+            WireType::ThirtyTwoBit => self.advance(4)?,
+            WireType::SixtyFourBit => self.advance(8)?,
+            WireType::LengthDelimited => {
+                self.take_len()?;
+            }
+            WireType::StartGroup => loop {
+                let (inner_tag, inner_type) = self.key()?;
+                if inner_type == WireType::EndGroup {
+                    if inner_tag != tag {
+                        return Err(ScanError("unexpected end group tag"));
+                    }
+                    break;
+                }
+                self.skip(inner_type, inner_tag, depth - 1)?;
+            },
+            WireType::EndGroup => return Err(ScanError("unexpected end group tag")),
+        }
+        Ok(())
+    }
+}
+
+/// Whether a string field's bytes are UTF-8 (ASCII, by far the most common, checked first).
+#[inline(always)]
+fn is_utf8(value: &[u8]) -> bool {
+    value.is_ascii() || std::str::from_utf8(value).is_ok()
 }
 
 /// Walks the fields of one message of `schema` (its body, `depth` being prost's recursion
@@ -407,63 +485,63 @@ fn walk(
     depth: u32,
     invalid: &mut bool,
 ) -> Result<usize, ScanError> {
-    let mut cur = body;
+    let mut cur = Cursor::new(body);
     let mut items = 0usize;
     // Last values of the ID fields (prost keeps the last occurrence).
     let mut ids: [&[u8]; 3] = [&[], &[], &[]];
     // The metric `data` oneof: the variant last seen and its points.
     let mut variant = 0u32;
     while !cur.is_empty() {
-        let (tag, wire_type) = decode_key(&mut cur)?;
+        let (tag, wire_type) = cur.key()?;
         let Some(kind) = schema.kind(tag) else {
-            skip(&mut cur, wire_type, tag, depth)?;
+            cur.skip(wire_type, tag, depth)?;
             continue;
         };
         match kind {
             Kind::Varint => {
                 expect(wire_type, WireType::Varint)?;
-                decode_varint(&mut cur)?;
+                cur.varint()?;
             }
             Kind::Fixed32 => {
                 expect(wire_type, WireType::ThirtyTwoBit)?;
-                advance(&mut cur, 4)?;
+                cur.advance(4)?;
             }
             Kind::Fixed64 => {
                 expect(wire_type, WireType::SixtyFourBit)?;
-                advance(&mut cur, 8)?;
+                cur.advance(8)?;
             }
             Kind::RepeatedVarint => {
                 if wire_type == WireType::LengthDelimited {
-                    let mut packed = take_len(&mut cur)?;
+                    let mut packed = Cursor::new(cur.take_len()?);
                     while !packed.is_empty() {
-                        decode_varint(&mut packed)?;
+                        packed.varint()?;
                     }
                 } else {
                     expect(wire_type, WireType::Varint)?;
-                    decode_varint(&mut cur)?;
+                    cur.varint()?;
                 }
             }
             Kind::RepeatedFixed64 => {
                 if wire_type == WireType::LengthDelimited {
-                    let packed = take_len(&mut cur)?;
+                    let packed = cur.take_len()?;
                     if packed.len() % 8 != 0 {
                         return Err(ScanError("a packed fixed64 field is cut short"));
                     }
                 } else {
                     expect(wire_type, WireType::SixtyFourBit)?;
-                    advance(&mut cur, 8)?;
+                    cur.advance(8)?;
                 }
             }
             Kind::Str => {
                 expect(wire_type, WireType::LengthDelimited)?;
-                let value = take_len(&mut cur)?;
-                if std::str::from_utf8(value).is_err() {
+                let value = cur.take_len()?;
+                if !is_utf8(value) {
                     return Err(ScanError("a string field is not valid UTF-8"));
                 }
             }
             Kind::Bytes => {
                 expect(wire_type, WireType::LengthDelimited)?;
-                let value = take_len(&mut cur)?;
+                let value = cur.take_len()?;
                 let slot = match (schema.role, tag) {
                     (Role::Span, 1) | (Role::LogRecord, 9) => Some(0),
                     (Role::Span, 2) | (Role::LogRecord, 10) => Some(1),
@@ -479,8 +557,14 @@ fn walk(
                 if depth == 0 {
                     return Err(ScanError("nested too deep"));
                 }
-                let value = take_len(&mut cur)?;
-                let n = walk(value, sub, depth - 1, invalid)?;
+                let value = cur.take_len()?;
+                // Attributes are most of a request: their messages have a walker of their own.
+                let n = if std::ptr::eq(sub, &KEY_VALUE) {
+                    walk_key_value(value, depth - 1, invalid)?;
+                    0
+                } else {
+                    walk(value, sub, depth - 1, invalid)?
+                };
                 match schema.role {
                     Role::Metric if sub.role == Role::Points => {
                         // prost merges a repeated variant and replaces a different one.
@@ -520,4 +604,47 @@ fn walk(
         }
         _ => Ok(items),
     }
+}
+
+/// [`walk`] for a `KeyValue` (an attribute), which counts no items: the key and a string
+/// value are checked inline, any other value goes to [`walk`].
+fn walk_key_value(body: &[u8], depth: u32, invalid: &mut bool) -> Result<(), ScanError> {
+    let mut cur = Cursor::new(body);
+    while !cur.is_empty() {
+        let (tag, wire_type) = cur.key()?;
+        match tag {
+            1 => {
+                expect(wire_type, WireType::LengthDelimited)?;
+                if !is_utf8(cur.take_len()?) {
+                    return Err(ScanError("a string field is not valid UTF-8"));
+                }
+            }
+            2 => {
+                expect(wire_type, WireType::LengthDelimited)?;
+                if depth == 0 {
+                    return Err(ScanError("nested too deep"));
+                }
+                let value = cur.take_len()?;
+                // The common value: one string field and nothing else.
+                let mut inner = Cursor::new(value);
+                if value.first() == Some(&0x0a) {
+                    inner.pos = 1;
+                    let s = inner.take_len()?;
+                    if inner.is_empty() {
+                        if !is_utf8(s) {
+                            return Err(ScanError("a string field is not valid UTF-8"));
+                        }
+                        continue;
+                    }
+                }
+                walk(value, &ANY_VALUE, depth - 1, invalid)?;
+            }
+            3 => {
+                expect(wire_type, WireType::Varint)?;
+                cur.varint()?;
+            }
+            _ => cur.skip(wire_type, tag, depth)?,
+        }
+    }
+    Ok(())
 }
