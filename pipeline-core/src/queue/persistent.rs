@@ -267,8 +267,11 @@ pub enum OpenError {
         /// The cause.
         source: std::io::Error,
     },
-    /// Another process has the queue open.
-    #[error("persistent queue {0} is in use by another process")]
+    /// Another process has the queue open, or another exporter of this one (a reload that
+    /// changed an exporter with a persistent queue: the running one keeps it).
+    #[error(
+        "persistent queue {0} is in use by another process, or by the running exporter during a reload (changing an exporter that has a persistent queue takes a restart)"
+    )]
     Locked(String),
 }
 
