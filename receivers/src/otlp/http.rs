@@ -166,6 +166,9 @@ async fn export<R: OtlpRequest>(
     }
 }
 
+/// Where the buffer of a body without `Content-Length` starts (it grows as needed).
+const INITIAL_UNANNOUNCED_BODY: usize = 64 * 1024;
+
 /// Why a body could not be read.
 enum BodyError {
     TooLarge,
@@ -267,7 +270,10 @@ async fn handle<R: OtlpRequest>(
             });
         }
     };
-    let raw = match read_body(body, room, state.max_body).await {
+    // The buffer starts at the announced length (of the body as sent, gzip or not), or small
+    // when none was announced: a small chunked request does not pin a large buffer.
+    let initial = announced.unwrap_or(INITIAL_UNANNOUNCED_BODY);
+    let raw = match read_body(body, initial, state.max_body).await {
         Ok(raw) => raw,
         Err(BodyError::TooLarge) => {
             ingest.rejected_request("http", "too_large");
