@@ -612,9 +612,10 @@ impl StoreConfig {
 }
 
 impl SloDefinition {
-    /// The objective as a ratio (99.9 -> 0.999).
+    /// The objective as a ratio, rounded to 1e-12 so that 99.9 gives exactly 0.999 (a plain
+    /// division gives 0.9990000000000001).
     pub fn objective_ratio(&self) -> f64 {
-        self.objective / 100.0
+        (self.objective * 1e10).round() / 1e12
     }
 
     /// The error budget as a ratio, rounded to 1e-12 so that 99.9 gives exactly 0.001.
