@@ -169,6 +169,24 @@ async fn a_backend_down_for_30_seconds_loses_nothing_it_accepted() {
     );
 }
 
+/// Waits for flooding clients and adds up what each returned: what it had accepted, its
+/// retryable refusals, the items it sent.
+async fn join_clients<A>(
+    clients: Vec<tokio::task::JoinHandle<(A, usize, usize)>>,
+) -> (A, usize, usize)
+where
+    A: Default + IntoIterator + Extend<<A as IntoIterator>::Item>,
+{
+    let (mut accepted, mut refused, mut sent) = (A::default(), 0, 0);
+    for c in clients {
+        let (a, r, s) = c.await.unwrap();
+        accepted.extend(a);
+        refused += r;
+        sent += s;
+    }
+    (accepted, refused, sent)
+}
+
 /// Clients send plain spans at three times what the backend takes, `memory_limiter` at 100
 /// MiB: they get retryable refusals (the queue is full, or memory is), resident memory stays
 /// under 120 MiB, and every span accepted arrives, once.
@@ -224,13 +242,7 @@ async fn a_flood_at_three_times_the_sustainable_rate() {
             (accepted, refused, sent)
         }));
     }
-    let (mut accepted, mut refused, mut sent) = (HashSet::new(), 0, 0);
-    for c in clients {
-        let (a, r, s) = c.await.unwrap();
-        accepted.extend(a);
-        refused += r;
-        sent += s;
-    }
+    let (accepted, refused, sent) = join_clients(clients).await;
     let peak = sl.peak_rss();
     assert!(refused > 0, "the flood was never refused");
     assert!(peak < 120 << 20, "peak RSS {} MiB", peak >> 20);
@@ -437,15 +449,7 @@ async fn a_flood_of_large_logs_against_the_memory_limiter() {
             (accepted, refused, sent)
         }));
     }
-    let mut accepted: Vec<ExportLogsServiceRequest> = Vec::new();
-    let mut refused = 0;
-    let mut sent_records = 0;
-    for c in clients {
-        let (a, r, s) = c.await.unwrap();
-        accepted.extend(a);
-        refused += r;
-        sent_records += s;
-    }
+    let (accepted, refused, sent_records) = join_clients(clients).await;
     let peak = sl.peak_rss();
     assert!(refused > 0, "the flood was never refused");
     assert!(

@@ -137,15 +137,13 @@ impl MemoryPressure {
     pub fn admits(&self, bytes: u64) -> bool {
         match self.soft_limit() {
             None => true,
-            Some(limit) => self.fits(limit, bytes),
+            Some(limit) => fits(
+                self.resident(),
+                self.inner.reserved.load(Ordering::Acquire),
+                bytes,
+                limit,
+            ),
         }
-    }
-
-    fn fits(&self, limit: u64, bytes: u64) -> bool {
-        self.resident()
-            .saturating_add(self.inner.reserved.load(Ordering::Acquire))
-            .saturating_add(bytes)
-            <= limit
     }
 
     /// Reserves `bytes` for a body about to be read if they fit under the soft limit on top
@@ -161,7 +159,7 @@ impl MemoryPressure {
                 let resident = self.resident();
                 let mut current = inner.reserved.load(Ordering::Acquire);
                 loop {
-                    if resident.saturating_add(current).saturating_add(bytes) > limit {
+                    if !fits(resident, current, bytes, limit) {
                         return None;
                     }
                     match inner.reserved.compare_exchange_weak(
@@ -186,6 +184,11 @@ impl MemoryPressure {
     pub fn reserved(&self) -> u64 {
         self.inner.reserved.load(Ordering::Acquire)
     }
+}
+
+/// Whether `bytes` more on top of `resident` memory and `reserved` bytes stay within `limit`.
+fn fits(resident: u64, reserved: u64, bytes: u64, limit: u64) -> bool {
+    resident.saturating_add(reserved).saturating_add(bytes) <= limit
 }
 
 /// Bytes reserved for a body; given back when dropped.

@@ -214,12 +214,17 @@ async fn discard_body(mut body: Body, limit: usize, discarding: &tokio::sync::Se
     let _ = tokio::time::timeout(DISCARD_TIMEOUT, drain).await;
 }
 
-async fn handle<R: OtlpRequest>(
-    state: &HttpState,
-    headers: &HeaderMap,
-    body: Body,
-    encoding: Encoding,
-) -> Result<R::Response, Failure> {
+/// What the headers of a request decided, before its body is read.
+struct Admitted {
+    gzip: bool,
+    /// `Content-Length`, the body's size as sent.
+    announced: Option<usize>,
+    _admission: super::ingest::Admission,
+}
+
+/// Checks a request's headers and takes room for its body; a refusal here is answered
+/// before the body is read.
+async fn admit_headers(state: &HttpState, headers: &HeaderMap) -> Result<Admitted, Failure> {
     let ingest = &state.ingest;
     let gzip = match headers
         .get(header::CONTENT_ENCODING)
@@ -236,12 +241,6 @@ async fn handle<R: OtlpRequest>(
             ));
         }
     };
-    let too_large = || {
-        Failure::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the request body exceeds {} bytes", state.max_body),
-        )
-    };
     // Room for the body (as announced, or the most it may be) before reading it.
     let announced = headers
         .get(header::CONTENT_LENGTH)
@@ -251,24 +250,41 @@ async fn handle<R: OtlpRequest>(
         (false, Some(n)) => n.min(state.max_body),
         _ => state.max_body,
     };
-    let _permit = match ingest.admit(room, "http").await {
-        Ok(permit) => permit,
-        Err(e) => {
+    match ingest.admit(room, "http").await {
+        Ok(admission) => Ok(Admitted {
+            gzip,
+            announced,
+            _admission: admission,
+        }),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn handle<R: OtlpRequest>(
+    state: &HttpState,
+    headers: &HeaderMap,
+    body: Body,
+    encoding: Encoding,
+) -> Result<R::Response, Failure> {
+    let ingest = &state.ingest;
+    let Admitted {
+        gzip,
+        announced,
+        _admission,
+    } = match admit_headers(state, headers).await {
+        Ok(admitted) => admitted,
+        Err(refused) => {
             // Refused before reading: what the client is still sending is read and thrown
-            // away, so it reads the 503 instead of a connection reset mid-request.
+            // away, so it reads the answer instead of a connection reset mid-request.
             discard_body(body, state.max_body, &state.discarding).await;
-            return Err(match e {
-                IngestError::Unavailable {
-                    message,
-                    retry_after,
-                } => Failure {
-                    status: StatusCode::SERVICE_UNAVAILABLE,
-                    message,
-                    retry_after: Some(retry_after),
-                },
-                other => Failure::new(StatusCode::SERVICE_UNAVAILABLE, format!("{other:?}")),
-            });
+            return Err(refused);
         }
+    };
+    let too_large = || {
+        Failure::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the request body exceeds {} bytes", state.max_body),
+        )
     };
     // The buffer starts at the announced length (of the body as sent, gzip or not), or small
     // when none was announced: a small chunked request does not pin a large buffer.
@@ -319,21 +335,26 @@ async fn handle<R: OtlpRequest>(
             ingest.ingest(request.into_payload(), CONSUME_TIMEOUT).await
         }
     };
-    match outcome {
-        Ok(accepted) => Ok(R::response(accepted)),
-        Err(IngestError::Unavailable {
-            message,
-            retry_after,
-        }) => Err(Failure {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            message,
-            retry_after: Some(retry_after),
-        }),
-        Err(IngestError::Invalid(m)) => Err(Failure::new(StatusCode::BAD_REQUEST, m)),
-        Err(IngestError::SignalNotEnabled(s)) => Err(Failure::new(
-            StatusCode::NOT_FOUND,
-            format!("no pipeline takes {s} from this receiver"),
-        )),
+    outcome.map(R::response).map_err(Failure::from)
+}
+
+impl From<IngestError> for Failure {
+    fn from(e: IngestError) -> Failure {
+        match e {
+            IngestError::Unavailable {
+                message,
+                retry_after,
+            } => Failure {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                message,
+                retry_after: Some(retry_after),
+            },
+            IngestError::Invalid(m) => Failure::new(StatusCode::BAD_REQUEST, m),
+            IngestError::SignalNotEnabled(s) => Failure::new(
+                StatusCode::NOT_FOUND,
+                format!("no pipeline takes {s} from this receiver"),
+            ),
+        }
     }
 }
 
